@@ -1,0 +1,5 @@
+"""cli layer."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""operations layer."""
+
+from __future__ import annotations
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""records layer."""
+
+from __future__ import annotations
+
+__all__: list[str] = []
