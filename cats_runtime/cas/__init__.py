@@ -15,6 +15,9 @@ from ._cid import (
     Block,
     compute_digest,
 )
+from ._dagcbor import decode as dagcbor_decode
+from ._dagcbor import encode as dagcbor_encode
+from ._dagcbor import iter_links
 from ._store import BlockSource, BlockStore, MemoryBlockStore
 from ._varint import decode_varint, encode_varint
 
@@ -33,6 +36,9 @@ __all__ = [
     "BlockStore",
     "MemoryBlockStore",
     "compute_digest",
+    "dagcbor_decode",
+    "dagcbor_encode",
     "decode_varint",
     "encode_varint",
+    "iter_links",
 ]

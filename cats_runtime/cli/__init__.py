@@ -1,5 +1,7 @@
-"""cli layer."""
+"""The ``cats`` command-line interface: parse, call the library, format."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._app import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,56 @@
+# CATs developer targets. `make demo` and `make test` work on a fresh clone (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install install-core oracles fmt lint test test-only bench demo docs clean
+
+$(VENV)/.core: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.full: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev,iac]"
+	touch $(VENV)/.core $@
+
+install-core: $(VENV)/.core          ## runtime only (what the demo needs)
+install: $(VENV)/.full               ## runtime + IaC + dev tools
+
+oracles:                             ## independent implementations the tests compare against
+	bash .ci/install-oracles.sh
+	bash .ci/install-jsipfs.sh
+
+fmt: install
+	$(BIN)/ruff format cats_runtime components policies tests benchmarks examples __main__.py
+	$(BIN)/ruff check --fix cats_runtime components policies tests benchmarks examples __main__.py
+
+lint: install                        ## ruff, mypy --strict, import contracts, generated docs
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check cats_runtime components policies tests benchmarks examples __main__.py
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(PY) scripts/gen_cli_docs.py --check
+
+test-only: install
+	$(BIN)/cats policy check
+	$(BIN)/pytest
+
+test: install oracles lint test-only ## everything CI runs
+
+bench: install
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+demo: install-core
+	bash examples/demo.sh
+
+docs: install
+	$(PY) scripts/gen_cli_docs.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,5 @@
+"""Imports every command module so that each registers itself on the ``cats`` group."""
+
+from __future__ import annotations
+
+from . import _cas_commands  # noqa: F401

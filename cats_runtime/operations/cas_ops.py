@@ -1,0 +1,191 @@
+"""Operations of the content-addressed core, as the CLI and the node service call them.
+
+Each function opens the home it is given, does one thing and returns a value type; none
+prints. They hold the repository's write lock while they add and pin, so a concurrent
+``repo gc`` never deletes blocks of an add in progress.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..cas import CID, DAG_CBOR, DAG_PB, RAW, Repo
+from ..cas import _dagcbor, _dagjson, _unixfs
+from ..cas._car import export_car, import_car
+from ..cas._dagpb import decode_pbnode
+from ..errors import InvalidInputError, UnsupportedCodecError
+
+__all__ = [
+    "AddOutcome",
+    "BlockInfo",
+    "add",
+    "car_export",
+    "car_import",
+    "cat",
+    "get",
+    "open_repo",
+    "pin_add",
+    "pin_ls",
+    "pin_rm",
+    "repo_gc",
+    "repo_verify",
+    "show",
+]
+
+
+def open_repo(home: Path) -> Repo:
+    """Open (creating on first use) the repository at ``home``."""
+    return Repo.open(home)
+
+
+@dataclass(frozen=True)
+class AddOutcome:
+    """What ``add`` produced."""
+
+    cid: CID
+    size: int
+    pinned: bool
+
+
+def add(
+    home: Path,
+    path: Path,
+    *,
+    cid_version: int = 1,
+    only_hash: bool = False,
+    pin: bool = True,
+    exclude: Sequence[str] = (),
+    progress: Callable[[int], None] | None = None,
+) -> AddOutcome:
+    """Add a file or directory; with ``only_hash`` nothing is written anywhere."""
+    if cid_version not in (0, 1):
+        raise InvalidInputError(f"expected --cid-version 0 or 1, found {cid_version!r}")
+    if only_hash:
+        result = _unixfs.add_path(path, None, cid_version=cid_version, exclude=exclude, progress=progress)
+        return AddOutcome(result.cid, result.size, False)
+    repo = open_repo(home)
+    with repo.write_lock():
+        result = _unixfs.add_path(path, repo.blocks, cid_version=cid_version, exclude=exclude, progress=progress)
+        if pin:
+            repo.pins.add(result.cid, name=path.name)
+    return AddOutcome(result.cid, result.size, pin)
+
+
+def cat(home: Path, cid: CID) -> Iterator[bytes]:
+    """Stream a UnixFS file's bytes, every block verified."""
+    return _unixfs.cat(open_repo(home).blocks, cid)
+
+
+def get(home: Path, cid: CID, output: Path, *, progress: Callable[[int], None] | None = None) -> None:
+    """Write a UnixFS file or directory at ``output`` (never outside it)."""
+    _unixfs.get(open_repo(home).blocks, cid, output, progress=progress)
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """A summary of one block for ``cats show``."""
+
+    cid: CID
+    codec: str
+    size: int
+    summary: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"cid": str(self.cid), "codec": self.codec, "size": self.size, **self.summary}
+
+    def to_text(self) -> str:
+        """Human-readable text."""
+        return self.text
+
+
+def show(home: Path, cid: CID) -> BlockInfo:
+    """Describe a block: records as DAG-JSON, dag-pb/UnixFS and raw nodes summarized."""
+    data = open_repo(home).blocks.get(cid)
+    if cid.codec == RAW:
+        return BlockInfo(cid, "raw", len(data), {"kind": "raw"}, f"raw block {cid}: {len(data)} bytes")
+    if cid.codec == DAG_CBOR:
+        obj = _dagcbor.decode(data)
+        rtype = obj.get("type") if isinstance(obj, dict) else None
+        text = _dagjson.encode(obj, indent=2)
+        return BlockInfo(
+            cid, "dag-cbor", len(data),
+            {"record_type": rtype, "value": __import__("json").loads(_dagjson.encode(obj))}, text,
+        )
+    if cid.codec == DAG_PB:
+        node = decode_pbnode(data)
+        fs = _unixfs.describe_node(node)
+        links = [{"name": lk.name, "cid": str(lk.cid), "tsize": lk.tsize} for lk in node.links]
+        lines = [f"dag-pb node {cid}: {len(data)} bytes, UnixFS {fs.get('type', 'none')}"]
+        if "filesize" in fs:
+            lines.append(f"file size: {fs['filesize']}")
+        lines.extend(f"  {lk['cid']}  {lk['tsize']}  {lk['name'] or ''}".rstrip() for lk in links)
+        return BlockInfo(cid, "dag-pb", len(data), {"unixfs": fs, "links": links}, "\n".join(lines))
+    raise UnsupportedCodecError(f"expected a raw, dag-pb or dag-cbor block, found codec {cid.codec_name}")
+
+
+def car_export(home: Path, cid: CID, output: Path) -> int:
+    """Write the DAG under ``cid`` as a CARv1 file (``-`` for stdout); returns the block count."""
+    repo = open_repo(home)
+    if str(output) == "-":
+        return export_car(repo.blocks, [cid], sys.stdout.buffer)
+    # Write beside the target and rename, so a failure never leaves a half CAR under its name.
+    output = output.expanduser()
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
+    try:
+        with os.fdopen(fd, "wb") as out:
+            count = export_car(repo.blocks, [cid], out)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def car_import(home: Path, path: Path, *, pin: bool = True) -> list[CID]:
+    """Import a CAR file all-or-nothing; pins its roots unless told not to."""
+    repo = open_repo(home)
+    with repo.write_lock(), open(path, "rb") as stream:
+        roots = _import(repo, stream)
+        if pin:
+            for root in roots:
+                repo.pins.add(root, name=path.name)
+    return roots
+
+
+def _import(repo: Repo, stream: BinaryIO) -> list[CID]:
+    return import_car(repo.blocks, stream)
+
+
+def repo_verify(home: Path) -> Any:
+    """Re-hash every block; the report lists the corrupt ones."""
+    return open_repo(home).verify()
+
+
+def repo_gc(home: Path) -> Any:
+    """Remove blocks that no pin reaches."""
+    return open_repo(home).gc()
+
+
+def pin_add(home: Path, cid: CID, *, name: str = "") -> None:
+    """Pin ``cid`` recursively."""
+    repo = open_repo(home)
+    with repo.write_lock():
+        repo.pins.add(cid, name=name)
+
+
+def pin_rm(home: Path, cid: CID) -> None:
+    """Remove the pin on ``cid``."""
+    open_repo(home).pins.remove(cid)
+
+
+def pin_ls(home: Path) -> list[Any]:
+    """Every pin."""
+    return list(open_repo(home).pins.ls())

@@ -1,0 +1,146 @@
+"""CIDs, multibase and varints — checked against the independent `multiformats` package."""
+
+from __future__ import annotations
+
+import hashlib
+
+import multiformats
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cats_runtime.cas import CID, DAG_CBOR, DAG_PB, RAW, Block, decode_varint, encode_varint
+from cats_runtime.cas._multibase import multibase_decode, multibase_encode
+from cats_runtime.errors import (
+    CatsError,
+    DecodeError,
+    IntegrityError,
+    InvalidCIDError,
+    UnsupportedHashError,
+)
+
+EMPTY_RAW = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+V0 = "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"
+
+
+def test_empty_raw_block_cid_is_the_well_known_one() -> None:
+    assert str(CID.compute(b"")) == EMPTY_RAW
+
+
+def test_v0_round_trip_and_v1_conversion() -> None:
+    cid = CID.decode(V0)
+    assert cid.version == 0 and cid.codec == DAG_PB
+    assert str(cid) == V0
+    v1 = cid.to_v1()
+    assert v1.version == 1 and v1.digest == cid.digest
+    assert str(v1) == str(multiformats.CID.decode(V0).set(version=1).set(base="base32"))
+
+
+@given(st.binary(max_size=256), st.sampled_from([RAW, DAG_PB, DAG_CBOR, 0x0129, 0x0200]))
+def test_text_and_binary_forms_match_multiformats(data: bytes, codec: int) -> None:
+    ours = CID.compute(data, codec)
+    theirs = multiformats.CID("base32", 1, codec, ("sha2-256", hashlib.sha256(data).digest()))
+    assert str(ours) == str(theirs)
+    assert bytes(ours) == bytes(theirs)
+    assert CID.decode(str(theirs)) == ours
+    assert CID.decode(theirs.encode("base58btc")) == ours
+    assert CID.decode(theirs.encode("base36")) == ours
+    assert CID.decode(bytes(theirs)) == ours
+    assert ours.encode("base58btc") == theirs.encode("base58btc")
+
+
+@given(st.binary(max_size=80))
+def test_binary_decoder_never_crashes(raw: bytes) -> None:
+    try:
+        cid = CID.from_bytes(raw)
+    except CatsError as exc:
+        assert isinstance(exc, ValueError)
+    else:
+        assert CID.from_bytes(bytes(cid)) == cid
+
+
+@given(st.text(max_size=80))
+def test_text_decoder_never_crashes(text: str) -> None:
+    try:
+        CID.decode(text)
+    except CatsError as exc:
+        assert isinstance(exc, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("", "empty"),
+        ("hello", "multibase prefix"),
+        ("bafy!!", "not a CID"),
+        ("Qm" + "1" * 44, "CIDv0|digest|truncated|CID"),
+        (EMPTY_RAW[:-3], "digest"),
+        ("zzzzzzz", "CID"),
+    ],
+)
+def test_malformed_cid_strings_give_clear_errors(text: str, match: str) -> None:
+    with pytest.raises(InvalidCIDError, match=match):
+        CID.decode(text)
+
+
+def test_unknown_hash_function_is_refused() -> None:
+    raw = encode_varint(1) + encode_varint(RAW) + encode_varint(0x1E) + encode_varint(32) + b"\0" * 32
+    with pytest.raises(UnsupportedHashError, match="0x1e"):
+        CID.from_bytes(raw)
+
+
+def test_wrong_digest_length_is_refused() -> None:
+    raw = encode_varint(1) + encode_varint(RAW) + encode_varint(0x12) + encode_varint(20) + b"\0" * 20
+    with pytest.raises(InvalidCIDError, match="32-byte sha2-256 digest, found 20"):
+        CID.from_bytes(raw)
+
+
+def test_trailing_bytes_are_refused() -> None:
+    with pytest.raises(InvalidCIDError, match="trailing"):
+        CID.from_bytes(bytes(CID.compute(b"x")) + b"\0")
+
+
+def test_cid_is_immutable_and_hashable() -> None:
+    cid = CID.compute(b"a")
+    with pytest.raises(AttributeError, match="immutable"):
+        cid._codec = 1  # type: ignore[misc]
+    assert {cid: 1}[CID.decode(str(cid))] == 1
+
+
+def test_verify_names_the_cid_and_source() -> None:
+    cid = CID.compute(b"good")
+    cid.verify(b"good")
+    with pytest.raises(IntegrityError, match=f"{cid} from disk is corrupt"):
+        cid.verify(b"evil", source="disk")
+
+
+def test_block_constructors_guarantee_a_match() -> None:
+    block = Block.encode(b"abc")
+    assert block.cid == CID.compute(b"abc")
+    assert Block.checked(block.cid, b"abc").data == b"abc"
+    with pytest.raises(IntegrityError):
+        Block.checked(block.cid, b"abd")
+    with pytest.raises(TypeError, match="Block.encode"):
+        Block(block.cid, b"abd")
+
+
+@given(st.integers(min_value=0, max_value=2**63 - 1))
+def test_varint_round_trip(value: int) -> None:
+    encoded = encode_varint(value)
+    assert decode_varint(encoded) == (value, len(encoded))
+    assert bytes(multiformats.varint.encode(value)) == encoded
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [(b"", "truncated"), (b"\x80", "truncated"), (b"\x81\x00", "minimal"), (b"\xff" * 10, "at most 9")],
+)
+def test_varint_errors(raw: bytes, match: str) -> None:
+    with pytest.raises(DecodeError, match=match):
+        decode_varint(raw)
+
+
+@given(st.binary(max_size=64), st.sampled_from(["base32", "base58btc", "base36", "base16"]))
+def test_multibase_round_trip(data: bytes, base: str) -> None:
+    assert multibase_decode(multibase_encode(data, base)) == data
+    assert multibase_encode(data, base) == multiformats.multibase.encode(data, base)
