@@ -43,5 +43,9 @@ def test_every_error_inherits_a_builtin() -> None:
         cls = getattr(errors, attr)
         if cls is errors.CatsError:
             continue
-        builtins_in_mro = [c for c in cls.__mro__ if c.__module__ == "builtins" and c not in (object, Exception, BaseException)]
+        builtins_in_mro = [
+            c
+            for c in cls.__mro__
+            if c.__module__ == "builtins" and c not in (object, Exception, BaseException)
+        ]
         assert builtins_in_mro, f"{attr} inherits no builtin besides Exception"

@@ -79,7 +79,9 @@ def _check_multihash(mh: bytes) -> tuple[int, bytes]:
     expected = _HASHES[code][1]
     if expected is None:
         if size > _MAX_IDENTITY:
-            raise InvalidCIDError(f"expected an identity digest of at most {_MAX_IDENTITY} bytes, found {size}")
+            raise InvalidCIDError(
+                f"expected an identity digest of at most {_MAX_IDENTITY} bytes, found {size}"
+            )
     elif size != expected:
         raise InvalidCIDError(f"expected a {expected}-byte {HASH_NAMES[code]} digest, found {size} bytes")
     return code, digest

@@ -304,9 +304,8 @@ class KuboClient:
             data = self._json("version", self._post("version"))
             if not isinstance(data, dict) or not isinstance(data.get("Version"), str):
                 raise PeerError(f"Kubo RPC at {self.base_url} answered 'version' with {data!r}")
-            # js-ipfs identifies itself by its lack of a Go toolchain and its 0.x<0.19 numbering
-            # alongside an "ipfs-http-client"-era Repo field; Kubo always reports "Golang".
-            kind: ServerKind = "kubo" if "Golang" in data else "js-ipfs"
+            # Kubo reports the Go toolchain it was built with; js-ipfs reports "ipfs-core" instead.
+            kind: ServerKind = "js-ipfs" if "ipfs-core" in data and "Golang" not in data else "kubo"
             self._version = KuboVersion(
                 version=data["Version"],
                 commit=str(data.get("Commit", "")),
@@ -354,12 +353,14 @@ class KuboClient:
             "raw-leaves": _flag(cid_version == 1),
             "chunker": CHUNKER,
             "hash": "sha2-256",
-            "cid-base": "base32",
             "pin": _flag(pin),
             "only-hash": _flag(only_hash),
             "progress": "false",
             "wrap-with-directory": "false",
         }
+        if cid_version == 1:
+            # js-ipfs prints CIDv1 in base58btc unless told; it refuses any base for a CIDv0.
+            params["cid-base"] = "base32"
         response = self._post(
             "add",
             params,

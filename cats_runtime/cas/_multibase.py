@@ -94,6 +94,4 @@ def multibase_decode(text: str) -> bytes:
         if isinstance(exc, InvalidCIDError):
             raise
         raise InvalidCIDError(f"expected valid multibase text after prefix {prefix!r}: {exc}") from None
-    raise InvalidCIDError(
-        f"expected a multibase prefix b, B, z, k, K, f or F, found {prefix!r}"
-    )
+    raise InvalidCIDError(f"expected a multibase prefix b, B, z, k, K, f or F, found {prefix!r}")

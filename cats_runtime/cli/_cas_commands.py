@@ -35,22 +35,39 @@ def _tree_size(path: Path) -> int:
 
 @cli.command()
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--cid-version", type=click.Choice(["0", "1"]), default="1", show_default=True,
-              help="1 equals `ipfs add --cid-version=1` (raw leaves); 0 equals plain `ipfs add`.")
+@click.option(
+    "--cid-version",
+    type=click.Choice(["0", "1"]),
+    default="1",
+    show_default=True,
+    help="1 equals `ipfs add --cid-version=1` (raw leaves); 0 equals plain `ipfs add`.",
+)
 @click.option("--only-hash", "-n", is_flag=True, help="Compute the CID without storing anything.")
 @click.option("--pin/--no-pin", default=True, show_default=True, help="Pin the root so gc keeps it.")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="Skip entries whose name matches (fnmatch).")
+@click.option(
+    "--exclude", multiple=True, metavar="PATTERN", help="Skip entries whose name matches (fnmatch)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def add(path: Path, cid_version: str, only_hash: bool, pin: bool, exclude: tuple[str, ...], as_json: bool) -> None:
+def add(
+    path: Path, cid_version: str, only_hash: bool, pin: bool, exclude: tuple[str, ...], as_json: bool
+) -> None:
     """Add a file or directory and print its CID (identical to Kubo's `ipfs add`)."""
     total = _tree_size(path)
     with progress(f"adding {path.name}", total, enabled=not as_json) as advance:
         result = cas_ops.add(
-            state().home, path, cid_version=int(cid_version), only_hash=only_hash, pin=pin and not only_hash,
-            exclude=exclude, progress=advance,
+            state().home,
+            path,
+            cid_version=int(cid_version),
+            only_hash=only_hash,
+            pin=pin and not only_hash,
+            exclude=exclude,
+            progress=advance,
         )
-    emit(as_json, {"cid": result.cid, "size": result.size, "stored": not only_hash, "pinned": result.pinned},
-         str(result.cid))
+    emit(
+        as_json,
+        {"cid": result.cid, "size": result.size, "stored": not only_hash, "pinned": result.pinned},
+        str(result.cid),
+    )
 
 
 @cli.command()
@@ -65,8 +82,13 @@ def cat(cid: str) -> None:
 
 @cli.command()
 @click.argument("cid", type=str)
-@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
-              help="Where to write the file or directory (must not exist, or be an empty directory).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where to write the file or directory (must not exist, or be an empty directory).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def get(cid: str, output: Path, as_json: bool) -> None:
     """Write a file or directory tree to OUTPUT, verifying every block."""
@@ -92,15 +114,22 @@ def car() -> None:
 
 @car.command("export")
 @click.argument("cid", type=str)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The CAR file to write ('-' for stdout).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The CAR file to write ('-' for stdout).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def car_export(cid: str, output: Path, as_json: bool) -> None:
     """Write the whole DAG under CID to a CAR file."""
     root = _cid_arg(cid)
     count = cas_ops.car_export(state().home, root, output)
     if str(output) != "-":
-        emit(as_json, {"root": root, "blocks": count, "output": output}, f"exported {count} blocks to {output}")
+        emit(
+            as_json, {"root": root, "blocks": count, "output": output}, f"exported {count} blocks to {output}"
+        )
 
 
 @car.command("import")
@@ -123,8 +152,10 @@ def repo() -> None:
 def repo_verify(as_json: bool) -> None:
     """Re-hash every block and list the corrupt ones (exit 4 if any)."""
     report = cas_ops.repo_verify(state().home)
-    data: dict[str, Any] = {"blocks": report.checked, "corrupt": [
-        {"cid": c.cid, "path": c.path, "reason": c.reason} for c in report.corrupt]}
+    data: dict[str, Any] = {
+        "blocks": report.checked,
+        "corrupt": [{"cid": c.cid, "path": c.path, "reason": c.reason} for c in report.corrupt],
+    }
     lines = [f"{c.cid}  {c.path}  {c.reason}" for c in report.corrupt]
     lines.append(f"checked {report.checked} blocks, {len(report.corrupt)} corrupt")
     emit(as_json, data, "\n".join(lines))
@@ -137,8 +168,11 @@ def repo_verify(as_json: bool) -> None:
 def repo_gc(as_json: bool) -> None:
     """Delete every block not reachable from a pin."""
     result = cas_ops.repo_gc(state().home)
-    emit(as_json, {"removed": result.removed, "bytes_freed": result.bytes_freed},
-         f"removed {result.removed} blocks ({result.bytes_freed} bytes)")
+    emit(
+        as_json,
+        {"removed": result.removed, "bytes_freed": result.bytes_freed},
+        f"removed {result.removed} blocks ({result.bytes_freed} bytes)",
+    )
 
 
 @cli.group()
@@ -172,5 +206,8 @@ def pin_rm(cid: str, as_json: bool) -> None:
 def pin_ls(as_json: bool) -> None:
     """List pins."""
     pins = cas_ops.pin_ls(state().home)
-    emit(as_json, [{"cid": p.cid, "name": p.name} for p in pins],
-         "\n".join(f"{p.cid}  {p.name}".rstrip() for p in pins))
+    emit(
+        as_json,
+        [{"cid": p.cid, "name": p.name} for p in pins],
+        "\n".join(f"{p.cid}  {p.name}".rstrip() for p in pins),
+    )

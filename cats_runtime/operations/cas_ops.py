@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..cas import CID, DAG_CBOR, DAG_PB, RAW, Repo
-from ..cas import _dagcbor, _dagjson, _unixfs
+from ..cas import CID, DAG_CBOR, DAG_PB, RAW, Repo, _dagcbor, _dagjson, _unixfs
 from ..cas._car import export_car, import_car
 from ..cas._dagpb import decode_pbnode
 from ..errors import InvalidInputError, UnsupportedCodecError
@@ -71,7 +70,9 @@ def add(
         return AddOutcome(result.cid, result.size, False)
     repo = open_repo(home)
     with repo.write_lock():
-        result = _unixfs.add_path(path, repo.blocks, cid_version=cid_version, exclude=exclude, progress=progress)
+        result = _unixfs.add_path(
+            path, repo.blocks, cid_version=cid_version, exclude=exclude, progress=progress
+        )
         if pin:
             repo.pins.add(result.cid, name=path.name)
     return AddOutcome(result.cid, result.size, pin)
@@ -116,8 +117,11 @@ def show(home: Path, cid: CID) -> BlockInfo:
         rtype = obj.get("type") if isinstance(obj, dict) else None
         text = _dagjson.encode(obj, indent=2)
         return BlockInfo(
-            cid, "dag-cbor", len(data),
-            {"record_type": rtype, "value": __import__("json").loads(_dagjson.encode(obj))}, text,
+            cid,
+            "dag-cbor",
+            len(data),
+            {"record_type": rtype, "value": __import__("json").loads(_dagjson.encode(obj))},
+            text,
         )
     if cid.codec == DAG_PB:
         node = decode_pbnode(data)

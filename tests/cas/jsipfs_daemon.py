@@ -109,6 +109,8 @@ def start() -> Daemon:
     addresses["API"] = f"/ip4/127.0.0.1/tcp/{api_port}"
     addresses["Gateway"] = f"/ip4/127.0.0.1/tcp/{gateway_port}"
     addresses["Swarm"] = ["/ip4/127.0.0.1/tcp/0"]
+    # The gRPC endpoint defaults to a fixed port (5003): move it so parallel sessions cannot clash.
+    addresses["RPC"] = f"/ip4/127.0.0.1/tcp/{_free_port()}"
     addresses["Delegates"] = []
     config["Bootstrap"] = []
     discovery = config.setdefault("Discovery", {})

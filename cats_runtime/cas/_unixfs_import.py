@@ -1,0 +1,530 @@
+"""The UnixFS importer: files and directory trees to dag-pb/raw blocks, CIDs identical to Kubo's.
+
+Settings are Kubo's ``ipfs add --cid-version=1`` (raw leaves) by default and plain ``ipfs add``
+with ``cid_version=0`` (dag-pb leaves): fixed 256 KiB chunks, balanced layout with at most
+174 links per node, sha2-256. Directories are added like ``ipfs add -r --hidden``: every
+entry is included unless an ``exclude`` pattern matches its name.
+
+Speed: the file is read with ``readinto`` into a few reused segment buffers, and the chunks of
+each segment are hashed in a small thread pool (hashlib releases the GIL on large buffers)
+while the next segment is read. Results are consumed in submission order, so the DAG and the
+order of ``put_many`` calls are deterministic. Memory stays flat: a few segments plus at most
+``max_links`` pending links per tree level.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO, Final, NamedTuple
+
+from ..errors import InvalidInputError, LimitError, StoreError, UnsafePathError
+from ._cid import CID, Block
+from ._dagpb import pb_varint
+from ._store import BlockStore
+from ._unixfs_pb import AddResult
+
+__all__ = ["CHUNK_SIZE", "HAMT_SHARDING_SIZE", "MAX_LINKS", "add_bytes", "add_path", "add_stream"]
+
+CHUNK_SIZE: Final = 262_144
+"""Kubo's default chunker, ``size-262144``."""
+MAX_LINKS: Final = 174
+"""Kubo's balanced-layout limit of links per node."""
+HAMT_SHARDING_SIZE: Final = 262_144
+"""Kubo shards a directory whose estimated size (name bytes + CID bytes per link) exceeds this."""
+
+_MAX_CHUNK = 1 << 20  # Kubo refuses chunkers above 1 MiB (blocks must stay below the 2 MiB limit)
+_SEGMENT_BYTES = 4 << 20  # bytes read per pool task: big enough to amortise the thread handoff
+_BATCH_BLOCKS = 512
+_BATCH_BYTES = 16 << 20
+
+_V0_PREFIX: Final = b"\x12\x20"
+_V1_RAW_PREFIX: Final = b"\x01\x55\x12\x20"
+_V1_PB_PREFIX: Final = b"\x01\x70\x12\x20"
+_DIR_DATA: Final = b"\x0a\x02\x08\x01"  # PBNode.Data = UnixFS{Type: Directory}
+
+Progress = Callable[[int], None]
+
+
+class _Node(NamedTuple):
+    cid: bytes  # binary CID
+    tsize: int  # cumulative DAG size, the parent's link Tsize
+    filesize: int  # file bytes under this node (the parent's blocksizes entry)
+
+
+class _Options(NamedTuple):
+    cid_version: int
+    chunk_size: int
+    max_links: int
+
+
+def _check_options(cid_version: int, chunk_size: int, max_links: int) -> _Options:
+    if cid_version not in (0, 1):
+        raise InvalidInputError(f"expected cid_version 0 or 1, found {cid_version!r}")
+    if not 1 <= chunk_size <= _MAX_CHUNK:
+        raise InvalidInputError(f"expected a chunk size between 1 and {_MAX_CHUNK} bytes, found {chunk_size}")
+    if max_links < 2:
+        raise InvalidInputError(f"expected max_links of at least 2, found {max_links}")
+    return _Options(cid_version, chunk_size, max_links)
+
+
+# -- the thread pool --------------------------------------------------------------------------
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            workers = max(2, min(4, os.cpu_count() or 2))
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cats-unixfs-hash")
+        return _pool
+
+
+# -- block output -----------------------------------------------------------------------------
+class _Sink:
+    """Collects blocks for ``put_many`` in batches so the store can batch its fsyncs."""
+
+    __slots__ = ("_batch", "_bytes", "_store")
+
+    def __init__(self, store: BlockStore | None) -> None:
+        self._store = store
+        self._batch: list[Block] = []
+        self._bytes = 0
+
+    @property
+    def keep(self) -> bool:
+        return self._store is not None
+
+    def add(self, cid: bytes, data: bytes) -> None:
+        if self._store is None:
+            return
+        self._batch.append(Block._trusted(CID.from_bytes(cid), data))
+        self._bytes += len(data)
+        if len(self._batch) >= _BATCH_BLOCKS or self._bytes >= _BATCH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._store is None or not self._batch:
+            return
+        batch, self._batch, self._bytes = self._batch, [], 0
+        self._store.put_many(batch)
+
+
+# -- leaves -----------------------------------------------------------------------------------
+def _v0_leaf(chunk: bytes | memoryview) -> bytes:
+    """A dag-pb leaf as plain ``ipfs add`` makes it: PBNode{Data: UnixFS{File, Data, filesize}}."""
+    n = len(chunk)
+    size = pb_varint(n)
+    if n:
+        unixfs_len = 3 + len(size) + n + 1 + len(size)
+        return b"".join((b"\x0a", pb_varint(unixfs_len), b"\x08\x02\x12", size, chunk, b"\x18", size))
+    return b"\x0a\x04\x08\x02\x18\x00"
+
+
+_Leaf = tuple[bytes, "bytes | None", int, int]  # (binary CID, block when kept, file bytes, Tsize)
+
+
+def _hash_leaves(view: memoryview, chunk_size: int, v0: bool, keep: bool) -> list[_Leaf]:
+    """Hash every chunk of ``view`` (runs in the pool; hashlib releases the GIL)."""
+    out: list[_Leaf] = []
+    sha256 = hashlib.sha256
+    for start in range(0, max(len(view), 1), chunk_size):
+        piece = view[start : start + chunk_size]
+        n = len(piece)
+        if v0:
+            block = _v0_leaf(piece)
+            out.append((_V0_PREFIX + sha256(block).digest(), block if keep else None, n, len(block)))
+        elif keep:
+            block = bytes(piece)
+            out.append((_V1_RAW_PREFIX + sha256(block).digest(), block, n, n))
+        else:
+            out.append((_V1_RAW_PREFIX + sha256(piece).digest(), None, n, n))
+    return out
+
+
+# -- the balanced layout ----------------------------------------------------------------------
+class _FileBuilder:
+    """Builds the balanced tree bottom-up as leaves stream in.
+
+    A level is reduced into a parent as soon as it holds ``max_links`` nodes; at the end each
+    partial level is reduced too (even to a single-link parent) unless it is the top level with
+    one node, which is the root. That is exactly Kubo's "batch 174 per level, repeat" layout.
+    """
+
+    __slots__ = ("_levels", "_max_links", "_prefix", "_sink")
+
+    def __init__(self, sink: _Sink, opts: _Options) -> None:
+        self._sink = sink
+        self._max_links = opts.max_links
+        self._prefix = _V0_PREFIX if opts.cid_version == 0 else _V1_PB_PREFIX
+        self._levels: list[list[_Node]] = [[]]
+
+    def add(self, node: _Node) -> None:
+        level = 0
+        while True:
+            nodes = self._levels[level]
+            nodes.append(node)
+            if len(nodes) < self._max_links:
+                return
+            self._levels[level] = []
+            node = self._reduce(nodes)
+            level += 1
+            if level == len(self._levels):
+                self._levels.append([])
+
+    def finish(self) -> _Node:
+        levels = self._levels
+        for level, nodes in enumerate(levels):
+            higher = any(levels[level + 1 :])
+            if not higher and len(nodes) == 1:
+                return nodes[0]
+            if nodes:
+                parent = self._reduce(nodes)
+                if level + 1 == len(levels):
+                    levels.append([])
+                levels[level + 1].append(parent)
+        raise AssertionError("unreachable: the importer always adds at least one leaf")
+
+    def _reduce(self, children: list[_Node]) -> _Node:
+        filesize = 0
+        parts: list[bytes] = []
+        sizes: list[bytes] = []
+        tsize = 0
+        for child in children:
+            body = b"".join((b"\x0a", pb_varint(len(child.cid)), child.cid, b"\x12\x00\x18", pb_varint(child.tsize)))
+            parts += (b"\x12", pb_varint(len(body)), body)
+            sizes += (b"\x20", pb_varint(child.filesize))
+            filesize += child.filesize
+            tsize += child.tsize
+        data = b"".join((b"\x08\x02\x18", pb_varint(filesize), *sizes))
+        parts += (b"\x0a", pb_varint(len(data)), data)
+        block = b"".join(parts)
+        cid = self._prefix + hashlib.sha256(block).digest()
+        self._sink.add(cid, block)
+        return _Node(cid, len(block) + tsize, filesize)
+
+
+# -- files ------------------------------------------------------------------------------------
+def _fill(readinto: Callable[[memoryview], int | None], view: memoryview) -> int:
+    """Fill ``view`` unless the stream ends first; short reads (pipes, sockets) are retried."""
+    got = 0
+    total = len(view)
+    while got < total:
+        n = readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _import_small(data: bytes, sink: _Sink, opts: _Options) -> _Node:
+    """A file of at most one chunk: the leaf is the root."""
+    if opts.cid_version == 0:
+        block = _v0_leaf(data)
+        cid = _V0_PREFIX + hashlib.sha256(block).digest()
+    else:
+        block = data
+        cid = _V1_RAW_PREFIX + hashlib.sha256(block).digest()
+    sink.add(cid, block)
+    return _Node(cid, len(block), len(data))
+
+
+def _import_stream(
+    readinto: Callable[[memoryview], int | None], sink: _Sink, opts: _Options, progress: Progress | None
+) -> _Node:
+    chunk = opts.chunk_size
+    seg_size = max(1, _SEGMENT_BYTES // chunk) * chunk
+    v0 = opts.cid_version == 0
+    keep = sink.keep
+    builder = _FileBuilder(sink, opts)
+    pool: ThreadPoolExecutor | None = None
+    depth = 4  # segments in flight: enough to keep every worker busy while the next is read
+    buffers: list[bytearray] = []
+    free: list[int] = []
+    pending: deque[tuple[Future[list[_Leaf]], int]] = deque()
+
+    started = False  # a leaf was produced: an empty segment now is the end, not an empty file
+
+    def consume(leaves: list[_Leaf]) -> None:
+        for cid, block, n, tsize in leaves:
+            if block is not None:
+                sink.add(cid, block)
+            builder.add(_Node(cid, tsize, n))
+
+    def drain_one() -> None:
+        future, index = pending.popleft()
+        consume(future.result())
+        free.append(index)
+
+    try:
+        while True:
+            if not free:
+                if len(buffers) < depth + 1:
+                    buffers.append(bytearray(seg_size))
+                    free.append(len(buffers) - 1)
+                else:
+                    drain_one()
+            index = free.pop()
+            view = memoryview(buffers[index])
+            n = _fill(readinto, view)
+            if progress is not None and n:
+                progress(n)
+            eof = n < seg_size
+            if n == 0 and started:
+                free.append(index)
+                break
+            if eof and not started:
+                # The whole stream fit in one segment: hash inline, no thread handoff.
+                consume(_hash_leaves(view[:n], chunk, v0, keep))
+                free.append(index)
+                break
+            if pool is None:
+                pool = _get_pool()
+            pending.append((pool.submit(_hash_leaves, view[:n], chunk, v0, keep), index))
+            started = True
+            while len(pending) > depth:
+                drain_one()
+            if eof:
+                break
+        while pending:
+            drain_one()
+    finally:
+        for future, _ in pending:
+            future.cancel()
+        for future, _ in pending:
+            if not future.cancelled():
+                future.exception()  # wait, so no worker still reads a buffer we drop
+    return builder.finish()
+
+
+def _readinto_of(stream: BinaryIO) -> Callable[[memoryview], int | None]:
+    readinto = getattr(stream, "readinto", None)
+    if readinto is not None:
+        return readinto  # type: ignore[no-any-return]
+
+    def fallback(view: memoryview) -> int:
+        data = stream.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    return fallback
+
+
+def _add_file(path: Path | str, sink: _Sink, opts: _Options, progress: Progress | None) -> _Node:
+    try:
+        with open(path, "rb", buffering=0) as f:
+            head = f.read(opts.chunk_size + 1)
+            if len(head) <= opts.chunk_size:
+                if progress is not None and head:
+                    progress(len(head))
+                return _import_small(head, sink, opts)
+            f.seek(0)
+            return _import_stream(f.readinto, sink, opts, progress)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+# -- directories ------------------------------------------------------------------------------
+def _check_name(name: str, where: str) -> bytes:
+    if name in ("", ".", "..") or "/" in name or "\x00" in name:
+        raise UnsafePathError(f"expected a plain entry name in {where}, found {name!r}")
+    raw = os.fsencode(name)
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(
+            f"expected UTF-8 entry names (UnixFS names are strings), found {raw!r} in {where}"
+        ) from None
+    return raw
+
+
+def _symlink_node(target: bytes, sink: _Sink, opts: _Options) -> _Node:
+    unixfs = b"\x08\x04\x12" + pb_varint(len(target)) + target
+    block = b"\x0a" + pb_varint(len(unixfs)) + unixfs
+    prefix = _V0_PREFIX if opts.cid_version == 0 else _V1_PB_PREFIX
+    cid = prefix + hashlib.sha256(block).digest()
+    sink.add(cid, block)
+    return _Node(cid, len(block), 0)
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class _DirWalker:
+    def __init__(self, root: str, sink: _Sink, opts: _Options, exclude: Sequence[str], progress: Progress | None):
+        self.root = root
+        self.sink = sink
+        self.opts = opts
+        self.exclude = tuple(exclude)
+        self.progress = progress
+        self.size = 0
+
+    def _count(self, n: int) -> None:
+        self.size += n
+        if self.progress is not None:
+            self.progress(n)
+
+    def add_dir(self, path: str) -> _Node:
+        links: list[tuple[bytes, _Node]] = []
+        try:
+            entries = list(os.scandir(path))
+        except OSError as exc:
+            raise StoreError(f"cannot list directory {path}: {exc.strerror or exc}") from exc
+        for entry in entries:
+            name = entry.name
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.exclude):
+                continue
+            raw_name = _check_name(name, path)
+            if entry.is_symlink():
+                node = self._add_symlink(entry.path)
+            elif entry.is_dir(follow_symlinks=False):
+                node = self.add_dir(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                node = _add_file(entry.path, self.sink, self.opts, self._count)
+            else:
+                raise InvalidInputError(
+                    f"expected a regular file, directory or symlink, found a special file at {entry.path}"
+                )
+            links.append((raw_name, node))
+        links.sort(key=lambda item: item[0])
+        estimate = sum(len(name) + len(node.cid) for name, node in links)
+        if estimate > HAMT_SHARDING_SIZE:
+            raise LimitError(
+                f"directory {path} has {len(links)} entries whose names and CIDs take {estimate} bytes; "
+                f"Kubo shards directories above {HAMT_SHARDING_SIZE} bytes into a HAMT, which CATs "
+                "cannot write yet (split the directory)"
+            )
+        parts: list[bytes] = []
+        tsize = 0
+        for name, node in links:
+            body = b"".join(
+                (b"\x0a", pb_varint(len(node.cid)), node.cid, b"\x12", pb_varint(len(name)), name),
+            ) + b"\x18" + pb_varint(node.tsize)
+            parts += (b"\x12", pb_varint(len(body)), body)
+            tsize += node.tsize
+        parts.append(_DIR_DATA)
+        block = b"".join(parts)
+        prefix = _V0_PREFIX if self.opts.cid_version == 0 else _V1_PB_PREFIX
+        cid = prefix + hashlib.sha256(block).digest()
+        self.sink.add(cid, block)
+        return _Node(cid, len(block) + tsize, 0)
+
+    def _add_symlink(self, path: str) -> _Node:
+        try:
+            target = os.readlink(path)
+            resolved = os.path.realpath(path)
+        except OSError as exc:
+            raise StoreError(f"cannot read symlink {path}: {exc.strerror or exc}") from exc
+        if os.path.isabs(target):
+            raise UnsafePathError(
+                f"symlink {path} has the absolute target {target!r}; only relative targets inside "
+                "the added tree can be added"
+            )
+        if not _within(resolved, self.root):
+            raise UnsafePathError(
+                f"symlink {path} -> {target!r} resolves to {resolved}, outside the added tree {self.root}"
+            )
+        return _symlink_node(os.fsencode(target), self.sink, self.opts)
+
+
+# -- public API -------------------------------------------------------------------------------
+def add_path(
+    path: Path,
+    store: BlockStore | None,
+    *,
+    cid_version: int = 1,
+    exclude: Sequence[str] = (),
+    progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    max_links: int = MAX_LINKS,
+) -> AddResult:
+    """Add a file or a directory tree, as ``ipfs add [-r --hidden] [--cid-version=1]`` would.
+
+    A symlink given as ``path`` itself is followed; symlinks inside a directory become UnixFS
+    Symlink nodes, and must be relative and resolve inside the tree.
+
+    Args:
+        path: a regular file or a directory.
+        store: where blocks go; ``None`` only computes the CID.
+        cid_version: 1 (raw leaves, Kubo's ``--cid-version=1``) or 0 (plain ``ipfs add``).
+        exclude: fnmatch patterns (case-sensitive) matched against each entry name in the tree.
+        progress: called with the number of content bytes consumed, as they are.
+        chunk_size: fixed chunk size (Kubo's ``--chunker=size-N``); Kubo's default.
+        max_links: links per node of the balanced layout; Kubo's 174 unless testing.
+
+    Returns:
+        The root CID, the content bytes and the cumulative DAG size.
+
+    Raises:
+        UnsafePathError: a symlink is absolute or resolves outside the tree, or a name is unsafe.
+        InvalidInputError: special files, non-UTF-8 names, bad options.
+        LimitError: a directory Kubo would shard into a HAMT (not written by CATs yet).
+        StoreError: the tree cannot be read.
+    """
+    opts = _check_options(cid_version, chunk_size, max_links)
+    sink = _Sink(store)
+    root = os.path.realpath(path)
+    if os.path.isdir(root):
+        walker = _DirWalker(root, sink, opts, exclude, progress)
+        node = walker.add_dir(root)
+        size = walker.size
+    elif os.path.isfile(root):
+        node = _add_file(root, sink, opts, progress)
+        size = node.filesize
+    elif not os.path.exists(root):
+        raise InvalidInputError(f"expected a file or directory to add, found nothing at {path}")
+    else:
+        raise InvalidInputError(f"expected a regular file or directory, found a special file at {path}")
+    sink.flush()
+    return AddResult(CID.from_bytes(node.cid), size, node.tsize)
+
+
+def add_stream(
+    stream: BinaryIO,
+    store: BlockStore | None,
+    *,
+    cid_version: int = 1,
+    progress: Progress | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    max_links: int = MAX_LINKS,
+) -> AddResult:
+    """Add the bytes of a binary stream as one UnixFS file (see :func:`add_path` for the options).
+
+    The stream is read with ``readinto`` into reused buffers when it has one, so memory stays
+    flat for any size.
+    """
+    opts = _check_options(cid_version, chunk_size, max_links)
+    sink = _Sink(store)
+    node = _import_stream(_readinto_of(stream), sink, opts, progress)
+    sink.flush()
+    return AddResult(CID.from_bytes(node.cid), node.filesize, node.tsize)
+
+
+def add_bytes(
+    data: bytes,
+    store: BlockStore | None,
+    *,
+    cid_version: int = 1,
+    chunk_size: int = CHUNK_SIZE,
+    max_links: int = MAX_LINKS,
+) -> CID:
+    """The CID of ``data`` added as one UnixFS file (blocks go to ``store`` unless it is None)."""
+    opts = _check_options(cid_version, chunk_size, max_links)
+    sink = _Sink(store)
+    if len(data) <= opts.chunk_size:
+        node = _import_small(bytes(data), sink, opts)
+    else:
+        node = _import_stream(io.BytesIO(data).readinto, sink, opts, None)
+    sink.flush()
+    return CID.from_bytes(node.cid)
+

@@ -1,0 +1,198 @@
+"""Provisioning a Plant from a hashed Pulumi program with the Pulumi Automation API.
+
+The program directory comes out of the CAS (the Structure record's ``program``); this module
+only drives Pulumi on it. Everything that needs the ``pulumi`` CLI is behind
+:meth:`Provisioner.check_prerequisites`, which says exactly what to install or set when it is
+missing, so callers never meet a bare ``FileNotFoundError``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import InvalidInputError, ProvisionError
+
+__all__ = ["CREDENTIAL_HINTS", "PlantOutputs", "Provisioner", "missing_credentials"]
+
+Cloud = Literal["aws", "gcp", "azure", "existing"]
+
+# Where each cloud's Pulumi provider finds credentials; one of each group must be present.
+CREDENTIAL_HINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "aws": (
+        (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ),
+        ("~/.aws/credentials", "~/.aws/config"),
+        "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or run `aws configure`)",
+    ),
+    "gcp": (
+        ("GOOGLE_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_OAUTH_ACCESS_TOKEN"),
+        ("~/.config/gcloud/application_default_credentials.json",),
+        "set GOOGLE_APPLICATION_CREDENTIALS (or run `gcloud auth application-default login`)",
+    ),
+    "azure": (
+        ("ARM_CLIENT_ID", "ARM_USE_MSI", "ARM_USE_OIDC"),
+        ("~/.azure/azureProfile.json",),
+        "set ARM_CLIENT_ID/ARM_CLIENT_SECRET/ARM_TENANT_ID/ARM_SUBSCRIPTION_ID (or run `az login`)",
+    ),
+    "existing": (
+        ("KUBECONFIG",),
+        ("~/.kube/config",),
+        "set KUBECONFIG or the stack's cats:kubeconfig to a kubeconfig file for the cluster",
+    ),
+}
+
+PULUMI_INSTALL_HINT = (
+    "the pulumi CLI is not installed (needed to provision a Plant): install it from "
+    "https://www.pulumi.com/docs/install/ and make sure `pulumi` is on PATH"
+)
+
+# Stack outputs the CatNode program exports (see __main__.py); other outputs are kept verbatim.
+RAY_OUTPUT = "rayJobsAddress"
+KUBO_OUTPUT = "kuboRpcAddress"
+
+
+def missing_credentials(cloud: str, env: Mapping[str, str] | None = None) -> str | None:
+    """What to set for ``cloud``'s credentials, or None when some are present."""
+    env = os.environ if env is None else env
+    try:
+        variables, files, hint = CREDENTIAL_HINTS[cloud]
+    except KeyError:
+        raise InvalidInputError(f"expected a cloud in {sorted(CREDENTIAL_HINTS)}, found {cloud!r}") from None
+    if any(env.get(v) for v in variables):
+        return None
+    if any(Path(f).expanduser().exists() for f in files):
+        return None
+    return f"no {cloud} credentials found: {hint}"
+
+
+@dataclass(frozen=True)
+class PlantOutputs:
+    """What a provisioned Plant exposes to CATs."""
+
+    ray_address: str | None
+    kubo_rpc: str | None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Provisioner:
+    """Drives ``pulumi preview/up/destroy`` on one materialized program directory.
+
+    Args:
+        program_dir: A directory holding Pulumi.yaml, __main__.py, components/ and stacks/.
+        stack: The organization's stack name (``stacks/Pulumi.<stack>.yaml``).
+        cloud: The cloud the Structure targets (selects the credentials check).
+        backend_url: Pulumi state backend; defaults to a local file backend under ``state_dir``.
+        state_dir: Where the local file backend keeps its state.
+        secrets: Values for config keys the Structure recorded as secret (never hashed).
+        env: Extra environment for the Pulumi engine.
+    """
+
+    program_dir: Path
+    stack: str
+    cloud: str
+    state_dir: Path
+    backend_url: str | None = None
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+    which: Callable[[str], str | None] = shutil.which
+
+    def __post_init__(self) -> None:
+        if not (self.program_dir / "Pulumi.yaml").is_file():
+            raise InvalidInputError(f"expected a Pulumi program in {self.program_dir}, found no Pulumi.yaml")
+        if self.cloud == "local":
+            raise InvalidInputError("a local Structure needs no provisioning")
+
+    @property
+    def backend(self) -> str:
+        """The state backend URL in use."""
+        return self.backend_url or f"file://{self.state_dir}"
+
+    def check_prerequisites(self) -> None:
+        """Raise ProvisionError naming what to install or set before Pulumi can run."""
+        if self.which("pulumi") is None:
+            raise ProvisionError(PULUMI_INSTALL_HINT)
+        problem = missing_credentials(self.cloud, {**os.environ, **self.env})
+        if problem:
+            raise ProvisionError(problem)
+
+    def workspace_env(self) -> dict[str, str]:
+        """Environment for the Pulumi engine: the backend and a passphrase provider default."""
+        env = {"PULUMI_BACKEND_URL": self.backend, **self.env}
+        # A fresh file backend encrypts config with a passphrase; an empty one is valid and
+        # keeps redeploy non-interactive. Organizations that need more set their own.
+        env.setdefault("PULUMI_CONFIG_PASSPHRASE", os.environ.get("PULUMI_CONFIG_PASSPHRASE", ""))
+        return env
+
+    def _stack(self) -> Any:
+        self.check_prerequisites()
+        from pulumi import automation as auto  # imported late: only provisioning needs it
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            opts = auto.LocalWorkspaceOptions(work_dir=str(self.program_dir), env_vars=self.workspace_env())
+            stack = auto.create_or_select_stack(
+                stack_name=self.stack, work_dir=str(self.program_dir), opts=opts
+            )
+            for key, value in sorted(self.secrets.items()):
+                stack.set_config(key, auto.ConfigValue(value=value, secret=True))
+        except FileNotFoundError as exc:
+            raise ProvisionError(PULUMI_INSTALL_HINT) from exc
+        except auto.errors.CommandError as exc:
+            raise ProvisionError(f"pulumi could not open stack {self.stack!r}: {_first_line(exc)}") from exc
+        return stack
+
+    def preview(self) -> str:
+        """Run ``pulumi preview``; returns its change summary."""
+        from pulumi import automation as auto
+
+        try:
+            result = self._stack().preview(on_output=None)
+        except auto.errors.CommandError as exc:
+            raise ProvisionError(f"pulumi preview failed: {_first_line(exc)}") from exc
+        return str(result.change_summary)
+
+    def up(self) -> PlantOutputs:
+        """Run ``pulumi up``; returns the Plant's outputs."""
+        from pulumi import automation as auto
+
+        try:
+            result = self._stack().up(on_output=None)
+        except auto.errors.CommandError as exc:
+            raise ProvisionError(f"pulumi up failed: {_first_line(exc)}") from exc
+        return outputs_from(dict(result.outputs))
+
+    def destroy(self) -> None:
+        """Run ``pulumi destroy``."""
+        from pulumi import automation as auto
+
+        try:
+            self._stack().destroy(on_output=None)
+        except auto.errors.CommandError as exc:
+            raise ProvisionError(f"pulumi destroy failed: {_first_line(exc)}") from exc
+
+
+def outputs_from(outputs: Mapping[str, Any]) -> PlantOutputs:
+    """Read the CatNode's addresses from Automation API outputs (``OutputValue`` or plain)."""
+    plain = {k: getattr(v, "value", v) for k, v in outputs.items()}
+    ray = plain.get(RAY_OUTPUT)
+    kubo = plain.get(KUBO_OUTPUT)
+    return PlantOutputs(
+        ray_address=str(ray) if ray else None,
+        kubo_rpc=str(kubo) if kubo else None,
+        raw={k: v for k, v in plain.items() if not getattr(outputs[k], "secret", False)},
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__

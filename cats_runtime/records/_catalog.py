@@ -1,0 +1,406 @@
+"""The catalog: a SQLite index of the records in a store, for queries by order, input, output, function.
+
+The catalog is only an index. Every row can be recomputed from the blocks (:meth:`Catalog.rebuild`),
+so records are always written to the block store *before* their rows, and rows of one run are
+written in one transaction: an interrupted run leaves at worst unindexed blocks, never rows that
+point at missing records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from ..cas import CID, DAG_CBOR, BlockSource
+from ..cas import _dagcbor
+from ..errors import DecodeError, StoreError
+
+if TYPE_CHECKING:
+    from . import InvoiceRecord, OrderRecord
+
+__all__ = ["CATALOG_FILE", "Catalog", "CatalogStats", "RunRow", "memo_entries", "memo_key"]
+
+CATALOG_FILE: Final = "catalog.sqlite"
+_SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS records (cid TEXT PRIMARY KEY, type TEXT NOT NULL, indexed_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS records_type ON records(type);
+CREATE TABLE IF NOT EXISTS functions (cid TEXT PRIMARY KEY, name TEXT NOT NULL, code TEXT NOT NULL,
+    entrypoint TEXT NOT NULL, mode TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orders (cid TEXT PRIMARY KEY, function TEXT NOT NULL, structure TEXT NOT NULL,
+    seed INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS orders_function ON orders(function);
+CREATE TABLE IF NOT EXISTS order_inputs (order_cid TEXT NOT NULL, name TEXT NOT NULL, input TEXT NOT NULL,
+    PRIMARY KEY (order_cid, name));
+CREATE INDEX IF NOT EXISTS order_inputs_input ON order_inputs(input);
+CREATE TABLE IF NOT EXISTS invoices (cid TEXT PRIMARY KEY, order_cid TEXT NOT NULL, status TEXT NOT NULL,
+    output TEXT, log TEXT, started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, error TEXT);
+CREATE INDEX IF NOT EXISTS invoices_order ON invoices(order_cid);
+CREATE INDEX IF NOT EXISTS invoices_finished ON invoices(finished_ms);
+CREATE TABLE IF NOT EXISTS boms (cid TEXT PRIMARY KEY, order_cid TEXT NOT NULL, invoice TEXT NOT NULL,
+    function TEXT NOT NULL, structure TEXT NOT NULL, output TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS boms_order ON boms(order_cid);
+CREATE INDEX IF NOT EXISTS boms_output ON boms(output);
+CREATE INDEX IF NOT EXISTS boms_function ON boms(function);
+CREATE INDEX IF NOT EXISTS boms_invoice ON boms(invoice);
+CREATE TABLE IF NOT EXISTS bom_inputs (bom TEXT NOT NULL, name TEXT NOT NULL, input TEXT NOT NULL,
+    PRIMARY KEY (bom, name));
+CREATE INDEX IF NOT EXISTS bom_inputs_input ON bom_inputs(input);
+CREATE TABLE IF NOT EXISTS bom_parents (bom TEXT NOT NULL, parent TEXT NOT NULL, PRIMARY KEY (bom, parent));
+CREATE INDEX IF NOT EXISTS bom_parents_parent ON bom_parents(parent);
+CREATE TABLE IF NOT EXISTS verifications (cid TEXT PRIMARY KEY, bom TEXT NOT NULL, invoice TEXT NOT NULL,
+    verdict TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS verifications_bom ON verifications(bom);
+CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, function TEXT NOT NULL, datum TEXT NOT NULL,
+    output TEXT NOT NULL, invoice TEXT NOT NULL);
+"""
+
+_TABLES: Final = (
+    "records", "functions", "orders", "order_inputs", "invoices", "boms", "bom_inputs", "bom_parents",
+    "verifications", "memo",
+)
+
+
+def memo_key(
+    function: CID,
+    params: Mapping[str, Any],
+    seed: int,
+    input_name: str,
+    datum_name: str,
+    datum: CID,
+    context: Mapping[str, CID],
+) -> str:
+    """The memoization key of one datum: what fully determines its output.
+
+    Besides the Function, params, seed and datum CID, the key holds the datum's *name* (a
+    function may name its output files after it) and the CIDs of the other inputs the function
+    sees next to the datum (``context``): leaving either out would let a memo hit return an
+    output computed from different information.
+    """
+    value = {
+        "function": function,
+        "params": dict(params),
+        "seed": seed,
+        "input": input_name,
+        "name": datum_name,
+        "datum": datum,
+        "context": dict(context),
+    }
+    return hashlib.sha256(_dagcbor.encode(value)).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run as ``cats ls`` shows it (an Invoice, with its BOM when it succeeded)."""
+
+    invoice: CID
+    order: CID
+    status: str
+    bom: CID | None
+    function: CID
+    function_name: str
+    output: CID | None
+    finished_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    """What :meth:`Catalog.rebuild` found."""
+
+    blocks: int
+    records: int
+    by_type: dict[str, int]
+
+
+def _s(cid: CID | None) -> str | None:
+    return None if cid is None else str(cid)
+
+
+def _c(text: str | None) -> CID | None:
+    return None if text is None else CID.decode(text)
+
+
+class Catalog:
+    """A SQLite (WAL) index of CATs records; safe to share between threads of one process.
+
+    Args:
+        path: The database file (created with its schema on first use).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=OFF")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(_SCHEMA_VERSION),)
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the catalog {path}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing ----------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all (Ctrl-C included)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot write the catalog {self.path}: {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def index(self, records: Iterable[tuple[CID, Any]], memo: Iterable[tuple[str, CID, CID, CID, CID]] = ()) -> None:
+        """Index records (already stored as blocks) and memo entries in one transaction.
+
+        Args:
+            records: ``(cid, record)`` pairs of any CATs record type.
+            memo: ``(key, function, datum, output, invoice)`` memo entries.
+        """
+        with self.transaction() as db:
+            for cid, record in records:
+                self._index_one(db, cid, record)
+            for key, function, datum, output, invoice in memo:
+                db.execute(
+                    "INSERT OR REPLACE INTO memo(key, function, datum, output, invoice) VALUES (?, ?, ?, ?, ?)",
+                    (key, str(function), str(datum), str(output), str(invoice)),
+                )
+
+    def _index_one(self, db: sqlite3.Connection, cid: CID, record: Any) -> None:
+        from . import (
+            BOMRecord,
+            FunctionRecord,
+            InvoiceRecord,
+            OrderRecord,
+            StructureRecord,
+            VerificationRecord,
+        )
+
+        c = str(cid)
+        now = time.time_ns() // 1_000_000
+        db.execute("INSERT OR IGNORE INTO records(cid, type, indexed_ms) VALUES (?, ?, ?)", (c, record.TYPE, now))
+        if isinstance(record, FunctionRecord):
+            db.execute(
+                "INSERT OR IGNORE INTO functions VALUES (?, ?, ?, ?, ?)",
+                (c, record.name, str(record.code), record.entrypoint, record.mode),
+            )
+        elif isinstance(record, OrderRecord):
+            db.execute(
+                "INSERT OR IGNORE INTO orders VALUES (?, ?, ?, ?)",
+                (c, str(record.function), str(record.structure), record.seed),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO order_inputs VALUES (?, ?, ?)",
+                [(c, name, str(v)) for name, v in record.inputs.items()],
+            )
+        elif isinstance(record, InvoiceRecord):
+            db.execute(
+                "INSERT OR IGNORE INTO invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (c, str(record.order), record.status, _s(record.output), _s(record.log), record.started_ms,
+                 record.finished_ms, record.error),
+            )
+        elif isinstance(record, BOMRecord):
+            db.execute(
+                "INSERT OR IGNORE INTO boms VALUES (?, ?, ?, ?, ?, ?)",
+                (c, str(record.order), str(record.invoice), str(record.function), str(record.structure),
+                 str(record.output)),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO bom_inputs VALUES (?, ?, ?)",
+                [(c, name, str(v)) for name, v in record.inputs.items()],
+            )
+            db.executemany("INSERT OR IGNORE INTO bom_parents VALUES (?, ?)", [(c, str(p)) for p in record.parents])
+        elif isinstance(record, VerificationRecord):
+            db.execute(
+                "INSERT OR IGNORE INTO verifications VALUES (?, ?, ?, ?)",
+                (c, str(record.bom), str(record.invoice), record.verdict),
+            )
+        elif not isinstance(record, StructureRecord):
+            raise TypeError(f"expected a CATs record, found {type(record).__name__}")
+
+    # -- queries ----------------------------------------------------------------------------
+    def _col(self, sql: str, *args: Any) -> list[CID]:
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [CID.decode(r[0]) for r in rows]
+
+    def record_type(self, cid: CID) -> str | None:
+        """The ``type`` of an indexed record, or None when the CID is not an indexed record."""
+        with self._lock:
+            row = self._db.execute("SELECT type FROM records WHERE cid = ?", (str(cid),)).fetchone()
+        return None if row is None else str(row[0])
+
+    def boms_for_order(self, order: CID) -> list[CID]:
+        """BOMs of successful runs of ``order``, newest first."""
+        return self._col(
+            "SELECT b.cid FROM boms b JOIN invoices i ON i.cid = b.invoice WHERE b.order_cid = ? "
+            "ORDER BY i.finished_ms DESC, b.cid", str(order),
+        )
+
+    def invoices_for_order(self, order: CID) -> list[CID]:
+        """Invoices (succeeded and failed) of ``order``, newest first."""
+        return self._col(
+            "SELECT cid FROM invoices WHERE order_cid = ? ORDER BY finished_ms DESC, cid", str(order)
+        )
+
+    def bom_for_invoice(self, invoice: CID) -> CID | None:
+        """The BOM that records ``invoice``, if the run succeeded."""
+        found = self._col("SELECT cid FROM boms WHERE invoice = ?", str(invoice))
+        return found[0] if found else None
+
+    def producers(self, output: CID) -> list[CID]:
+        """BOMs whose output is ``output`` (the runs that made this data)."""
+        return self._col("SELECT cid FROM boms WHERE output = ? ORDER BY cid", str(output))
+
+    def consumers(self, data: CID) -> list[CID]:
+        """BOMs that took ``data`` as one of their inputs."""
+        return self._col("SELECT DISTINCT bom FROM bom_inputs WHERE input = ? ORDER BY bom", str(data))
+
+    def children(self, bom: CID) -> list[CID]:
+        """BOMs that list ``bom`` among their parents."""
+        return self._col("SELECT bom FROM bom_parents WHERE parent = ? ORDER BY bom", str(bom))
+
+    def boms_for_function(self, function: CID) -> list[CID]:
+        """BOMs of runs of ``function``."""
+        return self._col("SELECT cid FROM boms WHERE function = ? ORDER BY cid", str(function))
+
+    def boms_for_input(self, data: CID) -> list[CID]:
+        """Alias of :meth:`consumers`, named for symmetry with the other queries."""
+        return self.consumers(data)
+
+    def verifications_for(self, bom: CID) -> list[CID]:
+        """Verification records about ``bom``."""
+        return self._col("SELECT cid FROM verifications WHERE bom = ? ORDER BY cid", str(bom))
+
+    def memo_get(self, key: str) -> CID | None:
+        """The output CID memoized under ``key``, if any."""
+        with self._lock:
+            row = self._db.execute("SELECT output FROM memo WHERE key = ?", (key,)).fetchone()
+        return None if row is None else CID.decode(row[0])
+
+    def memo_get_many(self, keys: Iterable[str]) -> dict[str, CID]:
+        """Memoized outputs of many keys at once (map runs ask for thousands)."""
+        wanted = list(keys)
+        found: dict[str, CID] = {}
+        with self._lock:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, output in self._db.execute(f"SELECT key, output FROM memo WHERE key IN ({marks})", chunk):  # noqa: S608 (placeholders only)
+                    found[key] = CID.decode(output)
+        return found
+
+    def runs(self, limit: int | None = None) -> list[RunRow]:
+        """Runs (Invoices) newest first, with their BOM and Function name."""
+        sql = (
+            "SELECT i.cid, i.order_cid, i.status, b.cid, o.function, COALESCE(f.name, ''), i.output, "
+            "i.finished_ms, i.error FROM invoices i JOIN orders o ON o.cid = i.order_cid "
+            "LEFT JOIN boms b ON b.invoice = i.cid LEFT JOIN functions f ON f.cid = o.function "
+            "WHERE i.cid NOT IN (SELECT invoice FROM verifications) "
+            "ORDER BY i.finished_ms DESC, i.cid"
+        )
+        params: tuple[Any, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (limit,)
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [
+            RunRow(CID.decode(r[0]), CID.decode(r[1]), r[2], _c(r[3]), CID.decode(r[4]), r[5], _c(r[6]), r[7], r[8])
+            for r in rows
+        ]
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (for ``cats catalog rebuild`` and tests)."""
+        with self._lock:
+            return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]) for t in _TABLES}  # noqa: S608
+
+    # -- rebuilding -------------------------------------------------------------------------
+    def rebuild(self, source: BlockSource, cids: Iterable[CID]) -> CatalogStats:
+        """Recreate every row from the blocks: scan ``cids``, decode each DAG-CBOR ``cats/...`` record.
+
+        Memo entries are recomputed from Invoices and their Orders. Everything happens in one
+        transaction, so readers see the old catalog until the new one is complete.
+        """
+        from . import InvoiceRecord, OrderRecord, decode_record
+
+        found: list[tuple[CID, Any]] = []
+        by_type: dict[str, int] = {}
+        blocks = 0
+        for cid in cids:
+            blocks += 1
+            if cid.codec != DAG_CBOR:
+                continue
+            data = source.get(cid)
+            try:
+                value = _dagcbor.decode(data)
+            except DecodeError:
+                continue
+            if not isinstance(value, dict) or not str(value.get("type", "")).startswith("cats/"):
+                continue
+            try:
+                record = decode_record(data)
+            except DecodeError:
+                continue  # a cats/ lookalike that is not a valid record is not indexed
+            found.append((cid, record))
+            by_type[record.TYPE] = by_type.get(record.TYPE, 0) + 1
+        records = dict(found)
+        memo: list[tuple[str, CID, CID, CID, CID]] = []
+        for cid, record in found:
+            if isinstance(record, InvoiceRecord):
+                order = records.get(record.order)
+                if isinstance(order, OrderRecord):
+                    memo.extend(memo_entries(cid, record, order))
+        with self.transaction() as db:
+            for table in _TABLES:
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed table names)
+            for cid, record in found:
+                self._index_one(db, cid, record)
+            for key, function_cid, datum, output, invoice in memo:
+                db.execute(
+                    "INSERT OR REPLACE INTO memo(key, function, datum, output, invoice) VALUES (?, ?, ?, ?, ?)",
+                    (key, str(function_cid), str(datum), str(output), str(invoice)),
+                )
+        return CatalogStats(blocks, len(found), by_type)
+
+
+def memo_entries(invoice_cid: CID, invoice: InvoiceRecord, order: OrderRecord) -> list[tuple[str, CID, CID, CID, CID]]:
+    """Memo entries an Invoice justifies: one per datum that succeeded (computed or memoized)."""
+    out: list[tuple[str, CID, CID, CID, CID]] = []
+    for d in invoice.data:
+        if d.status != "succeeded" or d.output is None:
+            continue
+        context = {k: v for k, v in order.inputs.items() if k != d.input}
+        key = memo_key(order.function, order.params, order.seed, d.input, d.name, d.cid, context)
+        out.append((key, order.function, d.cid, d.output, invoice_cid))
+    return out

@@ -1,0 +1,31 @@
+"""Small builders for Kubernetes object fragments the components repeat."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["container_resources", "restricted_security_context"]
+
+
+def container_resources(cpu: str, memory: str, cpu_limit: str | None = None) -> dict[str, Any]:
+    """Requests and limits for one container.
+
+    Memory limit equals the request: a container over its request is the first the kubelet evicts,
+    and Ray's object store sizes itself from the limit.
+    """
+    return {
+        "requests": {"cpu": cpu, "memory": memory},
+        "limits": {"cpu": cpu_limit or cpu, "memory": memory},
+    }
+
+
+def restricted_security_context(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A container security context without privilege escalation or Linux capabilities."""
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    context.update(extra or {})
+    return context
