@@ -19,7 +19,9 @@ if [[ -x "$dir/node_modules/.bin/jsipfs" && -f "$stamp" && "$(cat "$stamp")" == 
     exit 0
 fi
 
-# npm ci installs exactly the lock file (with the overrides that make js-ipfs 0.18 run on Node 20).
+# npm ci installs exactly the lock file, with package.json's overrides: five pins that make
+# js-ipfs 0.18 run on Node 20, and `headless` taken from the registry instead of the GitHub
+# tarball an optional dependency (electron-eval) names, which cannot be fetched here.
 (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 echo "$want" > "$stamp"
-echo "install-jsipfs: installed $("$dir/node_modules/.bin/jsipfs" --version 2>/dev/null || echo js-ipfs)"
+echo "install-jsipfs: installed ipfs $(node -p "require('$dir/node_modules/ipfs/package.json').version")"

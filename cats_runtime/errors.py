@@ -26,7 +26,9 @@ service catch ``CatsError``; library code raises and lets it travel.
     ├── ProvisionError (RuntimeError)           Pulumi / infrastructure could not be provisioned
     ├── PolicyViolationError (RuntimeError)     a mandatory policy failed
     ├── AuthError (PermissionError)             missing or wrong credentials, code not allowed
+    │   └── CredentialsError                    no credentials, or unknown ones (HTTP 401, not 403)
     ├── LimitError (RuntimeError)               a size or concurrency limit was exceeded
+    │   └── TooLargeError                       a body or object bigger than allowed (HTTP 413, not 429)
     └── PeerError (ConnectionError)             a remote node or Kubo answered badly or not at all
 """
 
@@ -37,6 +39,7 @@ __all__ = [
     "BlockNotFoundError",
     "CARFormatError",
     "CatsError",
+    "CredentialsError",
     "DecodeError",
     "ExecutionError",
     "FunctionFailedError",
@@ -50,6 +53,7 @@ __all__ = [
     "ProvisionError",
     "RecordError",
     "StoreError",
+    "TooLargeError",
     "UnsafePathError",
     "UnsupportedCodecError",
     "UnsupportedHashError",
@@ -133,8 +137,16 @@ class AuthError(CatsError, PermissionError):
     """Missing or wrong credentials, or code that is not on the allow-list."""
 
 
+class CredentialsError(AuthError):
+    """No credentials were presented, or they match no known holder (as opposed to refused ones)."""
+
+
 class LimitError(CatsError, RuntimeError):
     """A size, rate or concurrency limit was exceeded."""
+
+
+class TooLargeError(LimitError):
+    """A request body, block or other object is bigger than the configured limit."""
 
 
 class PeerError(CatsError, ConnectionError):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["container_resources", "restricted_security_context"]
+import pulumi
+
+__all__ = ["container_resources", "object_meta", "restricted_security_context"]
 
 
 def container_resources(cpu: str, memory: str, cpu_limit: str | None = None) -> dict[str, Any]:
@@ -29,3 +31,8 @@ def restricted_security_context(extra: Mapping[str, Any] | None = None) -> dict[
     }
     context.update(extra or {})
     return context
+
+
+def object_meta(name: str, namespace: pulumi.Input[str], labels: Mapping[str, str]) -> dict[str, Any]:
+    """Metadata with an explicit name, so in-cluster DNS names are stable across updates."""
+    return {"name": name, "namespace": namespace, "labels": dict(labels)}

@@ -108,7 +108,9 @@ def check_digest_image(input_name: str, image: str) -> str:
         ValueError: The reference has no digest or a malformed one.
     """
     if not isinstance(image, str) or not DIGEST_IMAGE_RE.match(image):
-        raise ValueError(f"{input_name}: expected an image pinned as name[:tag]@sha256:<64 hex>, found {image!r}")
+        raise ValueError(
+            f"{input_name}: expected an image pinned as name[:tag]@sha256:<64 hex>, found {image!r}"
+        )
     return image
 
 

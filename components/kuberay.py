@@ -112,7 +112,7 @@ class KubeRay(pulumi.ComponentResource):
             "headGroupSpec": {
                 "serviceType": "ClusterIP",
                 # No tasks on the head: it keeps its memory for the GCS and the Jobs API.
-                "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},
+                "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},  # noqa: S104 - ClusterIP only
                 "template": {
                     "metadata": {"labels": labels},
                     "spec": {
@@ -155,7 +155,7 @@ class KubeRay(pulumi.ComponentResource):
                 }
             ],
         }
-        cluster = k8s.apiextensions.CustomResource(
+        k8s.apiextensions.CustomResource(
             f"{name}-cluster",
             api_version="ray.io/v1",
             kind="RayCluster",
@@ -165,6 +165,6 @@ class KubeRay(pulumi.ComponentResource):
         )
         self.cluster_name = pulumi.Output.from_input(name)
         self.jobs_address = pulumi.Output.concat(
-            "http://", name, "-head-svc.", cluster.metadata["namespace"], ".svc:8265"
+            "http://", name, "-head-svc.", args["namespace"], ".svc:8265"
         )
         self.register_outputs({"clusterName": self.cluster_name, "jobsAddress": self.jobs_address})

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,3 +28,22 @@ def _no_real_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     # A test must never touch the developer's ~/.cats: point HOME-derived defaults at a temp dir.
     if "CATS_HOME" not in os.environ:
         monkeypatch.setenv("CATS_HOME", str(tmp_path_factory.mktemp("default-home")))
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray (2 CPUs, no dashboard) for the whole session; started on first use."""
+    import ray
+
+    if not ray.is_initialized():
+        # Ray drops handles of helper processes it gave up waiting for (a slow machine); their
+        # ResourceWarning would surface later as an unrelated test's error.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+            gc.collect()
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        ray.shutdown()
+        gc.collect()

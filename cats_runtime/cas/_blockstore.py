@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import os
 import secrets
 import threading
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import BlockNotFoundError, IntegrityError, InvalidCIDError, InvalidInputError, StoreError
-from ._cid import HASH_NAMES, IDENTITY, CID, Block, compute_digest
+from ._cid import CID, HASH_NAMES, IDENTITY, Block, compute_digest
 
 __all__ = ["CorruptBlock", "FSBlockStore"]
 
@@ -42,10 +43,38 @@ _SHARDING: Final = "cats/flatfs/v1/key=base32-cidv1/shard=next-to-last/2\n"
 _SUFFIX: Final = ".data"
 _TMP_SUFFIX: Final = ".tmp"
 # Writer threads for put_many: os.write and fdatasync release the GIL, so writes overlap the
-# caller's hashing (the importer hashes while the previous blocks are being written).
-_WRITERS: Final = 3
-# Blocks handed to the writers but not yet written; bounds the memory put_many holds on to.
-_IN_FLIGHT: Final = 32
+# caller's hashing (the importer hashes while the previous blocks are being written). Measured
+# on 2 cores: more writers help to hide disk latency on ext4 but cost CPU on tmpfs (1: 0.61x,
+# 2: 0.42x, 3: 0.37x of sha256 on tmpfs; on ext4 3 writers beat 1 by about 2x); 2 is the middle.
+_WRITERS: Final = 2
+# put_many syncs and renames in batches: bounds open files and the memory held for writers.
+_BATCH_FILES: Final = 256
+_BATCH_BYTES: Final = 64 * 1024 * 1024
+
+
+class _Staged:
+    """A block written to its temporary file, not yet synced or renamed."""
+
+    __slots__ = ("cid", "created", "fd", "final", "tmp")
+
+    def __init__(self, cid: CID, fd: int, tmp: Path, final: Path, created: bool) -> None:
+        self.cid = cid
+        self.fd = fd
+        self.tmp = tmp
+        self.final = final
+        self.created = created  # the shard directory is new: its parent needs an fsync too
+
+    def dirs(self) -> set[Path]:
+        shard = self.final.parent
+        return {shard, shard.parent} if self.created else {shard}
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        with contextlib.suppress(OSError):
+            self.tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +148,8 @@ class FSBlockStore:
                 found = marker.read_text(encoding="utf-8")
                 if found != _SHARDING:
                     raise StoreError(
-                        f"expected block store layout {_SHARDING.strip()!r} in {marker}, found {found.strip()!r}"
+                        f"expected block store layout {_SHARDING.strip()!r} in {marker}, "
+                        f"found {found.strip()!r}"
                     )
             else:
                 self._atomic_small_write(marker, _SHARDING.encode())
@@ -219,10 +249,11 @@ class FSBlockStore:
             raise StoreError(f"cannot list block store {self.root}: {exc}") from exc
         for shard in shards:
             try:
-                names = sorted(os.listdir(self.root / shard))
+                with os.scandir(self.root / shard) as it:
+                    entries = sorted((e.name, e.is_file(follow_symlinks=False)) for e in it)
             except FileNotFoundError:
                 continue
-            for name in names:
+            for name, is_file in entries:
                 if not name.endswith(_SUFFIX) or name.startswith("."):
                     continue
                 key = name[: -len(_SUFFIX)]
@@ -235,6 +266,9 @@ class FSBlockStore:
                 if key[-3:-1] != shard:
                     yield path, None, f"expected block {cid} in shard {key[-3:-1]!r}, found it in {shard!r}"
                     continue
+                if not is_file:
+                    yield path, None, f"expected block {cid} to be a regular file, found something else"
+                    continue
                 yield path, cid, ""
 
     def verify(self) -> list[CorruptBlock]:
@@ -243,8 +277,18 @@ class FSBlockStore:
         Returns:
             The corrupt or misplaced files (empty when the store is sound).
         """
+        return self.check()[1]
+
+    def check(self) -> tuple[int, list[CorruptBlock]]:
+        """Like :meth:`verify`, also counting the files examined.
+
+        Returns:
+            ``(files examined, corrupt or misplaced files)``.
+        """
         corrupt: list[CorruptBlock] = []
+        checked = 0
         for path, cid, reason in self._scan():
+            checked += 1
             if cid is None:
                 corrupt.append(CorruptBlock(None, path, reason))
                 continue
@@ -262,7 +306,7 @@ class FSBlockStore:
                 mismatch = str(exc)
             if mismatch:
                 corrupt.append(CorruptBlock(cid, path, mismatch))
-        return corrupt
+        return checked, corrupt
 
     # -- writes ---------------------------------------------------------------------------
     def _needs_write(self, block: Block) -> bool:
@@ -279,38 +323,42 @@ class FSBlockStore:
         # would halve put throughput.)
         return st.st_size != len(block.data)
 
-    def _write_one(self, block: Block) -> tuple[Path, bool]:
-        """Write ``block`` atomically (fsyncing its data when ``sync``); return its directory
-        and whether that directory was created (so its parent also needs an fsync)."""
+    def _write_temp(self, block: Block) -> _Staged:
+        """Write ``block`` to a new temporary file next to its final place; fd left open."""
         key = _key(block.cid)
         shard, created = self._shard_dir(key)
         final = shard / (key + _SUFFIX)
         tmp = shard / f".{key}.{os.getpid()}.{secrets.token_hex(6)}{_TMP_SUFFIX}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
-            try:
-                _write_all(fd, block.data)
-                if self.sync:
-                    os.fdatasync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, final)
         except OSError as exc:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:
-                pass
             raise StoreError(f"cannot write block {block.cid} to {final}: {exc}") from exc
-        return shard, created
+        staged = _Staged(block.cid, fd, tmp, final, created)
+        try:
+            _write_all(fd, block.data)
+        except OSError as exc:
+            staged.abort()
+            raise StoreError(f"cannot write block {block.cid} to {final}: {exc}") from exc
+        return staged
 
-    def _sync_dirs(self, dirs: set[Path], root_too: bool) -> None:
+    def _commit(self, staged: _Staged) -> None:
+        """Make a written temporary file durable (when ``sync``) and rename it into place."""
+        try:
+            if self.sync:
+                os.fdatasync(staged.fd)
+            os.close(staged.fd)
+            staged.fd = -1
+            os.replace(staged.tmp, staged.final)
+        except OSError as exc:
+            staged.abort()
+            raise StoreError(f"cannot write block {staged.cid} to {staged.final}: {exc}") from exc
+
+    def _sync_dirs(self, dirs: set[Path]) -> None:
         if not self.sync:
             return
         try:
             for d in sorted(dirs):
                 _fsync_dir(d)
-            if root_too:
-                _fsync_dir(self.root)
         except OSError as exc:
             raise StoreError(f"cannot fsync block store directories under {self.root}: {exc}") from exc
 
@@ -322,67 +370,101 @@ class FSBlockStore:
         """
         if not self._needs_write(block):
             return
-        shard, created = self._write_one(block)
-        self._sync_dirs({shard}, created)
+        staged = self._write_temp(block)
+        self._commit(staged)
+        self._sync_dirs(staged.dirs())
 
     def put_many(self, blocks: Iterable[Block]) -> None:
         """Store many blocks, batching the durability work.
 
-        Each block's data is written to its temporary file and fdatasync'ed by a small pool of
-        writer threads while the caller keeps producing blocks; every touched directory is
-        fsynced once at the end. When this returns, every block is durable.
+        Writer threads write each block to its temporary file while the caller keeps producing
+        blocks (os.write releases the GIL, so this overlaps the importer's hashing). Every
+        ``_BATCH_FILES`` files or ``_BATCH_BYTES`` bytes, the batch is fdatasync'ed and renamed
+        into place by a sync thread while the next batch is being written: syncing many files
+        back to back costs about one journal commit on ext4, where syncing each file right
+        after writing it costs one commit per file. Every touched directory is fsynced once
+        at the end. When this returns, every block is durable.
 
         Raises:
             StoreError: a block cannot be written (blocks already renamed into place stay:
-                they are complete and valid).
+                they are complete and valid; temporary files are removed).
         """
         dirs: set[Path] = set()
-        root_too = False
-        slots = threading.BoundedSemaphore(_IN_FLIGHT)
-        pending: list[Future[tuple[Path, bool]]] = []
+        batch: list[Future[_Staged]] = []
+        batch_bytes = 0
         failure: BaseException | None = None
-
-        def release(_: Future[tuple[Path, bool]]) -> None:
-            slots.release()
-
-        with ThreadPoolExecutor(_WRITERS, thread_name_prefix="cats-put") as pool:
+        # At most one batch is being synced (by ``syncer``) while the next one is written.
+        flushing: Future[set[Path]] | None = None
+        with (
+            ThreadPoolExecutor(_WRITERS, thread_name_prefix="cats-put") as pool,
+            ThreadPoolExecutor(1, thread_name_prefix="cats-sync") as syncer,
+        ):
             try:
                 for block in blocks:
                     if not self._needs_write(block):
                         continue
-                    slots.acquire()
-                    future = pool.submit(self._write_one, block)
-                    future.add_done_callback(release)
-                    pending.append(future)
-                    if len(pending) >= 4 * _IN_FLIGHT:
-                        pending = self._collect(pending, dirs)
+                    batch.append(pool.submit(self._write_temp, block))
+                    batch_bytes += len(block.data)
+                    if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
+                        if flushing is not None:
+                            dirs |= flushing.result()
+                        flushing = syncer.submit(self._flush, pool, batch)
+                        batch, batch_bytes = [], 0
             except BaseException as exc:
                 failure = exc
-            # Always wait for submitted writes so no thread outlives this call.
-            for future in pending:
+            if flushing is not None:
                 try:
-                    shard, created = future.result()
-                    dirs.add(shard)
-                    root_too |= created
+                    dirs |= flushing.result()
                 except BaseException as exc:
                     failure = failure or exc
+            if failure is None:
+                try:
+                    dirs |= self._flush(pool, batch)
+                except BaseException as exc:
+                    failure = exc
+            else:
+                self._abort(batch)
         if failure is not None:
             raise failure
-        self._sync_dirs(dirs, root_too)
+        self._sync_dirs(dirs)
+
+    def _flush(self, pool: ThreadPoolExecutor, batch: list[Future[_Staged]]) -> set[Path]:
+        """Wait for a batch of writes, then sync and rename them all (or abort them all).
+
+        Returns:
+            The directories the renames touched (to fsync once at the end).
+        """
+        dirs: set[Path] = set()
+        staged: list[_Staged] = []
+        failure: BaseException | None = None
+        for future in batch:
+            try:
+                staged.append(future.result())
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            for item in staged:
+                item.abort()
+            raise failure
+        commits = [pool.submit(self._commit, item) for item in staged]
+        for commit in commits:
+            try:
+                commit.result()
+            except BaseException as exc:
+                failure = failure or exc
+        for item in staged:
+            dirs.update(item.dirs())
+        if failure is not None:
+            raise failure
+        return dirs
 
     @staticmethod
-    def _collect(pending: list[Future[tuple[Path, bool]]], dirs: set[Path]) -> list[Future[tuple[Path, bool]]]:
-        """Harvest finished writes (raising the first failure), keep the rest."""
-        still: list[Future[tuple[Path, bool]]] = []
-        for future in pending:
-            if future.done():
-                shard, created = future.result()
-                dirs.add(shard)
-                if created:
-                    dirs.add(shard.parent)
-            else:
-                still.append(future)
-        return still
+    def _abort(batch: list[Future[_Staged]]) -> None:
+        for future in batch:
+            try:
+                future.result().abort()
+            except BaseException:  # noqa: S112 - the write itself failed: nothing to clean
+                continue
 
     def delete(self, cid: CID) -> None:
         """Remove a block.

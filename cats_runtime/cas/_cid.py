@@ -73,9 +73,9 @@ def _check_multihash(mh: bytes) -> tuple[int, bytes]:
     if len(digest) != size:
         raise InvalidCIDError(f"expected a {size}-byte digest in the multihash, found {len(digest)} bytes")
     if code not in _HASHES:
-        raise UnsupportedHashError(
-            f"expected a hash function in {sorted(HASH_NAMES.values())}, found 0x{code:x}"
-        )
+        # A CID may name any hash function; CATs parses it (so foreign DAGs can be walked and
+        # shown) but refuses to verify, store or serve its block (compute_digest raises).
+        return code, digest
     expected = _HASHES[code][1]
     if expected is None:
         if size > _MAX_IDENTITY:
@@ -201,6 +201,11 @@ class CID:
         return self._hash_code
 
     @property
+    def hash_name(self) -> str:
+        """Name of the hash function, or its hex code when CATs does not know it."""
+        return HASH_NAMES.get(self._hash_code, f"0x{self._hash_code:x}")
+
+    @property
     def digest(self) -> bytes:
         """The raw hash digest."""
         return self._digest
@@ -252,7 +257,11 @@ class CID:
 
     # -- verification -------------------------------------------------------------------
     def matches(self, data: bytes | memoryview) -> bool:
-        """True when ``data`` hashes to this CID's digest."""
+        """True when ``data`` hashes to this CID's digest.
+
+        Raises:
+            UnsupportedHashError: the CID names a hash function CATs cannot compute.
+        """
         return compute_digest(self._hash_code, data) == self._digest
 
     def verify(self, data: bytes | memoryview, *, source: str = "") -> None:
@@ -260,7 +269,7 @@ class CID:
         if not self.matches(data):
             where = f" from {source}" if source else ""
             raise IntegrityError(
-                f"block {self}{where} is corrupt: expected its {HASH_NAMES[self._hash_code]} digest "
+                f"block {self}{where} is corrupt: expected its {self.hash_name} digest "
                 f"{self._digest.hex()}, found {compute_digest(self._hash_code, data).hex()}"
             )
 

@@ -290,12 +290,19 @@ class _Decoder:
         info = initial & 0x1F
         if major == 7:
             return self.simple(pos, info)
-        n, p = self.argument(pos, info)
+        if info < 24:  # the argument is in the initial byte: the common case, kept inline
+            n = info
+            p = pos + 1
+        else:
+            n, p = self.argument(pos, info)
         if major == 3:
             end = p + n
             if end > self.end:
                 self.need(p, n, "text string content")
-            return self.text(p, end), end
+            try:
+                return self.buf[p:end].decode("utf-8"), end
+            except UnicodeDecodeError:
+                return self.text(p, end), end  # raises with the offset
         if major == 0:
             return n, p
         if major == 5:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import DecodeError, InvalidCIDError, InvalidInputError
+from ..errors import DecodeError, InvalidInputError
 from ._cid import CID
 
 __all__ = ["PBLink", "PBNode", "decode_pbnode", "encode_pbnode"]
@@ -146,7 +146,9 @@ def _decode_link(data: bytes | memoryview, pos: int, end: int) -> PBLink:
         field, wire = key >> 3, key & 7
         if field <= last_field or field > 3:
             what = "unknown field" if field > 3 or field == 0 else "out-of-order or repeated field"
-            raise DecodeError(f"expected PBLink fields Hash=1, Name=2, Tsize=3 in order, found {what} {field}")
+            raise DecodeError(
+                f"expected PBLink fields Hash=1, Name=2, Tsize=3 in order, found {what} {field}"
+            )
         last_field = field
         if field == 3:
             if wire != 0:
@@ -159,8 +161,8 @@ def _decode_link(data: bytes | memoryview, pos: int, end: int) -> PBLink:
         if field == 1:
             try:
                 cid = CID.from_bytes(bytes(data[start:pos]))
-            except InvalidCIDError as exc:
-                raise DecodeError(f"expected a CID in PBLink.Hash: {exc}") from None
+            except InvalidInputError as exc:  # InvalidCIDError or UnsupportedHashError
+                raise DecodeError(f"expected a CID CATs can verify in PBLink.Hash: {exc}") from None
         else:
             try:
                 name = bytes(data[start:pos]).decode("utf-8")

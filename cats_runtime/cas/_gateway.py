@@ -16,22 +16,33 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Final
 
 import httpx
 
-from ..errors import BlockNotFoundError, CatsError, IntegrityError, InvalidInputError, PeerError
-from ._cid import IDENTITY, CID, Block
+from ..errors import (
+    BlockNotFoundError,
+    CARFormatError,
+    CatsError,
+    IntegrityError,
+    InvalidInputError,
+    PeerError,
+)
+from ._car import read_car
+from ._cid import CID, IDENTITY, Block
 from ._store import BlockSource, BlockStore
+from ._walk import links_of
 
 __all__ = [
     "ChainedBlockSource",
     "FetchResult",
     "GatewayBlockSource",
     "SourceFailure",
+    "verified_car",
+    "verified_dag",
 ]
 
 log = logging.getLogger(__name__)
@@ -44,13 +55,16 @@ DEFAULT_TIMEOUT: Final = 30.0
 _CHUNK: Final = 1 << 16
 
 
-class _ResponseReader(io.RawIOBase):
-    """A read-only binary stream over a streamed httpx response body (for the CAR reader)."""
+class ResponseReader(io.RawIOBase):
+    """A read-only binary stream over an iterator of byte chunks (a streamed HTTP body).
+
+    Lets the CAR reader, which wants a file, consume an answer as it arrives.
+    """
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         super().__init__()
         self._chunks = chunks
-        self._buffer = b""
+        self._buffer = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -60,11 +74,37 @@ class _ResponseReader(io.RawIOBase):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._buffer = chunk
+            self._buffer = memoryview(chunk)
         n = min(len(target), len(self._buffer))
         target[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
+        self._buffer = self._buffer[n:]  # a view: no copy of the rest of the chunk
         return n
+
+
+def verified_car(root: CID, chunks: Iterator[bytes], peer: str) -> Iterator[Block]:
+    """Parse a streamed CARv1 that should hold exactly the DAG under ``root``, checking everything.
+
+    Args:
+        root: The DAG's root; the CAR header must list it.
+        chunks: The CAR's bytes as they arrive.
+        peer: Names the sender in errors.
+
+    Yields:
+        Verified blocks of the DAG, each once, in the order received.
+
+    Raises:
+        PeerError: A malformed CAR, a header without ``root``, a block outside the DAG, or a
+            stream that ended before the whole DAG arrived.
+        IntegrityError: A block did not match its CID (names the peer).
+    """
+    try:
+        # Buffered, so the reader's one-byte varint reads do not each cost a call.
+        reader = read_car(io.BufferedReader(ResponseReader(chunks), buffer_size=_CHUNK))
+        if root not in reader.roots:
+            raise PeerError(f"{peer} sent a CAR with roots {[str(r) for r in reader.roots]}; expected {root}")
+        yield from verified_dag(root, reader, peer)
+    except CARFormatError as exc:
+        raise PeerError(f"{peer} sent a malformed CAR for {root}: {exc}") from exc
 
 
 class GatewayBlockSource:
@@ -120,7 +160,10 @@ class GatewayBlockSource:
             return
         if response.status_code in (404, 410, 412):
             raise BlockNotFoundError(f"{what} {cid} not found at {self.peer} (HTTP {response.status_code})")
-        detail = response.text[:200].strip() if response.is_stream_consumed else ""
+        detail = ""
+        for chunk in response.iter_bytes(1024):  # a peer's error page is read only this far
+            detail = chunk[:200].decode("utf-8", "replace").strip()
+            break
         raise PeerError(
             f"{self.peer} answered {what} {cid} with HTTP {response.status_code}, expected 200"
             + (f": {detail}" if detail else "")
@@ -142,7 +185,6 @@ class GatewayBlockSource:
                 "GET", url, params={"format": "raw"}, headers={"Accept": RAW_MEDIA_TYPE}
             ) as response:
                 if response.status_code != 200:
-                    response.read()
                     self._check_status(response, "block", cid)
                 parts: list[bytes] = []
                 size = 0
@@ -196,9 +238,6 @@ class GatewayBlockSource:
             IntegrityError: A block's bytes do not match its CID.
             BlockNotFoundError: The gateway does not have ``root``.
         """
-        from ._car import read_car  # the CAR codec lives beside us; imported late to keep startup light
-        from ._walk import links_of
-
         url = f"{self.base_url}/ipfs/{root}"
         accept = f"{CAR_MEDIA_TYPE}; version=1; order=dfs; dups=n"
         try:
@@ -206,38 +245,58 @@ class GatewayBlockSource:
                 "GET", url, params={"format": "car", "dag-scope": "all"}, headers={"Accept": accept}
             ) as response:
                 if response.status_code != 200:
-                    response.read()
                     self._check_status(response, "DAG", root)
-                reader = read_car(_ResponseReader(response.iter_bytes(_CHUNK)))
-                expected: set[CID] = {root}
-                seen: set[CID] = set()
-                try:
-                    for block in reader.blocks:
-                        if block.cid in seen:
-                            continue
-                        if block.cid not in expected:
-                            raise PeerError(
-                                f"{self.peer} sent block {block.cid} in the CAR of {root}, which is not "
-                                "reachable from it through the blocks sent before"
-                            )
-                        expected.discard(block.cid)
-                        seen.add(block.cid)
-                        for link in links_of(block.cid, block.data):
-                            if link not in seen and link.hash_code != IDENTITY:
-                                expected.add(link)
-                        yield block
-                except IntegrityError as exc:
-                    raise IntegrityError(f"{exc} (in the CAR from {self.peer})") from exc
-                if expected:
-                    missing = min(expected)
-                    raise PeerError(
-                        f"{self.peer} ended the CAR of {root} with {len(expected)} blocks of the DAG "
-                        f"missing (for example {missing})"
-                    )
+                yield from verified_car(root, response.iter_bytes(_CHUNK), self.peer)
         except httpx.TimeoutException as exc:
             raise PeerError(f"{self.peer} stalled for {self.timeout:g}s sending the CAR of {root}") from exc
         except httpx.HTTPError as exc:
             raise PeerError(f"cannot fetch the CAR of {root} from {self.peer}: {exc}") from exc
+
+
+def verified_dag(root: CID, blocks: Iterable[Block], peer: str) -> Iterator[Block]:
+    """Check that a stream of blocks (from a CAR) is exactly the DAG under ``root``.
+
+    The CAR reader has already hashed every block against its CID; this adds what a CAR alone
+    cannot promise: each block must be reachable from ``root`` through blocks seen before it
+    (depth-first or breadth-first order, duplicates allowed), and every block the DAG links to
+    must arrive. A peer can therefore neither inject unrelated blocks nor silently truncate.
+
+    Args:
+        root: The DAG's root.
+        blocks: Verified blocks in the order received.
+        peer: Names the sender in errors.
+
+    Yields:
+        The blocks, each once.
+
+    Raises:
+        PeerError: A block not reachable from ``root``, or the stream ended with blocks missing.
+        IntegrityError: Raised by the CAR reader, re-raised naming the peer.
+    """
+    expected: set[CID] = {root}
+    seen: set[CID] = set()
+    try:
+        for block in blocks:
+            if block.cid in seen:
+                continue
+            if block.cid not in expected:
+                raise PeerError(
+                    f"{peer} sent block {block.cid} in the CAR of {root}, which is not reachable "
+                    "from it through the blocks sent before"
+                )
+            expected.discard(block.cid)
+            seen.add(block.cid)
+            for link in links_of(block.cid, block.data):
+                if link not in seen and link.hash_code != IDENTITY:
+                    expected.add(link)
+            yield block
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc} (in the CAR from {peer})") from exc
+    if expected:
+        raise PeerError(
+            f"{peer} ended the CAR of {root} with {len(expected)} blocks of the DAG missing "
+            f"(for example {min(expected)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -310,6 +369,7 @@ class ChainedBlockSource:
 
         Raises:
             BlockNotFoundError: No source had a correct copy (the message lists who failed how).
+            IntegrityError: The local copy is corrupt (repair the store: a chain never hides that).
         """
         return self._get(cid)[0]
 
@@ -358,8 +418,6 @@ class ChainedBlockSource:
             BlockNotFoundError: Some block could not be found anywhere (nothing is rolled back:
                 blocks already fetched stay in the local store, so a retry resumes).
         """
-        from ._walk import links_of  # written by the blockstore workstream beside this module
-
         if parallelism < 1:
             raise InvalidInputError(f"expected parallelism >= 1, found {parallelism}")
         seen: set[CID] = {root}

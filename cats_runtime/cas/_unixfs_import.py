@@ -25,9 +25,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
-from ..errors import InvalidInputError, LimitError, StoreError, UnsafePathError
+from ..errors import InvalidInputError, StoreError, UnsafePathError
 from ._cid import CID, Block
 from ._dagpb import pb_varint
+from ._hamt import build_hamt
 from ._store import BlockStore
 from ._unixfs_pb import AddResult
 
@@ -42,6 +43,7 @@ HAMT_SHARDING_SIZE: Final = 262_144
 
 _MAX_CHUNK = 1 << 20  # Kubo refuses chunkers above 1 MiB (blocks must stay below the 2 MiB limit)
 _SEGMENT_BYTES = 4 << 20  # bytes read per pool task: big enough to amortise the thread handoff
+_FD_SEGMENT_BYTES = 2 << 20  # per read+hash task: small enough to stay in a core's cache
 _BATCH_BLOCKS = 512
 _BATCH_BYTES = 16 << 20
 
@@ -63,16 +65,21 @@ class _Options(NamedTuple):
     cid_version: int
     chunk_size: int
     max_links: int
+    shard_threshold: int = HAMT_SHARDING_SIZE
 
 
-def _check_options(cid_version: int, chunk_size: int, max_links: int) -> _Options:
+def _check_options(
+    cid_version: int, chunk_size: int, max_links: int, shard_threshold: int = HAMT_SHARDING_SIZE
+) -> _Options:
     if cid_version not in (0, 1):
         raise InvalidInputError(f"expected cid_version 0 or 1, found {cid_version!r}")
     if not 1 <= chunk_size <= _MAX_CHUNK:
         raise InvalidInputError(f"expected a chunk size between 1 and {_MAX_CHUNK} bytes, found {chunk_size}")
     if max_links < 2:
         raise InvalidInputError(f"expected max_links of at least 2, found {max_links}")
-    return _Options(cid_version, chunk_size, max_links)
+    if shard_threshold < 0:
+        raise InvalidInputError(f"expected a non-negative shard threshold, found {shard_threshold}")
+    return _Options(cid_version, chunk_size, max_links, shard_threshold)
 
 
 # -- the thread pool --------------------------------------------------------------------------
@@ -91,14 +98,22 @@ def _get_pool() -> ThreadPoolExecutor:
 
 # -- block output -----------------------------------------------------------------------------
 class _Sink:
-    """Collects blocks for ``put_many`` in batches so the store can batch its fsyncs."""
+    """Collects blocks for ``put_many`` in batches so the store can batch its fsyncs.
 
-    __slots__ = ("_batch", "_bytes", "_store")
+    A full batch is handed to one background writer thread while hashing goes on, so the
+    store's durable writes overlap with reading and hashing. Batches are written one at a time
+    and in order (children before parents); at most one is in flight, which bounds memory.
+    ``close`` waits for the last write and re-raises any store error.
+    """
+
+    __slots__ = ("_batch", "_bytes", "_store", "_writer", "_writing")
 
     def __init__(self, store: BlockStore | None) -> None:
         self._store = store
         self._batch: list[Block] = []
         self._bytes = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._writing: Future[None] | None = None
 
     @property
     def keep(self) -> bool:
@@ -110,13 +125,51 @@ class _Sink:
         self._batch.append(Block._trusted(CID.from_bytes(cid), data))
         self._bytes += len(data)
         if len(self._batch) >= _BATCH_BLOCKS or self._bytes >= _BATCH_BYTES:
-            self.flush()
+            self._submit()
 
-    def flush(self) -> None:
-        if self._store is None or not self._batch:
-            return
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+
+    def _submit(self) -> None:
+        assert self._store is not None
         batch, self._batch, self._bytes = self._batch, [], 0
-        self._store.put_many(batch)
+        self._wait()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cats-unixfs-put")
+        self._writing = self._writer.submit(self._store.put_many, batch)
+
+    def __enter__(self) -> _Sink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # Failing already: let the in-flight write finish (no thread outlives the call) and
+        # keep the original error; blocks already written are complete and harmless.
+        try:
+            self._wait()
+        except Exception:  # noqa: S110  the caller's error is the one to report
+            pass
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
+
+    def close(self) -> None:
+        """Write what is left and wait for every write; raises the store's error, if any."""
+        try:
+            if self._store is not None and self._batch:
+                batch, self._batch, self._bytes = self._batch, [], 0
+                self._wait()
+                self._store.put_many(batch)
+            self._wait()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
+                self._writer = None
 
 
 # -- leaves -----------------------------------------------------------------------------------
@@ -200,7 +253,9 @@ class _FileBuilder:
         sizes: list[bytes] = []
         tsize = 0
         for child in children:
-            body = b"".join((b"\x0a", pb_varint(len(child.cid)), child.cid, b"\x12\x00\x18", pb_varint(child.tsize)))
+            body = b"".join(
+                (b"\x0a", pb_varint(len(child.cid)), child.cid, b"\x12\x00\x18", pb_varint(child.tsize))
+            )
             parts += (b"\x12", pb_varint(len(body)), body)
             sizes += (b"\x20", pb_varint(child.filesize))
             filesize += child.filesize
@@ -319,18 +374,98 @@ def _readinto_of(stream: BinaryIO) -> Callable[[memoryview], int | None]:
     return fallback
 
 
-def _add_file(path: Path | str, sink: _Sink, opts: _Options, progress: Progress | None) -> _Node:
+def _pread_hash(
+    fd: int, offset: int, buf: bytearray, chunk: int, v0: bool, keep: bool
+) -> tuple[int, list[_Leaf]]:
+    """Read one segment at ``offset`` and hash its chunks, on the same core (data stays in cache)."""
+    view = memoryview(buf)
+    got = 0
+    while got < len(view):
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return got, _hash_leaves(view[:got], chunk, v0, keep) if got else []
+
+
+def _import_fd(fd: int, sink: _Sink, opts: _Options, progress: Progress | None) -> _Node:
+    """Import a regular file: each pool task reads (``preadv``, GIL released) and hashes a segment.
+
+    Reading and hashing in the same task keeps the segment in that core's cache, which matters
+    more than overlap when the other core is busy. Tasks run ahead by a few segments; results
+    are consumed in offset order, and the first short segment marks the end of the file.
+    """
+    chunk = opts.chunk_size
+    seg_size = max(1, _FD_SEGMENT_BYTES // chunk) * chunk
+    v0 = opts.cid_version == 0
+    keep = sink.keep
+    builder = _FileBuilder(sink, opts)
+    pool = _get_pool()
+    depth = pool._max_workers + 2
+    buffers = [bytearray(seg_size) for _ in range(depth)]
+    pending: deque[tuple[Future[tuple[int, list[_Leaf]]], int]] = deque()
+    offset = 0
+    started = False
     try:
-        with open(path, "rb", buffering=0) as f:
-            head = f.read(opts.chunk_size + 1)
-            if len(head) <= opts.chunk_size:
+        for index in range(depth):
+            pending.append((pool.submit(_pread_hash, fd, offset, buffers[index], chunk, v0, keep), index))
+            offset += seg_size
+        while pending:
+            future, index = pending.popleft()
+            n, leaves = future.result()
+            if n == 0 and not started:
+                leaves = _hash_leaves(memoryview(b""), chunk, v0, keep)  # an empty file: one empty leaf
+            started = True
+            for cid, block, size, tsize in leaves:
+                if block is not None:
+                    sink.add(cid, block)
+                builder.add(_Node(cid, tsize, size))
+            if progress is not None and n:
+                progress(n)
+            if n < seg_size:
+                break
+            pending.append((pool.submit(_pread_hash, fd, offset, buffers[index], chunk, v0, keep), index))
+            offset += seg_size
+    finally:
+        for future, _ in pending:
+            future.cancel()
+        for future, _ in pending:
+            if not future.cancelled():
+                future.exception()  # wait, so no task still writes into a buffer we drop
+    return builder.finish()
+
+
+_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+)
+
+
+def _add_file(path: str, sink: _Sink, opts: _Options, progress: Progress | None) -> _Node:
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        size = os.fstat(fd).st_size
+        if size <= opts.chunk_size:
+            # Small files (the common case in code trees): one read sized by fstat, no big
+            # buffer. A short read is the end of a regular file; one byte more than the size
+            # notices a file that grew meanwhile, which then takes the general path.
+            want = size + 1
+            head = os.read(fd, want)
+            if len(head) < want:
                 if progress is not None and head:
                     progress(len(head))
                 return _import_small(head, sink, opts)
-            f.seek(0)
+        if hasattr(os, "preadv"):
+            return _import_fd(fd, sink, opts, progress)
+        os.lseek(fd, 0, os.SEEK_SET)
+        with open(fd, "rb", buffering=0, closefd=False) as f:
             return _import_stream(f.readinto, sink, opts, progress)
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
 
 
 # -- directories ------------------------------------------------------------------------------
@@ -361,7 +496,9 @@ def _within(path: str, root: str) -> bool:
 
 
 class _DirWalker:
-    def __init__(self, root: str, sink: _Sink, opts: _Options, exclude: Sequence[str], progress: Progress | None):
+    def __init__(
+        self, root: str, sink: _Sink, opts: _Options, exclude: Sequence[str], progress: Progress | None
+    ):
         self.root = root
         self.sink = sink
         self.opts = opts
@@ -397,24 +534,29 @@ class _DirWalker:
                 )
             links.append((raw_name, node))
         links.sort(key=lambda item: item[0])
-        estimate = sum(len(name) + len(node.cid) for name, node in links)
-        if estimate > HAMT_SHARDING_SIZE:
-            raise LimitError(
-                f"directory {path} has {len(links)} entries whose names and CIDs take {estimate} bytes; "
-                f"Kubo shards directories above {HAMT_SHARDING_SIZE} bytes into a HAMT, which CATs "
-                "cannot write yet (split the directory)"
-            )
+        prefix = _V0_PREFIX if self.opts.cid_version == 0 else _V1_PB_PREFIX
+        # Kubo's estimate of a directory block: name bytes + CID bytes per link; above the
+        # threshold (strictly, as current Kubo and the npm importer) the directory is a HAMT.
+        estimate = sum(len(raw) + len(node.cid) for raw, node in links)
+        if estimate > self.opts.shard_threshold:
+
+            def emit(block: bytes) -> tuple[bytes, int]:
+                cid = prefix + hashlib.sha256(block).digest()
+                self.sink.add(cid, block)
+                return cid, len(block)
+
+            cid, tsize = build_hamt([(raw, node.cid, node.tsize) for raw, node in links], emit)
+            return _Node(cid, tsize, 0)
         parts: list[bytes] = []
         tsize = 0
-        for name, node in links:
+        for raw, node in links:
             body = b"".join(
-                (b"\x0a", pb_varint(len(node.cid)), node.cid, b"\x12", pb_varint(len(name)), name),
-            ) + b"\x18" + pb_varint(node.tsize)
+                (b"\x0a", pb_varint(len(node.cid)), node.cid, b"\x12", pb_varint(len(raw)), raw, b"\x18")
+            ) + pb_varint(node.tsize)
             parts += (b"\x12", pb_varint(len(body)), body)
             tsize += node.tsize
         parts.append(_DIR_DATA)
         block = b"".join(parts)
-        prefix = _V0_PREFIX if self.opts.cid_version == 0 else _V1_PB_PREFIX
         cid = prefix + hashlib.sha256(block).digest()
         self.sink.add(cid, block)
         return _Node(cid, len(block) + tsize, 0)
@@ -447,6 +589,7 @@ def add_path(
     progress: Progress | None = None,
     chunk_size: int = CHUNK_SIZE,
     max_links: int = MAX_LINKS,
+    shard_threshold: int = HAMT_SHARDING_SIZE,
 ) -> AddResult:
     """Add a file or a directory tree, as ``ipfs add [-r --hidden] [--cid-version=1]`` would.
 
@@ -461,6 +604,8 @@ def add_path(
         progress: called with the number of content bytes consumed, as they are.
         chunk_size: fixed chunk size (Kubo's ``--chunker=size-N``); Kubo's default.
         max_links: links per node of the balanced layout; Kubo's 174 unless testing.
+        shard_threshold: a directory whose names + CIDs exceed this many bytes becomes a HAMT
+            (Kubo's ``Import.UnixFSHAMTDirectorySizeThreshold``, 256 KiB).
 
     Returns:
         The root CID, the content bytes and the cumulative DAG size.
@@ -468,24 +613,22 @@ def add_path(
     Raises:
         UnsafePathError: a symlink is absolute or resolves outside the tree, or a name is unsafe.
         InvalidInputError: special files, non-UTF-8 names, bad options.
-        LimitError: a directory Kubo would shard into a HAMT (not written by CATs yet).
         StoreError: the tree cannot be read.
     """
-    opts = _check_options(cid_version, chunk_size, max_links)
-    sink = _Sink(store)
+    opts = _check_options(cid_version, chunk_size, max_links, shard_threshold)
     root = os.path.realpath(path)
-    if os.path.isdir(root):
-        walker = _DirWalker(root, sink, opts, exclude, progress)
-        node = walker.add_dir(root)
-        size = walker.size
-    elif os.path.isfile(root):
-        node = _add_file(root, sink, opts, progress)
-        size = node.filesize
-    elif not os.path.exists(root):
-        raise InvalidInputError(f"expected a file or directory to add, found nothing at {path}")
-    else:
-        raise InvalidInputError(f"expected a regular file or directory, found a special file at {path}")
-    sink.flush()
+    with _Sink(store) as sink:
+        if os.path.isdir(root):
+            walker = _DirWalker(root, sink, opts, exclude, progress)
+            node = walker.add_dir(root)
+            size = walker.size
+        elif os.path.isfile(root):
+            node = _add_file(root, sink, opts, progress)
+            size = node.filesize
+        elif not os.path.exists(root):
+            raise InvalidInputError(f"expected a file or directory to add, found nothing at {path}")
+        else:
+            raise InvalidInputError(f"expected a regular file or directory, found a special file at {path}")
     return AddResult(CID.from_bytes(node.cid), size, node.tsize)
 
 
@@ -504,9 +647,8 @@ def add_stream(
     flat for any size.
     """
     opts = _check_options(cid_version, chunk_size, max_links)
-    sink = _Sink(store)
-    node = _import_stream(_readinto_of(stream), sink, opts, progress)
-    sink.flush()
+    with _Sink(store) as sink:
+        node = _import_stream(_readinto_of(stream), sink, opts, progress)
     return AddResult(CID.from_bytes(node.cid), node.filesize, node.tsize)
 
 
@@ -520,11 +662,9 @@ def add_bytes(
 ) -> CID:
     """The CID of ``data`` added as one UnixFS file (blocks go to ``store`` unless it is None)."""
     opts = _check_options(cid_version, chunk_size, max_links)
-    sink = _Sink(store)
-    if len(data) <= opts.chunk_size:
-        node = _import_small(bytes(data), sink, opts)
-    else:
-        node = _import_stream(io.BytesIO(data).readinto, sink, opts, None)
-    sink.flush()
+    with _Sink(store) as sink:
+        if len(data) <= opts.chunk_size:
+            node = _import_small(bytes(data), sink, opts)
+        else:
+            node = _import_stream(io.BytesIO(data).readinto, sink, opts, None)
     return CID.from_bytes(node.cid)
-

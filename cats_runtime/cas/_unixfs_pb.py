@@ -1,5 +1,4 @@
-"""The UnixFS ``Data`` protobuf carried in a dag-pb node's Data field, and the value types
-the importer and exporter share.
+"""The UnixFS ``Data`` protobuf (a dag-pb node's Data field) and the shared value types.
 
 Wire format (UnixFS spec)::
 
@@ -124,7 +123,9 @@ def _decode_mtime(data: bytes, pos: int, end: int) -> tuple[int, int | None]:
         key, pos = pb_read_varint(data, pos, end)
         field, wire = key >> 3, key & 7
         if field <= last or field > 2:
-            raise DecodeError(f"expected UnixTime fields Seconds=1, FractionalNanoseconds=2, found field {field}")
+            raise DecodeError(
+                f"expected UnixTime fields Seconds=1, FractionalNanoseconds=2, found field {field}"
+            )
         last = field
         if field == 1:
             if wire != 0:
@@ -160,7 +161,9 @@ def decode_unixfs(data: bytes) -> UnixFSData:
         if field < 1 or field > 8:
             raise DecodeError(f"expected UnixFS Data fields 1-8, found unknown field {field}")
         if field < last or (field == last and field != 4):
-            raise DecodeError(f"expected UnixFS Data fields in ascending order, found field {field} after {last}")
+            raise DecodeError(
+                f"expected UnixFS Data fields in ascending order, found field {field} after {last}"
+            )
         last = field
         expected_wire = 2 if field in (2, 8) else 0
         if wire != expected_wire:

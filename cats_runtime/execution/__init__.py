@@ -1,5 +1,58 @@
-"""execution layer."""
+"""Execution layer: run Functions on Ray, with code and data materialized from the CAS."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._context import Context, Datum
+from ._materialize import (
+    ENTRYPOINT_RE,
+    code_cache_dir,
+    load_entrypoint,
+    make_read_only,
+    make_writable,
+    materialize,
+    materialize_code,
+    remove_tree,
+)
+from ._jobs import JobsExecutor, auth_token
+from ._ray import (
+    MAX_RETRIES,
+    Executor,
+    RayExecutor,
+    SourceDesc,
+    TaskOutcome,
+    accept_result,
+    ensure_ray,
+    open_source,
+    ray_version,
+    run_locally,
+)
+from ._task import DatumRef, TaskResult, TaskSpec, run_task
+
+__all__ = [
+    "ENTRYPOINT_RE",
+    "MAX_RETRIES",
+    "Context",
+    "Datum",
+    "DatumRef",
+    "Executor",
+    "JobsExecutor",
+    "RayExecutor",
+    "SourceDesc",
+    "TaskOutcome",
+    "TaskResult",
+    "TaskSpec",
+    "accept_result",
+    "auth_token",
+    "code_cache_dir",
+    "ensure_ray",
+    "load_entrypoint",
+    "make_read_only",
+    "make_writable",
+    "materialize",
+    "materialize_code",
+    "open_source",
+    "ray_version",
+    "remove_tree",
+    "run_locally",
+    "run_task",
+]

@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..cas import CID, BlockSource
-from ..cas import _unixfs
+from ..cas import CID, BlockSource, _unixfs
 from ..errors import ExecutionError, InvalidInputError
 
 __all__ = [
@@ -154,5 +153,7 @@ def load_entrypoint(code_dir: Path, entrypoint: str, code: CID) -> Callable[...,
             sys.dont_write_bytecode = saved
     fn = getattr(module, attr, None)
     if not callable(fn):
-        raise ExecutionError(f"expected a callable {attr!r} in module {module_name!r} of code {code}, found none")
+        raise ExecutionError(
+            f"expected a callable {attr!r} in module {module_name!r} of code {code}, found none"
+        )
     return fn  # type: ignore[no-any-return]

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from ..cas import CID, Block, BlockSource, BlockStore, MemoryBlockStore
 from ..errors import ExecutionError, IntegrityError, InvalidInputError, PeerError
@@ -26,12 +26,15 @@ from ._task import TaskResult, TaskSpec, run_task
 
 __all__ = [
     "MAX_RETRIES",
+    "Executor",
     "RayExecutor",
     "SourceDesc",
     "TaskOutcome",
+    "accept_result",
     "ensure_ray",
     "open_source",
     "ray_version",
+    "run_locally",
 ]
 
 MAX_RETRIES: Final = 2
@@ -101,7 +104,10 @@ def open_source(desc: SourceDesc, blocks: Iterable[tuple[bytes, bytes]] = ()) ->
 
 
 def _ray_task(
-    spec: TaskSpec, source: SourceDesc, code_blocks: list[tuple[bytes, bytes]], data_blocks: list[tuple[bytes, bytes]]
+    spec: TaskSpec,
+    source: SourceDesc,
+    code_blocks: list[tuple[bytes, bytes]],
+    data_blocks: list[tuple[bytes, bytes]],
 ) -> TaskResult:
     return run_task(spec, open_source(source, [*code_blocks, *data_blocks]))
 
@@ -123,10 +129,18 @@ def ensure_ray(address: str | None = None) -> str:
     """
     import ray
 
+    if address is not None and not (address.startswith("ray://") or address == "auto"):
+        raise InvalidInputError(f"expected a ray:// address (or none for local Ray), found {address!r}")
     with _init_lock:
         key = address or "local"
         if ray.is_initialized():
-            return _connected.get(key, "existing")
+            if key in _connected:
+                return _connected[key]
+            if address is None:
+                return "existing"  # started by the host program (a test session, a notebook)
+            raise InvalidInputError(
+                f"Ray is already connected to another cluster in this process; cannot also use {address}"
+            )
         if address is None:
             ray.init(
                 num_cpus=os.cpu_count() or 1,
@@ -135,15 +149,29 @@ def ensure_ray(address: str | None = None) -> str:
                 logging_level=logging.ERROR,
             )
             _connected[key] = "local"
-        elif address.startswith("ray://") or address == "auto":
+        else:
             try:
                 ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             except Exception as exc:
                 raise PeerError(f"cannot connect to the Ray cluster at {address}: {exc}") from exc
             _connected[key] = address
-        else:
-            raise InvalidInputError(f"expected a ray:// address (or none for local Ray), found {address!r}")
         return _connected[key]
+
+
+class Executor(Protocol):
+    """Something that runs task specs and stores their verified outputs in ``sink``."""
+
+    cluster: str
+
+    def run(
+        self,
+        tasks: Sequence[TaskSpec],
+        sink: BlockStore,
+        *,
+        on_done: Callable[[TaskOutcome], None] | None = None,
+    ) -> list[TaskOutcome]:
+        """Run every task; outcomes in task order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -172,7 +200,14 @@ def accept_result(result: TaskResult, sink: BlockStore) -> TaskOutcome:
             raise IntegrityError(f"task {result.key} returned output {output} without its root block")
         sink.put_many(blocks)
     return TaskOutcome(
-        result.key, result.status, output, result.log, result.error, result.host, result.started_ms, result.finished_ms
+        result.key,
+        result.status,
+        output,
+        result.log,
+        result.error,
+        result.host,
+        result.started_ms,
+        result.finished_ms,
     )
 
 
@@ -186,7 +221,9 @@ class RayExecutor:
             ``inline`` (the driver's store).
     """
 
-    def __init__(self, source: SourceDesc, *, address: str | None = None, ship: BlockSource | None = None) -> None:
+    def __init__(
+        self, source: SourceDesc, *, address: str | None = None, ship: BlockSource | None = None
+    ) -> None:
         if source.kind == "inline" and ship is None:
             raise InvalidInputError("an inline source needs a store to ship blocks from")
         self.source = source
@@ -236,7 +273,10 @@ class RayExecutor:
                         # The worker died on every attempt (or the cluster lost the task).
                         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                         result = TaskResult(
-                            tasks[i].key, "failed", None, [],
+                            tasks[i].key,
+                            "failed",
+                            None,
+                            [],
                             f"Ray could not complete the task after {MAX_RETRIES} retries:\n{exc}\n",
                             f"{type(exc).__name__}: {first}",
                         )

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..cas import CID, BlockSource, MemoryBlockStore
-from ..cas import _unixfs
+from ..cas import CID, BlockSource, MemoryBlockStore, _unixfs
 from ._context import Context, Datum
 from ._materialize import load_entrypoint, materialize, materialize_code, remove_tree
 
@@ -127,7 +126,9 @@ def run_task(spec: TaskSpec, source: BlockSource, *, workdir: Path | None = None
                 datum = Datum(spec.datum.input, spec.datum.name, path, spec.datum.cid)
             output = tmp / "output"
             output.mkdir()
-            ctx = Context(inputs=inputs, output=output, params=spec.params, seed=spec.seed, log=logger, datum=datum)
+            ctx = Context(
+                inputs=inputs, output=output, params=spec.params, seed=spec.seed, log=logger, datum=datum
+            )
             with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
                 fn(ctx)
             store = MemoryBlockStore()
@@ -136,11 +137,26 @@ def run_task(spec: TaskSpec, source: BlockSource, *, workdir: Path | None = None
         except (Exception, SystemExit) as exc:  # a function calling sys.exit() failed too
             buffer.write(traceback.format_exc())
             return TaskResult(
-                spec.key, "failed", None, [], buffer.getvalue(), f"{type(exc).__name__}: {exc}",
-                socket.gethostname(), started, _now_ms(),
+                spec.key,
+                "failed",
+                None,
+                [],
+                buffer.getvalue(),
+                f"{type(exc).__name__}: {exc}",
+                socket.gethostname(),
+                started,
+                _now_ms(),
             )
     finally:
         remove_tree(tmp)
     return TaskResult(
-        spec.key, "succeeded", root.buffer, blocks, buffer.getvalue(), None, socket.gethostname(), started, _now_ms()
+        spec.key,
+        "succeeded",
+        root.buffer,
+        blocks,
+        buffer.getvalue(),
+        None,
+        socket.gethostname(),
+        started,
+        _now_ms(),
     )

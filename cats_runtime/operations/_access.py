@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Final
 
 from ..cas import CID
-from ..errors import AuthError, InvalidInputError, StoreError
+from ..errors import AuthError, CredentialsError, InvalidInputError, StoreError
 from ._identity import NodeIdentity, public_key_from_did, verify_signature
 
 __all__ = [
@@ -160,7 +160,7 @@ class TokenStore:
             if hmac.compare_digest(presented, digest) and found is None:
                 found = org
         if found is None:
-            raise AuthError("expected a valid bearer token for this node, found an unknown token")
+            raise CredentialsError("expected a valid bearer token for this node, found an unknown token")
         return found
 
 

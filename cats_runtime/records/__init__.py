@@ -1,5 +1,49 @@
-"""records layer."""
+"""Records: the typed IPLD (DAG-CBOR) records of CATs, and the catalog that indexes them.
+
+See ``docs/records.md`` for every record type and field.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._base import Record
+from ._catalog import CATALOG_FILE, Catalog, CatalogStats, RunRow, memo_entries, memo_key
+from ._records import (
+    RECORD_TYPES,
+    BOMRecord,
+    Cloud,
+    DatumResult,
+    FunctionRecord,
+    InvoiceRecord,
+    Mode,
+    OrderRecord,
+    Status,
+    StructureRecord,
+    Verdict,
+    VerificationRecord,
+    decode_record,
+    record_from_obj,
+)
+
+__all__ = [
+    "CATALOG_FILE",
+    "RECORD_TYPES",
+    "BOMRecord",
+    "Catalog",
+    "CatalogStats",
+    "Cloud",
+    "DatumResult",
+    "FunctionRecord",
+    "InvoiceRecord",
+    "Mode",
+    "OrderRecord",
+    "Record",
+    "RunRow",
+    "Status",
+    "StructureRecord",
+    "Verdict",
+    "VerificationRecord",
+    "decode_record",
+    "memo_entries",
+    "memo_key",
+    "record_from_obj",
+]

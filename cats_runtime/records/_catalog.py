@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from ..cas import CID, DAG_CBOR, BlockSource
-from ..cas import _dagcbor
+from ..cas import CID, DAG_CBOR, BlockSource, _dagcbor
 from ..errors import DecodeError, StoreError
 
 if TYPE_CHECKING:
@@ -64,9 +63,20 @@ CREATE TABLE IF NOT EXISTS memo (key TEXT PRIMARY KEY, function TEXT NOT NULL, d
     output TEXT NOT NULL, invoice TEXT NOT NULL);
 """
 
+_MEMO_INSERT: Final = (
+    "INSERT OR REPLACE INTO memo(key, function, datum, output, invoice) VALUES (?, ?, ?, ?, ?)"
+)
 _TABLES: Final = (
-    "records", "functions", "orders", "order_inputs", "invoices", "boms", "bom_inputs", "bom_parents",
-    "verifications", "memo",
+    "records",
+    "functions",
+    "orders",
+    "order_inputs",
+    "invoices",
+    "boms",
+    "bom_inputs",
+    "bom_parents",
+    "verifications",
+    "memo",
 )
 
 
@@ -149,7 +159,7 @@ class Catalog:
             self._db.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema', ?)", (str(_SCHEMA_VERSION),)
             )
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open the catalog {path}: {exc}") from exc
         self._lock = threading.RLock()
 
@@ -180,7 +190,9 @@ class Catalog:
             else:
                 self._db.execute("COMMIT")
 
-    def index(self, records: Iterable[tuple[CID, Any]], memo: Iterable[tuple[str, CID, CID, CID, CID]] = ()) -> None:
+    def index(
+        self, records: Iterable[tuple[CID, Any]], memo: Iterable[tuple[str, CID, CID, CID, CID]] = ()
+    ) -> None:
         """Index records (already stored as blocks) and memo entries in one transaction.
 
         Args:
@@ -192,7 +204,7 @@ class Catalog:
                 self._index_one(db, cid, record)
             for key, function, datum, output, invoice in memo:
                 db.execute(
-                    "INSERT OR REPLACE INTO memo(key, function, datum, output, invoice) VALUES (?, ?, ?, ?, ?)",
+                    _MEMO_INSERT,
                     (key, str(function), str(datum), str(output), str(invoice)),
                 )
 
@@ -208,7 +220,9 @@ class Catalog:
 
         c = str(cid)
         now = time.time_ns() // 1_000_000
-        db.execute("INSERT OR IGNORE INTO records(cid, type, indexed_ms) VALUES (?, ?, ?)", (c, record.TYPE, now))
+        db.execute(
+            "INSERT OR IGNORE INTO records(cid, type, indexed_ms) VALUES (?, ?, ?)", (c, record.TYPE, now)
+        )
         if isinstance(record, FunctionRecord):
             db.execute(
                 "INSERT OR IGNORE INTO functions VALUES (?, ?, ?, ?, ?)",
@@ -226,20 +240,36 @@ class Catalog:
         elif isinstance(record, InvoiceRecord):
             db.execute(
                 "INSERT OR IGNORE INTO invoices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (c, str(record.order), record.status, _s(record.output), _s(record.log), record.started_ms,
-                 record.finished_ms, record.error),
+                (
+                    c,
+                    str(record.order),
+                    record.status,
+                    _s(record.output),
+                    _s(record.log),
+                    record.started_ms,
+                    record.finished_ms,
+                    record.error,
+                ),
             )
         elif isinstance(record, BOMRecord):
             db.execute(
                 "INSERT OR IGNORE INTO boms VALUES (?, ?, ?, ?, ?, ?)",
-                (c, str(record.order), str(record.invoice), str(record.function), str(record.structure),
-                 str(record.output)),
+                (
+                    c,
+                    str(record.order),
+                    str(record.invoice),
+                    str(record.function),
+                    str(record.structure),
+                    str(record.output),
+                ),
             )
             db.executemany(
                 "INSERT OR IGNORE INTO bom_inputs VALUES (?, ?, ?)",
                 [(c, name, str(v)) for name, v in record.inputs.items()],
             )
-            db.executemany("INSERT OR IGNORE INTO bom_parents VALUES (?, ?)", [(c, str(p)) for p in record.parents])
+            db.executemany(
+                "INSERT OR IGNORE INTO bom_parents VALUES (?, ?)", [(c, str(p)) for p in record.parents]
+            )
         elif isinstance(record, VerificationRecord):
             db.execute(
                 "INSERT OR IGNORE INTO verifications VALUES (?, ?, ?, ?)",
@@ -264,7 +294,8 @@ class Catalog:
         """BOMs of successful runs of ``order``, newest first."""
         return self._col(
             "SELECT b.cid FROM boms b JOIN invoices i ON i.cid = b.invoice WHERE b.order_cid = ? "
-            "ORDER BY i.finished_ms DESC, b.cid", str(order),
+            "ORDER BY i.finished_ms DESC, b.cid",
+            str(order),
         )
 
     def invoices_for_order(self, order: CID) -> list[CID]:
@@ -281,6 +312,14 @@ class Catalog:
     def producers(self, output: CID) -> list[CID]:
         """BOMs whose output is ``output`` (the runs that made this data)."""
         return self._col("SELECT cid FROM boms WHERE output = ? ORDER BY cid", str(output))
+
+    def producers_oldest_first(self, output: CID) -> list[CID]:
+        """BOMs whose output is ``output``, the earliest run first (stable choice of a parent)."""
+        return self._col(
+            "SELECT b.cid FROM boms b JOIN invoices i ON i.cid = b.invoice WHERE b.output = ? "
+            "ORDER BY i.finished_ms, b.cid",
+            str(output),
+        )
 
     def consumers(self, data: CID) -> list[CID]:
         """BOMs that took ``data`` as one of their inputs."""
@@ -316,7 +355,8 @@ class Catalog:
             for i in range(0, len(wanted), 500):
                 chunk = wanted[i : i + 500]
                 marks = ",".join("?" * len(chunk))
-                for key, output in self._db.execute(f"SELECT key, output FROM memo WHERE key IN ({marks})", chunk):  # noqa: S608 (placeholders only)
+                sql = f"SELECT key, output FROM memo WHERE key IN ({marks})"  # noqa: S608 (placeholders only)
+                for key, output in self._db.execute(sql, chunk):
                     found[key] = CID.decode(output)
         return found
 
@@ -336,7 +376,17 @@ class Catalog:
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [
-            RunRow(CID.decode(r[0]), CID.decode(r[1]), r[2], _c(r[3]), CID.decode(r[4]), r[5], _c(r[6]), r[7], r[8])
+            RunRow(
+                CID.decode(r[0]),
+                CID.decode(r[1]),
+                r[2],
+                _c(r[3]),
+                CID.decode(r[4]),
+                r[5],
+                _c(r[6]),
+                r[7],
+                r[8],
+            )
             for r in rows
         ]
 
@@ -352,7 +402,7 @@ class Catalog:
         Memo entries are recomputed from Invoices and their Orders. Everything happens in one
         transaction, so readers see the old catalog until the new one is complete.
         """
-        from . import InvoiceRecord, OrderRecord, decode_record
+        from . import InvoiceRecord, OrderRecord, VerificationRecord, decode_record
 
         found: list[tuple[CID, Any]] = []
         by_type: dict[str, int] = {}
@@ -375,9 +425,11 @@ class Catalog:
             found.append((cid, record))
             by_type[record.TYPE] = by_type.get(record.TYPE, 0) + 1
         records = dict(found)
+        # Re-executions made by `verify` never feed the memo (a mismatch must not replace outputs).
+        rechecks = {r.invoice for _, r in found if isinstance(r, VerificationRecord)}
         memo: list[tuple[str, CID, CID, CID, CID]] = []
         for cid, record in found:
-            if isinstance(record, InvoiceRecord):
+            if isinstance(record, InvoiceRecord) and cid not in rechecks:
                 order = records.get(record.order)
                 if isinstance(order, OrderRecord):
                     memo.extend(memo_entries(cid, record, order))
@@ -388,13 +440,15 @@ class Catalog:
                 self._index_one(db, cid, record)
             for key, function_cid, datum, output, invoice in memo:
                 db.execute(
-                    "INSERT OR REPLACE INTO memo(key, function, datum, output, invoice) VALUES (?, ?, ?, ?, ?)",
+                    _MEMO_INSERT,
                     (key, str(function_cid), str(datum), str(output), str(invoice)),
                 )
         return CatalogStats(blocks, len(found), by_type)
 
 
-def memo_entries(invoice_cid: CID, invoice: InvoiceRecord, order: OrderRecord) -> list[tuple[str, CID, CID, CID, CID]]:
+def memo_entries(
+    invoice_cid: CID, invoice: InvoiceRecord, order: OrderRecord
+) -> list[tuple[str, CID, CID, CID, CID]]:
     """Memo entries an Invoice justifies: one per datum that succeeded (computed or memoized)."""
     out: list[tuple[str, CID, CID, CID, CID]] = []
     for d in invoice.data:

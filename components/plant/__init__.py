@@ -93,7 +93,9 @@ class Plant(pulumi.ComponentResource):
             if "region" not in args:
                 raise ValueError(f"region: expected a region for cloud {cloud!r}, found nothing")
             if "api_allowed_cidrs" not in args:
-                raise ValueError("apiAllowedCidrs: expected the networks allowed to reach the API, found nothing")
+                raise ValueError(
+                    "apiAllowedCidrs: expected the networks allowed to reach the API, found nothing"
+                )
             managed: ManagedClusterArgs = {
                 "region": args["region"],
                 "api_allowed_cidrs": args["api_allowed_cidrs"],
@@ -102,7 +104,7 @@ class Plant(pulumi.ComponentResource):
             }
             for optional in ("node_size", "kubernetes_version", "subnet_ids", "network", "tags"):
                 if optional in args:
-                    managed[optional] = args[optional]  # type: ignore[literal-required]
+                    managed[optional] = args[optional]  # type: ignore[literal-required,unused-ignore]
             if cloud == "aws":
                 cluster = EksCluster(f"{name}-cluster", EksClusterArgs(**managed), opts=child)
             elif cloud == "gcp":

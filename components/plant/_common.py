@@ -33,14 +33,14 @@ class ManagedClusterArgs(TypedDict):
     kubernetes_version: NotRequired[pulumi.Input[str]]
     """Kubernetes minor version; the cloud's default when absent."""
     subnet_ids: NotRequired[pulumi.Input[Sequence[str]]]
-    """Private subnets for the nodes: EKS subnet IDs (required, two AZs), the GKE subnetwork, the AKS subnet ID."""
+    """Private subnets for the nodes: EKS subnet IDs (required, two zones), GKE subnetwork, AKS subnet ID."""
     network: NotRequired[pulumi.Input[str]]
     """The VPC network (GKE only; ``default`` when absent)."""
     tags: NotRequired[Mapping[str, str]]
     """Tags / labels put on the cloud resources."""
 
 
-def validated_common(args: ManagedClusterArgs) -> tuple[pulumi.Input[list[str]], int, int]:
+def validated_common(args: ManagedClusterArgs) -> tuple[pulumi.Input[Sequence[str]], int, int]:
     """Validate the inputs every managed cluster needs before any resource is declared.
 
     Returns:
@@ -65,7 +65,9 @@ def exec_kubeconfig(
     config: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster_name, "cluster": {"server": server, "certificate-authority-data": ca_data}}],
+        "clusters": [
+            {"name": cluster_name, "cluster": {"server": server, "certificate-authority-data": ca_data}}
+        ],
         "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
         "current-context": cluster_name,
         "users": [

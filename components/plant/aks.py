@@ -13,7 +13,13 @@ __all__ = ["AksCluster", "AksClusterArgs"]
 
 # Built-in role that lets the cluster identity wrap and unwrap with the KMS key.
 _KEY_VAULT_CRYPTO_USER = "12338af0-0e69-4776-bea7-57ae8d297424"
-_CONTROL_PLANE_LOGS = ["kube-apiserver", "kube-audit-admin", "kube-controller-manager", "kube-scheduler", "guard"]
+_CONTROL_PLANE_LOGS = [
+    "kube-apiserver",
+    "kube-audit-admin",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "guard",
+]
 
 
 class AksClusterArgs(ManagedClusterArgs):
@@ -74,13 +80,17 @@ class AksCluster(ClusterComponent):
             principal_id=identity.principal_id,
             principal_type=azure.authorization.PrincipalType.SERVICE_PRINCIPAL,
             role_definition_id=client.subscription_id.apply(
-                lambda s: f"/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{_KEY_VAULT_CRYPTO_USER}"
+                lambda s: (
+                    f"/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{_KEY_VAULT_CRYPTO_USER}"
+                )
             ),
             scope=vault.id,
             opts=child,
         )
         subnets = args.get("subnet_ids")
-        subnet_id = pulumi.Output.from_input(subnets).apply(lambda s: s[0] if s else None) if subnets else None
+        subnet_id = (
+            pulumi.Output.from_input(subnets).apply(lambda s: s[0] if s else None) if subnets else None
+        )
         cluster = azure.containerservice.ManagedCluster(
             f"{name}-cluster",
             resource_group_name=group.name,
@@ -157,7 +167,7 @@ class AksCluster(ClusterComponent):
         credentials = azure.containerservice.list_managed_cluster_user_credentials_output(
             resource_group_name=group.name,
             resource_name=cluster.name,
-            format=azure.containerservice.Format.EXEC,
+            format="exec",
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
         self._finish(name, credentials.apply(_decode_kubeconfig), cluster.name)

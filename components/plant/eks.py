@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_aws as aws
 
+from .._validate import checked
 from ._common import ClusterComponent, ManagedClusterArgs, exec_kubeconfig, validated_common
 
 __all__ = ["EksCluster", "EksClusterArgs"]
@@ -35,7 +36,9 @@ def _assume_role(service: str) -> str:
 
 def _check_subnets(subnets: Sequence[str]) -> list[str]:
     if isinstance(subnets, str) or len(subnets) < 2:
-        raise ValueError(f"subnetIds: expected at least two private subnet IDs in two zones, found {subnets!r}")
+        raise ValueError(
+            f"subnetIds: expected at least two private subnet IDs in two zones, found {subnets!r}"
+        )
     return list(subnets)
 
 
@@ -54,7 +57,7 @@ class EksCluster(ClusterComponent):
         subnets = args.get("subnet_ids")
         if subnets is None:
             raise ValueError("subnetIds: EKS needs at least two private subnet IDs, found none")
-        subnet_ids = subnets.apply(_check_subnets) if isinstance(subnets, pulumi.Output) else _check_subnets(subnets)  # type: ignore[arg-type]
+        subnet_ids = checked(subnets, _check_subnets)
         tags = dict(args.get("tags", {}))
         child = pulumi.ResourceOptions(parent=self)
 
@@ -67,7 +70,10 @@ class EksCluster(ClusterComponent):
             opts=child,
         )
         cluster_role = aws.iam.Role(
-            f"{name}-cluster-role", assume_role_policy=_assume_role("eks.amazonaws.com"), tags=tags, opts=child
+            f"{name}-cluster-role",
+            assume_role_policy=_assume_role("eks.amazonaws.com"),
+            tags=tags,
+            opts=child,
         )
         cluster_policy = aws.iam.RolePolicyAttachment(
             f"{name}-cluster-policy",
@@ -103,7 +109,9 @@ class EksCluster(ClusterComponent):
             f"{name}-node-role", assume_role_policy=_assume_role("ec2.amazonaws.com"), tags=tags, opts=child
         )
         attachments = [
-            aws.iam.RolePolicyAttachment(f"{name}-node-policy-{i}", role=node_role.name, policy_arn=arn, opts=child)
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-policy-{i}", role=node_role.name, policy_arn=arn, opts=child
+            )
             for i, arn in enumerate(_NODE_POLICIES)
         ]
         aws.eks.NodeGroup(
@@ -115,9 +123,13 @@ class EksCluster(ClusterComponent):
             scaling_config={"min_size": low, "max_size": high, "desired_size": max(low, 1)},
             update_config={"max_unavailable": 1},
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]
+            ),
         )
-        kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority.data, args["region"]).apply(
+        kubeconfig = pulumi.Output.all(
+            cluster.name, cluster.endpoint, cluster.certificate_authority.data, args["region"]
+        ).apply(
             lambda a: exec_kubeconfig(
                 a[0], a[1], a[2] or "", "aws", ["eks", "get-token", "--cluster-name", a[0], "--region", a[3]]
             )

@@ -28,7 +28,9 @@ class ExistingCluster(ClusterComponent):
     encryption); the policy pack still checks everything this stack deploys onto it.
     """
 
-    def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         super().__init__("cats:index:ExistingCluster", name, None, opts)
         if not args.get("kubeconfig"):
             raise ValueError("kubeconfig: expected a kubeconfig for the existing cluster, found nothing")

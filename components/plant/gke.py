@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -11,6 +12,8 @@ from ._common import ClusterComponent, ManagedClusterArgs, exec_kubeconfig, vali
 
 __all__ = ["GkeCluster", "GkeClusterArgs"]
 
+# GKE picks the Pod and Service ranges itself; VPC-native networking is what private nodes need.
+_EMPTY: dict[str, Any] = {}
 _LOG_COMPONENTS = ["SYSTEM_COMPONENTS", "APISERVER", "CONTROLLER_MANAGER", "SCHEDULER", "WORKLOADS"]
 
 
@@ -37,7 +40,9 @@ class GkeCluster(ClusterComponent):
         labels = dict(args.get("tags", {}))
         child = pulumi.ResourceOptions(parent=self)
         subnets = args.get("subnet_ids")
-        subnetwork = pulumi.Output.from_input(subnets).apply(lambda s: s[0] if s else None) if subnets else None
+        subnetwork = (
+            pulumi.Output.from_input(subnets).apply(lambda s: s[0] if s else None) if subnets else None
+        )
 
         key_ring = gcp.kms.KeyRing(f"{name}-keyring", location=args["region"], opts=child)
         key = gcp.kms.CryptoKey(
@@ -57,6 +62,16 @@ class GkeCluster(ClusterComponent):
             ),
             opts=child,
         )
+        authorized: dict[str, Any] = {"cidr_blocks": pulumi.Output.from_input(cidrs).apply(_networks)}
+        private: dict[str, Any] = {
+            "enable_private_nodes": True,
+            # A private-only endpoint would cut off this stack's own Kubernetes deployments.
+            "enable_private_endpoint": False,
+            "master_ipv4_cidr_block": "172.16.0.0/28",
+        }
+        encryption: dict[str, Any] = {"state": "ENCRYPTED", "key_name": key.id}
+        logging: dict[str, Any] = {"enable_components": _LOG_COMPONENTS}
+        identity: dict[str, Any] = {"workload_pool": project.project_id.apply(lambda p: f"{p}.svc.id.goog")}
         cluster = gcp.container.Cluster(
             f"{name}-cluster",
             location=args["region"],
@@ -66,20 +81,13 @@ class GkeCluster(ClusterComponent):
             remove_default_node_pool=True,
             initial_node_count=1,
             networking_mode="VPC_NATIVE",
-            ip_allocation_policy={},
+            ip_allocation_policy=_EMPTY,
             datapath_provider="ADVANCED_DATAPATH",
-            private_cluster_config={
-                "enable_private_nodes": True,
-                # A private-only endpoint would cut off this stack's own Kubernetes deployments.
-                "enable_private_endpoint": False,
-                "master_ipv4_cidr_block": "172.16.0.0/28",
-            },
-            master_authorized_networks_config={"cidr_blocks": pulumi.Output.from_input(cidrs).apply(_networks)},
-            database_encryption={"state": "ENCRYPTED", "key_name": key.id},
-            logging_config={"enable_components": _LOG_COMPONENTS},
-            workload_identity_config={
-                "workload_pool": project.project_id.apply(lambda p: f"{p}.svc.id.goog"),
-            },
+            private_cluster_config=private,
+            master_authorized_networks_config=authorized,
+            database_encryption=encryption,
+            logging_config=logging,
+            workload_identity_config=identity,
             resource_labels=labels,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[grant]),
         )
@@ -99,7 +107,7 @@ class GkeCluster(ClusterComponent):
             },
             opts=child,
         )
-        kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
-            lambda a: exec_kubeconfig(a[0], a[1], a[2] or "", "gke-gcloud-auth-plugin", [])
-        )
+        kubeconfig = pulumi.Output.all(
+            cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate
+        ).apply(lambda a: exec_kubeconfig(a[0], a[1], a[2] or "", "gke-gcloud-auth-plugin", []))
         self._finish(name, kubeconfig, cluster.name)

@@ -84,10 +84,15 @@ def test_malformed_cid_strings_give_clear_errors(text: str, match: str) -> None:
         CID.decode(text)
 
 
-def test_unknown_hash_function_is_refused() -> None:
-    raw = encode_varint(1) + encode_varint(RAW) + encode_varint(0x1E) + encode_varint(32) + b"\0" * 32
-    with pytest.raises(UnsupportedHashError, match="0x1e"):
-        CID.from_bytes(raw)
+def test_unknown_hash_function_parses_but_cannot_be_verified() -> None:
+    raw = encode_varint(1) + encode_varint(RAW) + encode_varint(0x11) + encode_varint(20) + b"\0" * 20
+    cid = CID.from_bytes(raw)
+    assert cid.hash_name == "0x11"
+    assert CID.decode(str(cid)) == cid
+    with pytest.raises(UnsupportedHashError, match="found 0x11"):
+        cid.verify(b"anything")
+    with pytest.raises(UnsupportedHashError, match="found 0x11"):
+        Block.checked(cid, b"anything")
 
 
 def test_wrong_digest_length_is_refused() -> None:

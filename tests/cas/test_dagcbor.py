@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multiformats import CID as MFCID
 
-from cats_runtime.cas import CID, DAG_CBOR, DAG_PB, RAW, dagcbor_decode, dagcbor_encode, iter_links
+from cats_runtime.cas import CID, DAG_CBOR, DAG_PB, HASH_NAMES, RAW, dagcbor_decode, dagcbor_encode, iter_links
 from cats_runtime.cas._dagcbor import MAX_DEPTH, decode, encode
-from cats_runtime.errors import DecodeError, InvalidInputError
+from cats_runtime.errors import DecodeError, InvalidInputError, UnsupportedHashError
 
 FIXTURES = json.loads((Path(__file__).parent.parent / "data" / "ipld_codec_fixtures.json").read_text("utf-8"))
 
@@ -55,9 +55,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
-        return list(a) == list(b) or (
-            set(a) == set(b) and all(same(a[k], b[k]) for k in a) and len(a) == len(b)
-        )
+        return set(a) == set(b) and all(same(a[k], b[k]) for k in a)
     if isinstance(a, float):
         return struct.pack(">d", a) == struct.pack(">d", b)
     return bool(a == b)
@@ -143,12 +141,18 @@ def test_ipld_codec_fixtures(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES["unsupported_hash"]))
-def test_fixture_links_with_unverifiable_hashes_are_refused(name: str) -> None:
-    # CATs' CID type only admits hash functions it can verify, so a link using e.g.
-    # sha1 or sha3-512 cannot be represented and the block is refused as a whole.
+def test_fixture_links_with_unverifiable_hashes_decode_but_cannot_be_verified(name: str) -> None:
+    # Links may name hash functions CATs cannot compute (sha1, sha3-512...): the block still
+    # decodes and round-trips, but verifying a block under such a CID is refused.
     data = bytes.fromhex(FIXTURES["unsupported_hash"][name]["dag-cbor"])
-    with pytest.raises(DecodeError, match=r"invalid CID in tag 42: expected a hash function"):
-        decode(data)
+    value = decode(data)
+    assert encode(value) == data
+    links = list(iter_links(value))
+    assert links
+    foreign = [c for c in links if c.hash_code not in HASH_NAMES]
+    assert foreign
+    with pytest.raises(UnsupportedHashError):
+        foreign[0].verify(b"")
 
 
 def test_public_names_are_exported() -> None:
@@ -354,6 +358,7 @@ def test_iter_links_walks_everything_in_order() -> None:
 # -- properties ---------------------------------------------------------------------------
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values)
 def test_round_trip(value: Any) -> None:
     data = encode(value)
@@ -372,8 +377,8 @@ def _canonical_order(value: Any) -> Any:
 
 
 @pytest.mark.oracle
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values)
-@settings(suppress_health_check=[HealthCheck.too_slow])
 def test_matches_the_dag_cbor_package(value: Any) -> None:
     ours = encode(value)
     theirs = dag_cbor.encode(to_mf(value))
@@ -381,6 +386,7 @@ def test_matches_the_dag_cbor_package(value: Any) -> None:
     assert same(from_mf(dag_cbor.decode(ours)), decode(theirs))
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=64))
 def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
     try:
@@ -391,6 +397,7 @@ def test_random_bytes_raise_only_decode_error(data: bytes) -> None:
     assert encode(value) == data
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(values, st.data())
 def test_mutated_encodings_raise_only_decode_error(value: Any, data: st.DataObject) -> None:
     encoded = bytearray(encode(value))

@@ -21,23 +21,13 @@ import pytest
 from jsipfs_daemon import Daemon, jsipfs  # noqa: F401  (pytest fixture)
 
 from cats_runtime.cas import _dagcbor
-from cats_runtime.cas._cid import DAG_CBOR, IDENTITY, RAW, CID, Block
+from cats_runtime.cas._car import write_car
+from cats_runtime.cas._cid import CID, DAG_CBOR, IDENTITY, RAW, Block
 from cats_runtime.cas._gateway import ChainedBlockSource, FetchResult, GatewayBlockSource
 from cats_runtime.cas._kubo import KuboClient
 from cats_runtime.cas._store import BlockSource, MemoryBlockStore
+from cats_runtime.cas._walk import walk
 from cats_runtime.errors import BlockNotFoundError, IntegrityError, PeerError
-
-try:
-    from cats_runtime.cas._car import write_car
-except ImportError:  # the blockstore workstream's CAR codec has not landed yet
-    write_car = None  # type: ignore[assignment]
-try:
-    from cats_runtime.cas._walk import links_of, walk
-except ImportError:
-    links_of = walk = None  # type: ignore[assignment]
-
-needs_car = pytest.mark.skipif(write_car is None, reason="cats_runtime.cas._car not written yet")
-needs_walk = pytest.mark.skipif(links_of is None, reason="cats_runtime.cas._walk not written yet")
 
 
 # -- a trustless gateway on loopback ------------------------------------------------------------
@@ -145,7 +135,7 @@ def serve() -> Iterator[Callable[[Peer], str]]:
 
     def start(peer: Peer) -> str:
         server = _Server(peer)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         servers.append(server)
         host, port = server.server_address[:2]
         return f"http://{host!s}:{port}"
@@ -189,7 +179,9 @@ def content() -> tuple[MemoryBlockStore, Block]:
 
 
 # -- GatewayBlockSource -------------------------------------------------------------------------
-def test_get_returns_verified_block(serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]) -> None:
+def test_get_returns_verified_block(
+    serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]
+) -> None:
     store, block = content
     peer = Peer(store)
     with GatewayBlockSource(serve(peer)) as source:
@@ -202,7 +194,10 @@ def test_get_returns_verified_block(serve: Callable[[Peer], str], content: tuple
 def test_get_missing_block_is_not_found(serve: Callable[[Peer], str]) -> None:
     url = serve(Peer(MemoryBlockStore()))
     cid = CID.compute(b"nobody has this")
-    with GatewayBlockSource(url) as source, pytest.raises(BlockNotFoundError, match=f"{cid} not found at gateway"):
+    with (
+        GatewayBlockSource(url) as source,
+        pytest.raises(BlockNotFoundError, match=f"{cid} not found at gateway"),
+    ):
         source.get(cid)
 
 
@@ -215,10 +210,15 @@ def test_lying_peer_raises_integrity_error_naming_it(
         source.get(block.cid)
 
 
-def test_broken_peer_raises_peer_error(serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]) -> None:
+def test_broken_peer_raises_peer_error(
+    serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]
+) -> None:
     store, block = content
     url = serve(Peer(store, mode="broken"))
-    with GatewayBlockSource(url) as source, pytest.raises(PeerError, match="HTTP 500, expected 200: internal failure"):
+    with (
+        GatewayBlockSource(url) as source,
+        pytest.raises(PeerError, match="HTTP 500, expected 200: internal failure"),
+    ):
         source.get(block.cid)
 
 
@@ -226,16 +226,21 @@ def test_oversized_answer_is_cut_off(serve: Callable[[Peer], str]) -> None:
     store = MemoryBlockStore()
     block = Block.encode(b"x" * 5000, RAW)
     store.put(block)
-    with GatewayBlockSource(serve(Peer(store)), max_block_size=1024) as source:
-        with pytest.raises(PeerError, match="more than 1024 bytes"):
-            source.get(block.cid)
+    with (
+        GatewayBlockSource(serve(Peer(store)), max_block_size=1024) as source,
+        pytest.raises(PeerError, match="more than 1024 bytes"),
+    ):
+        source.get(block.cid)
 
 
 def test_unreachable_and_slow_peers_are_peer_errors(
     serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]
 ) -> None:
     store, block = content
-    with GatewayBlockSource(_closed_port_url()) as source, pytest.raises(PeerError, match="cannot fetch block"):
+    with (
+        GatewayBlockSource(_closed_port_url()) as source,
+        pytest.raises(PeerError, match="cannot fetch block"),
+    ):
         source.get(block.cid)
     slow = serve(Peer(store, delay=2.0))
     started = time.monotonic()
@@ -244,7 +249,9 @@ def test_unreachable_and_slow_peers_are_peer_errors(
     assert time.monotonic() - started < 1.5
 
 
-def test_has_asks_only_if_cached(serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]) -> None:
+def test_has_asks_only_if_cached(
+    serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]
+) -> None:
     store, block = content
     with GatewayBlockSource(serve(Peer(store))) as source:
         assert source.has(block.cid)
@@ -265,7 +272,9 @@ def test_rejects_non_http_url() -> None:
         GatewayBlockSource("ftp://example.org")
 
 
-def test_shared_client_is_not_closed(serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]) -> None:
+def test_shared_client_is_not_closed(
+    serve: Callable[[Peer], str], content: tuple[MemoryBlockStore, Block]
+) -> None:
     store, block = content
     with httpx.Client(timeout=5) as http:
         with GatewayBlockSource(serve(Peer(store)), http) as source:
@@ -274,8 +283,6 @@ def test_shared_client_is_not_closed(serve: Callable[[Peer], str], content: tupl
 
 
 # -- fetch_car ------------------------------------------------------------------------------------
-@needs_car
-@needs_walk
 def test_fetch_car_streams_verified_dag(serve: Callable[[Peer], str]) -> None:
     store = MemoryBlockStore()
     root, count = _dag(store)
@@ -288,8 +295,6 @@ def test_fetch_car_streams_verified_dag(serve: Callable[[Peer], str]) -> None:
     assert peer.requests == [f"GET /ipfs/{root}?format=car&dag-scope=all"]
 
 
-@needs_car
-@needs_walk
 def test_fetch_car_rejects_corrupt_block(serve: Callable[[Peer], str]) -> None:
     store = MemoryBlockStore()
     root, _ = _dag(store)
@@ -300,12 +305,13 @@ def test_fetch_car_rejects_corrupt_block(serve: Callable[[Peer], str]) -> None:
         return [*blocks[:-1], Block._trusted(victim.cid, victim.data + b"!")]
 
     url = serve(Peer(store, car_blocks=corrupt))
-    with GatewayBlockSource(url) as source, pytest.raises(IntegrityError, match=f"in the CAR from gateway {url}"):
+    with (
+        GatewayBlockSource(url) as source,
+        pytest.raises(IntegrityError, match=f"in the CAR from gateway {url}"),
+    ):
         list(source.fetch_car(root))
 
 
-@needs_car
-@needs_walk
 def test_fetch_car_rejects_unrelated_block(serve: Callable[[Peer], str]) -> None:
     store = MemoryBlockStore()
     root, _ = _dag(store)
@@ -315,27 +321,31 @@ def test_fetch_car_rejects_unrelated_block(serve: Callable[[Peer], str]) -> None
         blocks = list(walk(store, cid))
         return [blocks[0], stranger, *blocks[1:]]
 
-    with GatewayBlockSource(serve(Peer(store, car_blocks=smuggle))) as source:
-        with pytest.raises(PeerError, match=f"sent block {stranger.cid} .* not reachable"):
-            list(source.fetch_car(root))
+    with (
+        GatewayBlockSource(serve(Peer(store, car_blocks=smuggle))) as source,
+        pytest.raises(PeerError, match=f"sent block {stranger.cid} .* not reachable"),
+    ):
+        list(source.fetch_car(root))
 
 
-@needs_car
-@needs_walk
 def test_fetch_car_rejects_incomplete_dag(serve: Callable[[Peer], str]) -> None:
     store = MemoryBlockStore()
     root, _ = _dag(store)
     url = serve(Peer(store, car_blocks=lambda cid: list(walk(store, cid))[:-3]))
-    with GatewayBlockSource(url) as source, pytest.raises(PeerError, match="with 3 blocks of the DAG missing"):
+    with (
+        GatewayBlockSource(url) as source,
+        pytest.raises(PeerError, match="with 3 blocks of the DAG missing"),
+    ):
         list(source.fetch_car(root))
 
 
-@needs_car
 def test_fetch_car_of_missing_root_is_not_found(serve: Callable[[Peer], str]) -> None:
     cid = CID.compute(b"absent")
-    with GatewayBlockSource(serve(Peer(MemoryBlockStore()))) as source:
-        with pytest.raises(BlockNotFoundError, match=f"DAG {cid} not found"):
-            list(source.fetch_car(cid))
+    with (
+        GatewayBlockSource(serve(Peer(MemoryBlockStore()))) as source,
+        pytest.raises(BlockNotFoundError, match=f"DAG {cid} not found"),
+    ):
+        list(source.fetch_car(cid))
 
 
 # -- ChainedBlockSource -------------------------------------------------------------------------
@@ -374,7 +384,9 @@ def test_chain_not_found_anywhere_lists_failures(
 ) -> None:
     store, block = content
     liar = GatewayBlockSource(serve(Peer(store, mode="liar")))
-    chain = ChainedBlockSource(MemoryBlockStore(), [liar, GatewayBlockSource(serve(Peer(MemoryBlockStore())))])
+    chain = ChainedBlockSource(
+        MemoryBlockStore(), [liar, GatewayBlockSource(serve(Peer(MemoryBlockStore())))]
+    )
     with pytest.raises(BlockNotFoundError, match=r"not found locally nor at .*failures: .*is corrupt"):
         chain.get(block.cid)
     assert len(chain.failures) == 1
@@ -401,7 +413,6 @@ def test_chain_rechecks_remote_that_does_not_verify(content: tuple[MemoryBlockSt
     assert not local.has(block.cid)
 
 
-@needs_walk
 def test_fetch_dag_parallel_then_all_local(serve: Callable[[Peer], str]) -> None:
     remote = MemoryBlockStore()
     root, count = _dag(remote, leaves=40, fanout=8)
@@ -419,7 +430,6 @@ def test_fetch_dag_parallel_then_all_local(serve: Callable[[Peer], str]) -> None
     assert len(peer.requests) == count
 
 
-@needs_walk
 def test_fetch_dag_sequential_when_asked(serve: Callable[[Peer], str]) -> None:
     remote = MemoryBlockStore()
     root, count = _dag(remote, leaves=10, fanout=5)
@@ -432,7 +442,6 @@ def test_fetch_dag_sequential_when_asked(serve: Callable[[Peer], str]) -> None:
         ChainedBlockSource(MemoryBlockStore(), []).fetch_dag(root, parallelism=0)
 
 
-@needs_walk
 def test_fetch_dag_survives_a_liar_and_reports_missing(serve: Callable[[Peer], str]) -> None:
     remote = MemoryBlockStore()
     root, count = _dag(remote, leaves=12, fanout=4)

@@ -9,7 +9,6 @@
 import { importer } from 'ipfs-unixfs-importer'
 import { fixedSize } from 'ipfs-unixfs-importer/chunker'
 import { balanced } from 'ipfs-unixfs-importer/layout'
-import { MemoryBlockstore } from 'blockstore-core/memory'
 import * as fs from 'node:fs'
 import * as nodePath from 'node:path'
 
@@ -40,7 +39,14 @@ function * candidates (abs, rel) {
   }
 }
 
-const blockstore = new MemoryBlockstore()
+// Keeps every block under its full CID (blockstore-core's memory store keys by multihash only).
+const blocks = new Map()
+const blockstore = {
+  async put (cid, bytes) {
+    blocks.set(cid.toString(), bytes)
+    return cid
+  }
+}
 const base = nodePath.basename(nodePath.resolve(target))
 const isDir = fs.lstatSync(target).isDirectory()
 const source = isDir ? candidates(target, base) : [{ content: fs.readFileSync(target) }]
@@ -49,8 +55,6 @@ for await (const entry of importer(source, blockstore, opts)) last = entry
 const out = { cid: last.cid.toString(), size: Number(last.size) }
 if (dumpBlocks) {
   out.blocks = {}
-  for await (const { cid, block } of blockstore.getAll()) {
-    out.blocks[cid.toString()] = Buffer.from(block).toString('base64')
-  }
+  for (const [cid, bytes] of blocks) out.blocks[cid] = Buffer.from(bytes).toString('base64')
 }
 process.stdout.write(JSON.stringify(out) + '\n')

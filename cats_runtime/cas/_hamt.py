@@ -1,0 +1,242 @@
+"""Kubo's HAMT-sharded UnixFS directories (read and write), and the murmur3 hash keying them.
+
+A sharded directory is a tree of dag-pb nodes whose UnixFS Data has Type=HAMTShard, the
+bitfield of occupied slots (big-endian) in Data, ``fanout`` slots and ``hashType`` 0x22
+(murmur3-x64-64). Each link name starts with the slot index in upper-case hex, padded to the
+width of ``fanout - 1``; a name that is only the prefix is a sub-shard, otherwise the rest is
+the entry name. The slot of an entry at depth ``d`` is bits ``[d*k, (d+1)*k)`` (from the most
+significant end) of the first 64 bits of murmur3-x64-128(name) read big-endian, ``k`` being
+log2(fanout). The reader checks all of this, so a shard that Kubo would not produce is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from ..errors import DecodeError, LimitError
+from ._cid import CID
+from ._dagpb import PBLink, PBNode
+from ._unixfs_pb import UnixFSData, UnixFSType
+
+__all__ = ["HAMT_FANOUT", "MURMUR3_X64_64", "build_hamt", "hamt_entries", "murmur3_x64_128", "murmur3_x64_64"]
+
+MURMUR3_X64_64: Final = 0x22
+_M64 = (1 << 64) - 1
+_C1 = 0x87C37B91114253D5
+_C2 = 0x4CF5AD432745937F
+_MAX_FANOUT = 1 << 16  # Kubo uses 256; anything beyond this is not a real shard
+_HEX_UPPER = re.compile(r"[0-9A-F]+")
+
+
+def _rotl(x: int, r: int) -> int:
+    return ((x << r) | (x >> (64 - r))) & _M64
+
+
+def _fmix(k: int) -> int:
+    k ^= k >> 33
+    k = (k * 0xFF51AFD7ED558CCD) & _M64
+    k ^= k >> 33
+    k = (k * 0xC4CEB9FE1A85EC53) & _M64
+    k ^= k >> 33
+    return k
+
+
+def murmur3_x64_128(data: bytes, seed: int = 0) -> tuple[int, int]:
+    """MurmurHash3 x64 128-bit (Austin Appleby's reference algorithm); returns ``(h1, h2)``."""
+    length = len(data)
+    h1 = h2 = seed & _M64
+    nblocks = length // 16
+    for i in range(nblocks):
+        k1 = int.from_bytes(data[16 * i : 16 * i + 8], "little")
+        k2 = int.from_bytes(data[16 * i + 8 : 16 * i + 16], "little")
+        k1 = (_rotl((k1 * _C1) & _M64, 31) * _C2) & _M64
+        h1 ^= k1
+        h1 = (((_rotl(h1, 27) + h2) & _M64) * 5 + 0x52DCE729) & _M64
+        k2 = (_rotl((k2 * _C2) & _M64, 33) * _C1) & _M64
+        h2 ^= k2
+        h2 = (((_rotl(h2, 31) + h1) & _M64) * 5 + 0x38495AB5) & _M64
+    tail = data[16 * nblocks :]
+    if len(tail) > 8:
+        k2 = int.from_bytes(tail[8:], "little")
+        h2 ^= (_rotl((k2 * _C2) & _M64, 33) * _C1) & _M64
+    if tail:
+        k1 = int.from_bytes(tail[:8], "little")
+        h1 ^= (_rotl((k1 * _C1) & _M64, 31) * _C2) & _M64
+    h1 ^= length
+    h2 ^= length
+    h1 = (h1 + h2) & _M64
+    h2 = (h2 + h1) & _M64
+    h1 = _fmix(h1)
+    h2 = _fmix(h2)
+    h1 = (h1 + h2) & _M64
+    h2 = (h2 + h1) & _M64
+    return h1, h2
+
+
+def murmur3_x64_64(data: bytes) -> bytes:
+    """The HAMT key hash (multihash 0x22): the first 64 bits of murmur3-x64-128, big-endian."""
+    return murmur3_x64_128(data)[0].to_bytes(8, "big")
+
+
+def _slot(name: bytes, depth: int, bits: int) -> int:
+    start = depth * bits
+    if start + bits > 64:
+        raise DecodeError(f"expected a HAMT at most {64 // bits} levels deep, found depth {depth + 1}")
+    value = int.from_bytes(murmur3_x64_64(name), "big")
+    return (value >> (64 - start - bits)) & ((1 << bits) - 1)
+
+
+def check_shard(unixfs: UnixFSData) -> int:
+    """Validate a HAMTShard's parameters; returns its fanout."""
+    fanout = unixfs.fanout
+    if fanout is None or fanout < 2 or fanout > _MAX_FANOUT or fanout & (fanout - 1):
+        raise DecodeError(
+            f"expected a HAMT fanout that is a power of two up to {_MAX_FANOUT}, found {fanout}"
+        )
+    if unixfs.hash_type != MURMUR3_X64_64:
+        raise DecodeError(f"expected HAMT hashType 0x22 (murmur3-x64-64), found {unixfs.hash_type!r}")
+    return fanout
+
+
+Loader = Callable[[CID], tuple[PBNode, UnixFSData]]
+
+
+def hamt_entries(root: PBNode, unixfs: UnixFSData, load: Loader) -> Iterator[tuple[str, PBLink]]:
+    """Every ``(name, link)`` entry of a sharded directory, in shard order, fully checked.
+
+    Args:
+        root: the shard's root node.
+        unixfs: its decoded UnixFS Data (Type=HAMTShard).
+        load: fetches and decodes a sub-shard (verified by the caller's block source).
+
+    Raises:
+        DecodeError: the shard is malformed or an entry sits in the wrong slot.
+    """
+    fanout = check_shard(unixfs)
+    bits = fanout.bit_length() - 1
+    pad = len(f"{fanout - 1:X}")
+    stack: list[tuple[PBNode, UnixFSData, int]] = [(root, unixfs, 0)]
+    while stack:
+        node, data, depth = stack.pop()
+        if check_shard(data) != fanout:
+            raise DecodeError(f"expected sub-shards with fanout {fanout}, found {data.fanout}")
+        bitfield = int.from_bytes(data.data or b"", "big")
+        if bitfield >> fanout:
+            raise DecodeError(f"expected a HAMT bitfield of {fanout} bits, found set bits beyond it")
+        seen = 0
+        last = -1
+        children: list[tuple[PBNode, UnixFSData, int]] = []
+        for link in node.links:
+            label = link.name or ""
+            prefix = label[:pad]
+            if len(prefix) != pad or not _HEX_UPPER.fullmatch(prefix):
+                raise DecodeError(
+                    f"expected a HAMT link name starting with {pad} upper-case hex digits, found {label!r}"
+                )
+            index = int(prefix, 16)
+            if index >= fanout or index <= last:
+                raise DecodeError(
+                    f"expected increasing HAMT slots below {fanout}, found {index} after {last}"
+                )
+            last = index
+            seen |= 1 << index
+            if len(label) == pad:
+                sub_node, sub_data = load(link.cid)
+                if sub_data.type != UnixFSType.HAMT_SHARD:
+                    raise DecodeError(
+                        f"expected a HAMTShard sub-shard at {link.cid}, found {sub_data.type_name}"
+                    )
+                children.append((sub_node, sub_data, depth + 1))
+                continue
+            name = label[pad:]
+            if _slot(name.encode("utf-8"), depth, bits) != index:
+                raise DecodeError(f"HAMT entry {name!r} is in slot {index}, which does not match its hash")
+            yield name, link
+        if seen != bitfield:
+            raise DecodeError(
+                "expected the HAMT bitfield to list exactly the occupied slots, found a mismatch"
+            )
+        stack.extend(reversed(children))
+
+
+HAMT_FANOUT: Final = 256
+"""Kubo's fanout for sharded directories (8 bits of the hash per level)."""
+
+Emit = Callable[[bytes], tuple[bytes, int]]
+
+
+def build_hamt(
+    entries: list[tuple[bytes, bytes, int]], emit: Emit, fanout: int = HAMT_FANOUT
+) -> tuple[bytes, int]:
+    """Build a sharded directory the way Kubo does for a directory that outgrew one block.
+
+    Inserting names one by one into Kubo's HAMT gives one canonical shape: a slot holding one
+    entry links to it (label = hex slot + name); a slot two or more entries hash to becomes a
+    sub-shard (label = hex slot) keyed by the next bits. Building that shape directly from the
+    full entry list gives the same blocks.
+
+    Args:
+        entries: ``(name bytes, binary CID, Tsize)`` per entry.
+        emit: stores one dag-pb block, returns ``(binary CID, block length)``.
+        fanout: slots per shard node (a power of two).
+
+    Returns:
+        ``(binary CID, cumulative size)`` of the root shard.
+    """
+    bits = fanout.bit_length() - 1
+    pad = len(f"{fanout - 1:X}")
+    # hashType 0x22 and fanout, encoded once: UnixFS fields 5 and 6.
+    tail = b"\x28\x22\x30" + _uvarint(fanout)
+
+    def build(items: list[tuple[bytes, bytes, int, int]], depth: int) -> tuple[bytes, int]:
+        buckets: dict[int, list[tuple[bytes, bytes, int, int]]] = {}
+        for item in items:
+            start = depth * bits
+            if start + bits > 64:
+                raise LimitError("two entry names share all 64 murmur3 bits; Kubo would rehash, CATs cannot")
+            buckets.setdefault((item[3] >> (64 - start - bits)) & (fanout - 1), []).append(item)
+        parts: list[bytes] = []
+        total = 0
+        bitfield = 0
+        for slot in sorted(buckets):
+            bitfield |= 1 << slot
+            group = buckets[slot]
+            label = f"{slot:0{pad}X}".encode()
+            if len(group) == 1:
+                name, cid, tsize, _ = group[0]
+                label += name
+            else:
+                cid, tsize = build(group, depth + 1)
+            parts.append(_link(cid, label, tsize))
+            total += tsize
+        field = bitfield.to_bytes((bitfield.bit_length() + 7) // 8, "big")
+        unixfs = b"\x08\x05" + (b"\x12" + _uvarint(len(field)) + field if field else b"") + tail
+        block = b"".join(parts) + b"\x0a" + _uvarint(len(unixfs)) + unixfs
+        cid, length = emit(block)
+        return cid, length + total
+
+    keyed = [(name, cid, tsize, int.from_bytes(murmur3_x64_64(name), "big")) for name, cid, tsize in entries]
+    return build(keyed, 0)
+
+
+def _uvarint(value: int) -> bytes:
+    if value < 0x80:
+        return _SMALL_VARINTS[value]
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [bytes((i,)) for i in range(0x80)]
+
+
+def _link(cid: bytes, name: bytes, tsize: int) -> bytes:
+    body = (
+        b"\x0a" + _uvarint(len(cid)) + cid + b"\x12" + _uvarint(len(name)) + name + b"\x18" + _uvarint(tsize)
+    )
+    return b"\x12" + _uvarint(len(body)) + body

@@ -1,0 +1,230 @@
+"""A local CATs repository (blocks + pins + a lock) and garbage collection.
+
+Layout of ``home``::
+
+    version        the layout version number (refused when newer or unknown)
+    repo.lock      flock(2) target: writers share it, gc takes it exclusively
+    blocks/        FSBlockStore
+    pins/          PinStore (pins.sqlite)
+
+Why a lock: an add writes blocks first and pins the root last. Without coordination a gc
+running in between would see unpinned blocks and delete them under the add's feet. Writers
+hold :meth:`Repo.write_lock` (shared: adds run in parallel) from the first put to the pin;
+:meth:`Repo.gc` takes the same lock exclusively, so it runs only between adds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ..errors import BlockNotFoundError, StoreError
+from ._blockstore import CorruptBlock, FSBlockStore
+from ._cid import CID
+from ._pins import PinStore
+from ._walk import reachable
+
+__all__ = ["LAYOUT_VERSION", "GCResult", "Repo", "VerifyReport", "gc"]
+
+LAYOUT_VERSION: Final = 1
+"""The repository layout this CATs writes and reads."""
+
+_OWN_NAMES: Final = frozenset({"version", "repo.lock", "blocks", "pins"})
+
+
+@dataclass(frozen=True, slots=True)
+class GCResult:
+    """What a garbage collection did.
+
+    Attributes:
+        removed: how many blocks were deleted.
+        bytes_freed: the bytes of block data deleted.
+        kept: how many blocks remain.
+        removed_cids: the CIDs of the deleted blocks.
+    """
+
+    removed: int
+    bytes_freed: int
+    kept: int
+    removed_cids: tuple[CID, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The outcome of re-hashing every block of a repository.
+
+    Attributes:
+        checked: how many block files were examined.
+        corrupt: the corrupt or misplaced ones (empty when the store is sound).
+    """
+
+    checked: int
+    corrupt: tuple[CorruptBlock, ...]
+
+
+def gc(store: FSBlockStore, pins: PinStore) -> GCResult:
+    """Delete every block that no pin reaches.
+
+    The caller must make sure no add is in progress (:meth:`Repo.gc` holds the repository's
+    exclusive lock for that). Nothing is deleted unless every pinned DAG could be walked.
+
+    Raises:
+        BlockNotFoundError: a pinned DAG is incomplete. Deleting then could remove blocks the
+            missing part links to, so gc refuses and deletes nothing.
+        IntegrityError: an interior block of a pinned DAG is corrupt (same reasoning).
+    """
+    try:
+        live = reachable(store, pins.roots())
+    except BlockNotFoundError as exc:
+        raise BlockNotFoundError(f"gc refused, nothing deleted: {exc}") from exc
+    removed: list[CID] = []
+    freed = 0
+    kept = 0
+    for cid in list(store):
+        if cid in live:
+            kept += 1
+            continue
+        try:
+            size = store.path_of(cid).stat().st_size
+            store.delete(cid)
+        except (FileNotFoundError, BlockNotFoundError):
+            continue  # removed by someone else meanwhile: same outcome
+        removed.append(cid)
+        freed += size
+    store.remove_stale_temp_files()
+    return GCResult(len(removed), freed, kept, tuple(removed))
+
+
+def _read_version(path: Path) -> int:
+    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    if not text.isdigit():
+        raise StoreError(f"expected a layout version number in {path}, found {text[:40]!r}")
+    return int(text)
+
+
+class Repo:
+    """A CATs home directory: a block store, its pins and the lock that orders adds and gc.
+
+    Use :meth:`open`; the attributes are ``home``, ``blocks`` (:class:`FSBlockStore`) and
+    ``pins`` (:class:`PinStore`, which checks DAG completeness against ``blocks``).
+    """
+
+    def __init__(self, home: Path, blocks: FSBlockStore, pins: PinStore) -> None:
+        self.home = home
+        self.blocks = blocks
+        self.pins = pins
+        self._lock_path = home / "repo.lock"
+
+    def __repr__(self) -> str:
+        return f"Repo({str(self.home)!r})"
+
+    @classmethod
+    def open(cls, home: Path | str, *, sync: bool = True) -> Repo:
+        """Open the repository at ``home``, creating it when missing or empty.
+
+        Args:
+            home: the directory.
+            sync: passed to :class:`FSBlockStore` (fsync before puts return).
+
+        Raises:
+            StoreError: ``home`` has a newer or unreadable layout version, or is a non-empty
+                directory that is not a CATs repository.
+        """
+        home = Path(home).absolute()
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            version_file = home / "version"
+            if not version_file.exists():
+                cls._init(home)
+            found = _read_version(version_file)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise StoreError(f"cannot open CATs repository at {home}: {exc}") from exc
+        if found != LAYOUT_VERSION:
+            raise StoreError(
+                f"expected repository layout version {LAYOUT_VERSION} at {home}, found {found}"
+                + (": it was written by a newer CATs; upgrade CATs" if found > LAYOUT_VERSION else "")
+            )
+        blocks = FSBlockStore(home / "blocks", sync=sync)
+        pins = PinStore(home / "pins", source=blocks)
+        return cls(home, blocks, pins)
+
+    @staticmethod
+    def _init(home: Path) -> None:
+        # Initialise under the exclusive lock so two processes creating the same home agree.
+        fd = os.open(home / "repo.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            version_file = home / "version"
+            if version_file.exists():
+                return
+            foreign = sorted(
+                name
+                for name in os.listdir(home)
+                if name not in _OWN_NAMES and not name.startswith(".version")
+            )
+            if foreign:
+                raise StoreError(
+                    f"expected an empty directory or a CATs repository at {home}, found {foreign[:5]} "
+                    "and no version file"
+                )
+            (home / "blocks").mkdir(exist_ok=True)
+            (home / "pins").mkdir(exist_ok=True)
+            tmp = home / f".version.{os.getpid()}.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(f"{LAYOUT_VERSION}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, version_file)
+            dfd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(fd)  # closing releases the flock
+
+    @contextmanager
+    def _flock(self, mode: int) -> Iterator[None]:
+        # A fresh open file description per holder: flock locks belong to it, so threads of one
+        # process exclude each other exactly like separate processes do.
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open repository lock {self._lock_path}: {exc}") from exc
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Hold while adding blocks and pinning their root; many writers may hold it at once.
+
+        Do not call :meth:`gc` while holding it in the same thread (it would wait for itself).
+        """
+        with self._flock(fcntl.LOCK_SH):
+            yield
+
+    @contextmanager
+    def exclusive_lock(self) -> Iterator[None]:
+        """Hold the repository alone (what :meth:`gc` does); waits for writers to finish."""
+        with self._flock(fcntl.LOCK_EX):
+            yield
+
+    def gc(self) -> GCResult:
+        """Delete unpinned blocks while holding the exclusive lock (see :func:`gc`)."""
+        with self.exclusive_lock():
+            return gc(self.blocks, self.pins)
+
+    def verify(self) -> VerifyReport:
+        """Re-hash every block of the store (no lock needed: reads only)."""
+        checked, corrupt = self.blocks.check()
+        return VerifyReport(checked, tuple(corrupt))

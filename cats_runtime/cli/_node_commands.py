@@ -1,0 +1,391 @@
+"""Commands of the CAT Mesh: serve a node, its identity and access rules, fetch and submit by CID."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cas import CID, Repo
+from ..errors import FunctionFailedError, InvalidInputError
+from ..operations import (
+    AllowList,
+    Node,
+    NodeIdentity,
+    TokenStore,
+    build_function,
+    endorse_code,
+    fetch_from_peers,
+    load_params_file,
+    local_structure,
+    make_order,
+    parse_input,
+    parse_param,
+    store_structure,
+    submit_order,
+    wait_for_run,
+)
+from ._app import cli, emit, state
+
+__all__: list[str] = []
+
+_SERVICE_FACTORY = "cats_runtime.service:app_from_environment"
+_CONFIG_ENV = "CATS_NODE_CONFIG"  # read by the service's factory (cats_runtime.service.CONFIG_ENV)
+MiB = 1 << 20
+
+
+def _identity(home: Path) -> NodeIdentity:
+    Repo.open(home)  # a fresh home becomes a repository before keys/ appears in it
+    return NodeIdentity.load_or_create(home)
+
+
+@cli.group("node")
+def node() -> None:
+    """Run and administer this organization's CAT Node (HTTP API + IPFS trustless gateway)."""
+
+
+@node.command("serve")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind. Anything but loopback exposes the node: put TLS in front of it.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8700, show_default=True, help="TCP port.")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Hashed tokens file (default <home>/node/tokens.json; manage with `cats node token`).",
+)
+@click.option(
+    "--allow",
+    "allow_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Allow-list file of code CIDs and trusted did:keys (default <home>/node/allow.txt).",
+)
+@click.option(
+    "--max-car-mib",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Largest CAR body accepted by POST /orders, in MiB.",
+)
+@click.option(
+    "--max-json-kib",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="Largest JSON body accepted, in KiB.",
+)
+@click.option(
+    "--max-runs", type=click.IntRange(1), default=2, show_default=True, help="Runs executing at once."
+)
+@click.option(
+    "--max-queued",
+    type=click.IntRange(0),
+    default=64,
+    show_default=True,
+    help="Runs waiting beyond those executing; more submissions get 429.",
+)
+@click.option(
+    "--ray-address", metavar="URL", help="Run Orders on this Ray cluster (default: embedded local Ray)."
+)
+@click.option(
+    "--verify-reads",
+    is_flag=True,
+    help="Re-hash every block before the gateway serves it (clients verify every block anyway).",
+)
+@click.option("--access-log", is_flag=True, help="Log every request (off by default: it costs throughput).")
+def serve(
+    host: str,
+    port: int,
+    token_file: Path | None,
+    allow_file: Path | None,
+    max_car_mib: int,
+    max_json_kib: int,
+    max_runs: int,
+    max_queued: int,
+    ray_address: str | None,
+    verify_reads: bool,
+    access_log: bool,
+) -> None:
+    """Serve this home as a CAT Node until interrupted (Ctrl-C or SIGTERM stops it cleanly)."""
+    import json
+
+    import uvicorn
+
+    home = state().home.absolute()
+    identity = _identity(home)
+    config = {
+        "home": str(home),
+        "limits": {
+            "max_car_bytes": max_car_mib * MiB,
+            "max_json_bytes": max_json_kib * 1024,
+            "max_concurrent_runs": max_runs,
+            "max_queued_runs": max_queued,
+        },
+        "allow_file": None if allow_file is None else str(allow_file.absolute()),
+        "tokens_file": None if token_file is None else str(token_file.absolute()),
+        "ray_address": ray_address,
+        "public_url": f"http://{host}:{port}",
+        "verify_reads": verify_reads,
+    }
+    os.environ[_CONFIG_ENV] = json.dumps(config)
+    click.echo(
+        f"CAT Node {identity.did}\nserving {home} at http://{host}:{port} (OpenAPI: /openapi.json)", err=True
+    )
+    uvicorn.run(
+        _SERVICE_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=access_log,
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+
+
+@node.command("id")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def node_id(as_json: bool) -> None:
+    """Print this node's did:key (created with its Ed25519 key on first use)."""
+    identity = _identity(state().home)
+    emit(as_json, {"did": identity.did, "key_file": identity.path}, identity.did)
+
+
+@node.group("token")
+def token() -> None:
+    """Bearer tokens of the organizations allowed to submit Orders (stored hashed)."""
+
+
+@token.command("add")
+@click.argument("org")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Hashed tokens file (default <home>/node/tokens.json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def token_add(org: str, token_file: Path | None, as_json: bool) -> None:
+    """Create a token for ORG and print it once (only its hash is kept)."""
+    store = TokenStore(token_file) if token_file else TokenStore.for_home(state().home)
+    value = store.issue(org)
+    emit(as_json, {"org": org, "token": value}, value)
+
+
+@token.command("rm")
+@click.argument("org")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Hashed tokens file (default <home>/node/tokens.json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def token_rm(org: str, token_file: Path | None, as_json: bool) -> None:
+    """Revoke every token of ORG."""
+    store = TokenStore(token_file) if token_file else TokenStore.for_home(state().home)
+    removed = store.revoke(org)
+    emit(as_json, {"org": org, "revoked": removed}, f"revoked {removed} token(s) of {org}")
+
+
+@token.command("ls")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Hashed tokens file (default <home>/node/tokens.json).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def token_ls(token_file: Path | None, as_json: bool) -> None:
+    """List the organizations holding tokens."""
+    store = TokenStore(token_file) if token_file else TokenStore.for_home(state().home)
+    orgs = store.orgs()
+    emit(as_json, orgs, "\n".join(orgs))
+
+
+@node.command("allow")
+@click.argument("entries", nargs=-1)
+@click.option(
+    "--function",
+    "functions",
+    multiple=True,
+    metavar="DIR:module:callable",
+    help="Allow the code of this Function (its directory is hashed as `cats run` hashes it).",
+)
+@click.option(
+    "--allow",
+    "allow_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Allow-list file (default <home>/node/allow.txt).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def allow(
+    entries: tuple[str, ...], functions: tuple[str, ...], allow_file: Path | None, as_json: bool
+) -> None:
+    """Allow Function code by CID, or trust a did:key to endorse code; no arguments lists the file."""
+    rules = AllowList(allow_file) if allow_file else AllowList.for_home(state().home)
+    for spec in functions:
+        record, _ = build_function(spec, None)
+        rules.add(str(record.code))
+    for entry in entries:
+        rules.add(entry)
+    cids, signers = sorted(str(c) for c in rules.cids), sorted(rules.signers)
+    emit(as_json, {"cids": cids, "signers": signers}, "\n".join([*cids, *signers]))
+
+
+@node.command("endorse")
+@click.argument("code_cid")
+def endorse(code_cid: str) -> None:
+    """Sign Function code CODE_CID with this node's key (send it as an X-Cats-Endorsement header)."""
+    click.echo(str(endorse_code(_identity(state().home), CID.decode(code_cid))))
+
+
+def _read_token(token_file: Path | None) -> str:
+    if token_file is not None:
+        value = token_file.read_text(encoding="utf-8").strip()
+    else:
+        value = os.environ.get("CATS_NODE_TOKEN", "").strip()
+    if not value:
+        raise InvalidInputError("expected a bearer token in --token-file or $CATS_NODE_TOKEN, found none")
+    return value
+
+
+@node.command("submit")
+@click.option(
+    "--to",
+    "node_url",
+    required=True,
+    metavar="URL",
+    help="The node to run the Order, e.g. http://127.0.0.1:8700.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="File holding your organization's token for that node (else $CATS_NODE_TOKEN).",
+)
+@click.option("--order", "order_cid", metavar="CID", help="Submit this stored Order instead of building one.")
+@click.option(
+    "--function", "function_spec", metavar="DIR:module:callable", help="Code directory and entrypoint."
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["batch", "map"]),
+    default="batch",
+    show_default=True,
+    help="batch: one call gets all inputs; map: one call per top-level entry of the first input.",
+)
+@click.option("--input", "inputs", multiple=True, metavar="NAME=CID|PATH", help="A named input. Repeatable.")
+@click.option(
+    "--param", "params", multiple=True, metavar="KEY=VALUE", help="A parameter (JSON or string). Repeatable."
+)
+@click.option(
+    "--params-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON object of parameters (--param values override it).",
+)
+@click.option(
+    "--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Seed of the run."
+)
+@click.option(
+    "--endorsement",
+    "endorsements",
+    multiple=True,
+    metavar="DID.SIG",
+    help="An endorsement of the code (from `cats node endorse`). Repeatable.",
+)
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the run settles.")
+@click.option(
+    "--timeout", type=click.FloatRange(1), default=600.0, show_default=True, help="Seconds to wait."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def submit(
+    node_url: str,
+    token_file: Path | None,
+    order_cid: str | None,
+    function_spec: str | None,
+    mode: str,
+    inputs: tuple[str, ...],
+    params: tuple[str, ...],
+    params_file: Path | None,
+    seed: int,
+    endorsements: tuple[str, ...],
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Send an Order (with every block it needs, as a CAR) to a node and follow its run."""
+    bearer = _read_token(token_file)
+    home = state().home
+    if (order_cid is None) == (function_spec is None):
+        raise InvalidInputError(
+            "expected either --order CID or --function DIR:module:callable, found "
+            + ("both" if order_cid else "neither")
+        )
+    if order_cid is not None:
+        order = CID.decode(order_cid)
+    else:
+        assert function_spec is not None
+        values: dict[str, Any] = load_params_file(params_file) if params_file else {}
+        values.update(parse_param(p) for p in params)
+        with Node.open(home) as local:
+            named = [parse_input(local, text) for text in inputs]
+            _, function = build_function(function_spec, local.store, mode=mode)  # type: ignore[arg-type]
+            structure = store_structure(local_structure(), local.store)
+            _, order = make_order(local, function, dict(named), values, seed, structure)
+    answer = submit_order(home, order, node_url, bearer, endorsements=endorsements)
+    if wait:
+        answer = wait_for_run(node_url, str(answer["run"]), timeout=timeout)
+    text = "\n".join(
+        f"{k:8} {answer.get(k)}"
+        for k in ("run", "status", "order", "bom", "output", "error")
+        if answer.get(k) is not None
+    )
+    emit(as_json, answer, text)
+    if answer.get("status") == "failed":
+        raise FunctionFailedError(f"run {answer['run']} failed: {answer.get('error')}")
+
+
+@cli.command("fetch")
+@click.argument("cid")
+@click.option(
+    "--from",
+    "peers",
+    multiple=True,
+    required=True,
+    metavar="URL",
+    help="A peer's gateway (http://host:port); repeat to try several in order.",
+)
+@click.option(
+    "--kubo", metavar="URL", help="Kubo RPC API to ask after the peers (e.g. http://127.0.0.1:5001)."
+)
+@click.option(
+    "--parallelism",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Concurrent block requests when fetching block by block.",
+)
+@click.option(
+    "--pin/--no-pin", default=True, show_default=True, help="Pin the root once its DAG is complete."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def fetch(
+    cid: str, peers: tuple[str, ...], kubo: str | None, parallelism: int, pin: bool, as_json: bool
+) -> None:
+    """Fetch the whole DAG under CID from peers' gateways, verifying every block."""
+    report = fetch_from_peers(
+        state().home, CID.decode(cid), list(peers), kubo=kubo, parallelism=parallelism, pin=pin
+    )
+    mib = report.fetched_bytes / MiB
+    rate = f", {mib / report.seconds:.1f} MiB/s" if report.seconds > 0 and report.fetched else ""
+    lines = [
+        f"{report.root}: {report.blocks} blocks, {report.bytes} bytes; fetched {report.fetched} blocks "
+        f"({mib:.1f} MiB) via {report.via} in {report.seconds:.2f}s{rate}"
+    ]
+    lines += [f"skipped {f.source}: {f.error}" for f in report.failures]
+    emit(as_json, report.to_json(), "\n".join(lines))
+    if report.failures and not as_json:
+        print(f"warning: {len(report.failures)} peer failure(s), see above", file=sys.stderr)

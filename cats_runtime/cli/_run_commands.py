@@ -1,0 +1,337 @@
+"""Commands of runs and provenance: run, verify, lineage, log, ls, catalog."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cas import CID
+from ..errors import FunctionFailedError, InvalidInputError, VerificationError
+from ..operations import (
+    LINEAGE_FORMATS,
+    Node,
+    build_function,
+    build_structure,
+    lineage,
+    load_params_file,
+    parse_input,
+    parse_param,
+    read_log,
+    rebuild_catalog,
+    render_lineage,
+    run,
+    verify,
+    verify_structural,
+)
+from ._app import cli, emit, progress, state
+
+__all__: list[str] = []
+
+
+def _cid_arg(value: str) -> CID:
+    return CID.decode(value)
+
+
+@contextmanager
+def _node() -> Iterator[Node]:
+    with Node.open(state().home) as node:
+        yield node
+
+
+def _advance(advance: Callable[[int], None]) -> Callable[[int, int], None]:
+    def on_progress(done: int, total: int) -> None:
+        advance(1)
+
+    return on_progress
+
+
+@cli.command("run")
+@click.option(
+    "--function",
+    "function_spec",
+    required=True,
+    metavar="DIR:module:callable",
+    help="Code directory and entrypoint; the directory is hashed (caches, VCS, venvs excluded).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["batch", "map"]),
+    default="batch",
+    show_default=True,
+    help="batch: one call gets all inputs; map: one call per top-level entry of the first input.",
+)
+@click.option(
+    "--input",
+    "inputs",
+    multiple=True,
+    required=True,
+    metavar="NAME=CID|PATH",
+    help="A named input; a local path is added to the store first. Repeatable.",
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter; VALUE is parsed as JSON when it is JSON, else taken as a string. Repeatable.",
+)
+@click.option(
+    "--params-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON object of parameters (--param values override it).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**64 - 1),
+    default=0,
+    show_default=True,
+    help="Seed handed to the function (ctx.seed).",
+)
+@click.option(
+    "--force", is_flag=True, help="Run even if this exact Order already succeeded; no memoized datums."
+)
+@click.option(
+    "--ray-address",
+    metavar="URL",
+    help="Existing Ray cluster: ray://host:10001 (Ray Client). Default: embedded local Ray.",
+)
+@click.option(
+    "--cas-url",
+    metavar="URL",
+    help="Gateway URL the cluster's workers read blocks from (default: local disk or shipped).",
+)
+@click.option(
+    "--structure",
+    "structure_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Pulumi program directory describing the Plant (default: the local Structure).",
+)
+@click.option("--stack", metavar="ORG", help="Stack of --structure (reads stacks/Pulumi.<ORG>.yaml).")
+@click.option(
+    "--requirements",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Pinned requirements file recorded in the Function.",
+)
+@click.option("--image", metavar="sha256:DIGEST", help="Container image digest recorded in the Function.")
+@click.option("--name", help="Human name of the Function (default: the callable's name).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def run_command(
+    function_spec: str,
+    mode: str,
+    inputs: tuple[str, ...],
+    params: tuple[str, ...],
+    params_file: Path | None,
+    seed: int,
+    force: bool,
+    ray_address: str | None,
+    cas_url: str | None,
+    structure_dir: Path | None,
+    stack: str | None,
+    requirements: Path | None,
+    image: str | None,
+    name: str | None,
+    as_json: bool,
+) -> None:
+    """Run a Function on Ray and record the run: prints the BOM CID and the output CID.
+
+    Exit status 1 when the function fails: a failed Invoice is stored (see `cats log`).
+    """
+    if (structure_dir is None) != (stack is None):
+        raise InvalidInputError("expected --structure DIR and --stack ORG together, found only one of them")
+    values: dict[str, Any] = load_params_file(params_file) if params_file else {}
+    values.update(parse_param(p) for p in params)
+    with _node() as node:
+        named = [parse_input(node, text) for text in inputs]
+        if len({n for n, _ in named}) != len(named):
+            raise InvalidInputError(f"expected distinct input names, found {[n for n, _ in named]}")
+        _, function = build_function(
+            function_spec,
+            node.store,
+            mode=mode,  # type: ignore[arg-type]
+            requirements=requirements,
+            image=image,
+            name=name,
+        )
+        structure = build_structure(structure_dir, stack, node.store) if structure_dir and stack else None
+        with progress("running", None, enabled=not as_json) as advance:
+            outcome = run(
+                node,
+                function=function,
+                inputs=dict(named),
+                params=values,
+                seed=seed,
+                structure=structure,
+                force=force,
+                address=ray_address,
+                cas_url=cas_url,
+                on_progress=_advance(advance),
+            )
+    data = {
+        "status": outcome.status,
+        "bom": outcome.bom,
+        "output": outcome.output,
+        "order": outcome.order,
+        "invoice": outcome.invoice,
+        "log": outcome.log,
+        "reused": outcome.reused,
+        "computed": outcome.computed,
+        "memoized": outcome.memoized,
+        "error": outcome.error,
+    }
+    if outcome.status == "succeeded":
+        note = (
+            " (this Order already ran: its BOM, nothing executed)"
+            if outcome.reused
+            else (f" ({outcome.computed} computed, {outcome.memoized} memoized)" if outcome.memoized else "")
+        )
+        emit(as_json, data, f"bom    {outcome.bom}\noutput {outcome.output}{note}")
+        return
+    emit(as_json, data, f"invoice {outcome.invoice} (failed)\nlog     {outcome.log}")
+    raise FunctionFailedError(f"the run failed: {outcome.error} (see `cats log {outcome.invoice}`)")
+
+
+@cli.command("verify")
+@click.argument("bom")
+@click.option("--structural", is_flag=True, help="Only re-hash every block the BOM reaches; execute nothing.")
+@click.option("--ray-address", metavar="URL", help="Re-execute on this Ray cluster (ray://...).")
+@click.option("--cas-url", metavar="URL", help="Gateway URL the cluster's workers read blocks from.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def verify_command(
+    bom: str, structural: bool, ray_address: str | None, cas_url: str | None, as_json: bool
+) -> None:
+    """Re-execute a BOM's Order and compare outputs (exit 4 and a per-file diff on a mismatch)."""
+    cid = _cid_arg(bom)
+    with _node() as node:
+        if structural:
+            with progress("re-hashing", None, enabled=not as_json) as advance:
+                report = verify_structural(node, cid, progress=advance)
+            emit(
+                as_json,
+                {
+                    "bom": cid,
+                    "verdict": "intact",
+                    "blocks": report.blocks,
+                    "bytes": report.bytes,
+                    "records": report.records,
+                    "signed": report.signed,
+                    "seconds": report.seconds,
+                },
+                f"intact: {report.blocks} blocks, {report.bytes} bytes, {report.records} records re-hashed"
+                f"{', signature valid' if report.signed else ''}",
+            )
+            return
+        with progress("re-executing", None, enabled=not as_json) as advance:
+            outcome = verify(node, cid, address=ray_address, cas_url=cas_url, on_progress=_advance(advance))
+    data = {
+        "verdict": outcome.verdict,
+        "bom": outcome.bom,
+        "verification": outcome.verification,
+        "expected": outcome.expected,
+        "found": outcome.found,
+        "differences": outcome.differences,
+        "invoice": outcome.invoice,
+        "log": outcome.log,
+        "error": outcome.error,
+    }
+    if outcome.verdict == "match":
+        emit(as_json, data, f"match: output {outcome.found} reproduced\nverification {outcome.verification}")
+        return
+    lines = [
+        f"{outcome.verdict}: expected {outcome.expected}, found {outcome.found}",
+        *(f"  {d}" for d in outcome.differences),
+        f"verification {outcome.verification}",
+    ]
+    emit(as_json, data, "\n".join(lines))
+    if outcome.verdict == "error":
+        raise FunctionFailedError(f"re-execution failed: {outcome.error} (see `cats log {outcome.invoice}`)")
+    raise VerificationError(f"BOM {outcome.bom} did not reproduce: {len(outcome.differences)} path(s) differ")
+
+
+@cli.command("lineage")
+@click.argument("cid")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(LINEAGE_FORMATS)),
+    default="text",
+    show_default=True,
+    help="Text tree, Graphviz DOT, Mermaid or JSON.",
+)
+@click.option("--depth", type=click.IntRange(0, 1000), default=32, show_default=True, help="Hops to follow.")
+def lineage_command(cid: str, fmt: str, depth: int) -> None:
+    """Runs and data upstream and downstream of a BOM or data CID."""
+    with _node() as node:
+        graph = lineage(node, _cid_arg(cid), depth=depth)
+        click.echo(render_lineage(graph, fmt))
+
+
+@cli.command("log")
+@click.argument("cid")
+def log_command(cid: str) -> None:
+    """Print the captured log (stdout, stderr, log records, tracebacks) of a BOM or an Invoice."""
+    with _node() as node:
+        out = sys.stdout.buffer
+        for chunk in read_log(node, _cid_arg(cid)):
+            out.write(chunk)
+        out.flush()
+
+
+def _when(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@cli.command("ls")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Show at most this many runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def ls_command(limit: int | None, as_json: bool) -> None:
+    """Runs in the catalog, newest first (a BOM when the run succeeded, else its Invoice)."""
+    with _node() as node:
+        rows = node.catalog.runs(limit)
+    data = [
+        {
+            "finished": _when(r.finished_ms),
+            "status": r.status,
+            "bom": r.bom,
+            "invoice": r.invoice,
+            "order": r.order,
+            "function": r.function_name,
+            "output": r.output,
+            "error": r.error,
+        }
+        for r in rows
+    ]
+
+    def text() -> str:
+        lines = [f"{'FINISHED (UTC)':19}  {'STATUS':9}  {'FUNCTION':16}  BOM / INVOICE"]
+        for r in rows:
+            lines.append(
+                f"{_when(r.finished_ms)}  {r.status:9}  {r.function_name[:16]:16}  {r.bom or r.invoice}"
+            )
+        return "\n".join(lines)
+
+    emit(as_json, data, text)
+
+
+@cli.group("catalog")
+def catalog_group() -> None:
+    """The SQLite index of records (rebuildable from the blocks at any time)."""
+
+
+@catalog_group.command("rebuild")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def catalog_rebuild(as_json: bool) -> None:
+    """Recreate the catalog by scanning every block and decoding the CATs records."""
+    with _node() as node:
+        stats = rebuild_catalog(node)
+    emit(
+        as_json,
+        {"blocks": stats.blocks, "records": stats.records, "by_type": stats.by_type},
+        f"indexed {stats.records} records from {stats.blocks} blocks"
+        + "".join(f"\n  {t}: {n}" for t, n in sorted(stats.by_type.items())),
+    )

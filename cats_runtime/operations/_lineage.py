@@ -1,0 +1,235 @@
+"""Lineage: the graph of runs (BOMs) and data around a CID, upstream and downstream."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..cas import CID
+from ..errors import BlockNotFoundError, InvalidInputError
+from ..records import BOMRecord, FunctionRecord
+from ._node import Node
+
+__all__ = ["FORMATS", "Lineage", "LineageNode", "lineage", "render"]
+
+FORMATS = ("text", "dot", "mermaid", "json")
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    """A BOM (a run) or a piece of data."""
+
+    cid: CID
+    kind: Literal["bom", "data"]
+    label: str
+
+
+@dataclass
+class Lineage:
+    """Nodes and edges (``data -> bom`` for an input, ``bom -> data`` for the output)."""
+
+    root: CID
+    nodes: dict[CID, LineageNode] = field(default_factory=dict)
+    edges: set[tuple[CID, CID, str]] = field(default_factory=set)
+
+    def inputs_of(self, bom: CID) -> list[tuple[CID, str]]:
+        """Data consumed by ``bom`` with the input names."""
+        return sorted((src, name) for src, dst, name in self.edges if dst == bom)
+
+    def producers_of(self, data: CID) -> list[CID]:
+        """BOMs that produced ``data``."""
+        return sorted(src for src, dst, _ in self.edges if dst == data and self.nodes[src].kind == "bom")
+
+    def consumers_of(self, data: CID) -> list[CID]:
+        """BOMs that consumed ``data``."""
+        return sorted(dst for src, dst, _ in self.edges if src == data)
+
+    def output_of(self, bom: CID) -> CID | None:
+        """The data ``bom`` produced."""
+        outs = [dst for src, dst, _ in self.edges if src == bom]
+        return outs[0] if outs else None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        return {
+            "root": str(self.root),
+            "nodes": [
+                {"cid": str(n.cid), "kind": n.kind, "label": n.label}
+                for n in sorted(self.nodes.values(), key=lambda n: str(n.cid))
+            ],
+            "edges": [{"from": str(a), "to": str(b), "name": name} for a, b, name in sorted(self.edges)],
+        }
+
+
+def _bom_label(node: Node, bom: BOMRecord) -> str:
+    try:
+        fn = node.load(bom.function)
+    except BlockNotFoundError:
+        return "run"
+    return fn.name if isinstance(fn, FunctionRecord) else "run"
+
+
+def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
+    """Walk up (producers, inputs, parent BOMs) and down (consumers) from ``cid``, a BOM or data.
+
+    Raises:
+        BlockNotFoundError: ``cid`` is neither an indexed BOM nor data the catalog knows about.
+    """
+    graph = Lineage(cid)
+    kind = node.catalog.record_type(cid)
+    if kind is not None and not kind.startswith("cats/bom"):
+        raise InvalidInputError(f"expected a BOM or data CID, found a {kind} record: {cid}")
+    unknown = kind is None and not node.catalog.producers(cid) and not node.catalog.consumers(cid)
+    if unknown and not node.store.has(cid):
+        raise BlockNotFoundError(f"{cid} is neither a BOM nor data known to the catalog at {node.home}")
+    boms: dict[CID, BOMRecord] = {}
+
+    def add_bom(b: CID) -> BOMRecord | None:
+        if b in boms:
+            return boms[b]
+        try:
+            record = node.load(b)
+        except BlockNotFoundError:
+            graph.nodes.setdefault(b, LineageNode(b, "bom", "(not in store)"))
+            return None
+        if not isinstance(record, BOMRecord):
+            return None
+        boms[b] = record
+        graph.nodes[b] = LineageNode(b, "bom", _bom_label(node, record))
+        graph.nodes.setdefault(record.output, LineageNode(record.output, "data", "output"))
+        graph.edges.add((b, record.output, "output"))
+        for name, data in record.inputs.items():
+            graph.nodes.setdefault(data, LineageNode(data, "data", name))
+            graph.edges.add((data, b, name))
+        return record
+
+    # Upstream: from data to the runs that produced it, to their inputs and parent BOMs, and so on.
+    is_bom = kind is not None
+    if is_bom:
+        if add_bom(cid) is None:
+            raise BlockNotFoundError(f"BOM {cid} is indexed but its block is not in the store at {node.home}")
+    else:
+        graph.nodes[cid] = LineageNode(cid, "data", "data")
+    up: deque[tuple[str, CID, int]] = deque([("bom" if is_bom else "data", cid, 0)])
+    seen: set[tuple[str, CID]] = set()
+    while up:
+        what, current, d = up.popleft()
+        if (what, current) in seen or d > depth:
+            continue
+        seen.add((what, current))
+        if what == "bom":
+            record = add_bom(current)
+            if record is not None:
+                up.extend(("data", data, d + 1) for data in record.inputs.values())
+                up.extend(("bom", p, d + 1) for p in record.parents)
+        else:
+            up.extend(("bom", producer, d + 1) for producer in node.catalog.producers(current))
+    # Downstream: from data to the runs that consumed it, to their outputs, and so on.
+    down: deque[tuple[CID, int]] = deque([(boms[cid].output if is_bom else cid, 0)])
+    seen_down: set[CID] = set()
+    while down:
+        data, d = down.popleft()
+        if data in seen_down or d > depth:
+            continue
+        seen_down.add(data)
+        for consumer in node.catalog.consumers(data):
+            record = add_bom(consumer)
+            if record is not None:
+                down.append((record.output, d + 1))
+    return graph
+
+
+def _short(cid: CID) -> str:
+    text = str(cid)
+    return text if len(text) <= 20 else f"{text[:10]}…{text[-6:]}"
+
+
+def _text(g: Lineage) -> str:
+    lines: list[str] = []
+    root = g.nodes.get(g.root)
+    kind = root.kind if root else "data"
+    label = f"{kind}: {root.label}" if root and root.label not in ("data", "output") else kind
+    lines.append(f"{g.root} ({label})")
+
+    def up_data(data: CID, prefix: str, seen: frozenset[CID]) -> None:
+        producers = g.producers_of(data)
+        for i, b in enumerate(producers):
+            last = i == len(producers) - 1
+            lines.append(f"{prefix}{'└─' if last else '├─'} made by {g.nodes[b].label} BOM {b}")
+            if b not in seen:
+                up_bom(b, prefix + ("   " if last else "│  "), seen | {b})
+
+    def up_bom(b: CID, prefix: str, seen: frozenset[CID]) -> None:
+        ins = g.inputs_of(b)
+        for i, (data, name) in enumerate(ins):
+            last = i == len(ins) - 1
+            lines.append(f"{prefix}{'└─' if last else '├─'} input {name} = {data}")
+            up_data(data, prefix + ("   " if last else "│  "), seen)
+
+    def down_data(data: CID, prefix: str, seen: frozenset[CID]) -> None:
+        consumers = g.consumers_of(data)
+        for i, b in enumerate(consumers):
+            last = i == len(consumers) - 1
+            out = g.output_of(b)
+            lines.append(f"{prefix}{'└─' if last else '├─'} used by {g.nodes[b].label} BOM {b} -> {out}")
+            if out is not None and b not in seen:
+                down_data(out, prefix + ("   " if last else "│  "), seen | {b})
+
+    root_kind = root.kind if root else "data"
+    lines.append("upstream:")
+    if root_kind == "bom":
+        up_bom(g.root, "  ", frozenset({g.root}))
+    else:
+        up_data(g.root, "  ", frozenset())
+    lines.append("downstream:")
+    start = g.output_of(g.root) if root_kind == "bom" else g.root
+    if start is not None:
+        if root_kind == "bom":
+            lines.append(f"  output {start}")
+        down_data(start, "  ", frozenset({g.root}))
+    if lines[-1] == "downstream:":
+        lines.append("  (not used by any run yet)")
+    return "\n".join(lines)
+
+
+def _ids(g: Lineage) -> dict[CID, str]:
+    return {cid: f"n{i}" for i, cid in enumerate(sorted(g.nodes, key=str))}
+
+
+def _dot(g: Lineage) -> str:
+    ids = _ids(g)
+    out = ["digraph lineage {", "  rankdir=LR;"]
+    for cid, n in sorted(g.nodes.items(), key=lambda kv: ids[kv[0]]):
+        shape = "box" if n.kind == "bom" else "ellipse"
+        style = ", penwidth=2" if cid == g.root else ""
+        out.append(f'  {ids[cid]} [shape={shape}{style}, label="{n.label}\\n{_short(cid)}"];')
+    for a, b, name in sorted(g.edges):
+        out.append(f'  {ids[a]} -> {ids[b]} [label="{name}"];')
+    out.append("}")
+    return "\n".join(out)
+
+
+def _mermaid(g: Lineage) -> str:
+    ids = _ids(g)
+    out = ["graph LR"]
+    for cid, n in sorted(g.nodes.items(), key=lambda kv: ids[kv[0]]):
+        text = f"{n.label}<br/>{_short(cid)}".replace('"', "'")
+        out.append(f'  {ids[cid]}["{text}"]' if n.kind == "bom" else f'  {ids[cid]}(("{text}"))')
+    for a, b, name in sorted(g.edges):
+        out.append(f"  {ids[a]} -->|{name}| {ids[b]}")
+    return "\n".join(out)
+
+
+def render(g: Lineage, fmt: str) -> str:
+    """The graph as ``text`` (a tree), ``dot`` (Graphviz), ``mermaid`` or ``json``."""
+    if fmt == "text":
+        return _text(g)
+    if fmt == "dot":
+        return _dot(g)
+    if fmt == "mermaid":
+        return _mermaid(g)
+    if fmt == "json":
+        return json.dumps(g.to_json(), indent=2, sort_keys=True)
+    raise InvalidInputError(f"expected a format in {list(FORMATS)}, found {fmt!r}")

@@ -1,0 +1,326 @@
+"""``GET``/``HEAD /ipfs/{cid}``: the IPFS trustless gateway protocol, read-only, local blocks only.
+
+Follows specs.ipfs.tech/http-gateways/trustless-gateway: ``?format=raw`` / ``Accept:
+application/vnd.ipld.raw`` answers one block; ``?format=car`` / ``Accept: application/vnd.ipld.car``
+streams a CARv1 of the DAG (``dag-scope`` ``all`` by default, ``entity`` and ``block``
+supported), depth-first (``order=dfs``), duplicates sent once unless ``dups=y`` is asked for.
+The node never fetches on a gateway request: a block it does not hold is 404 (or 412 with
+``Cache-Control: only-if-cached``), so these requests cannot make the node reach out anywhere.
+Writes are deliberately not offered (no ``POST /blocks``): blocks enter a node only through an
+authenticated Order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from ..cas import CID, DAG_PB, IDENTITY, UnixFSType, _dagcbor, decode_pbnode, decode_unixfs
+from ..cas._varint import encode_varint
+from ..cas._walk import links_of
+from ..errors import (
+    BlockNotFoundError,
+    CatsError,
+    DecodeError,
+    IntegrityError,
+    InvalidInputError,
+    StoreError,
+)
+from ._errors import NotAcceptableError
+from ._state import NodeState, node_state
+
+__all__ = ["RAW_MEDIA_TYPE", "CAR_MEDIA_TYPE", "router"]
+
+log = logging.getLogger(__name__)
+
+RAW_MEDIA_TYPE: Final = "application/vnd.ipld.raw"
+CAR_MEDIA_TYPE: Final = "application/vnd.ipld.car"
+_IMMUTABLE: Final = "public, max-age=29030400, immutable"
+_FLUSH_AT: Final = 2 << 20  # batch blocks into ~2 MiB writes: one thread hop per batch
+Scope = Literal["block", "entity", "all"]
+
+router = APIRouter(tags=["gateway"])
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    kind: Literal["raw", "car"]
+    dups: bool = False
+
+
+def _params(text: str) -> tuple[str, dict[str, str]]:
+    media, *rest = (p.strip() for p in text.split(";"))
+    params: dict[str, str] = {}
+    for item in rest:
+        key, _, value = item.partition("=")
+        params[key.strip().lower()] = value.strip().strip('"')
+    return media.lower(), params
+
+
+def _car_variant(params: dict[str, str]) -> _Wanted | None:
+    """The CAR variant asked for, or None when it is one we cannot produce."""
+    if params.get("version", "1") != "1":
+        return None
+    if params.get("order", "dfs") not in ("dfs", "unk", ""):
+        return None
+    dups = params.get("dups", "n")
+    if dups not in ("y", "n"):
+        return None
+    return _Wanted("car", dups == "y")
+
+
+def _negotiate(request: Request) -> _Wanted:
+    q = request.query_params
+    fmt = q.get("format")
+    accept = request.headers.get("accept", "")
+    if fmt is not None:
+        if fmt == "raw":
+            return _Wanted("raw")
+        if fmt == "car":
+            params = {
+                "version": q.get("car-version", "1"),
+                "order": q.get("car-order", "dfs"),
+                "dups": q.get("car-dups", ""),
+            }
+            # Accept may still carry the CAR parameters; the query's own ones take precedence.
+            for item in accept.split(","):
+                media, p = _params(item)
+                if media == CAR_MEDIA_TYPE:
+                    params = {**p, **{k: v for k, v in params.items() if k in q or f"car-{k}" in q}}
+                    break
+            params["dups"] = params.get("dups") or "n"
+            wanted = _car_variant(params)
+            if wanted is None:
+                raise NotAcceptableError(f"expected CAR version=1, order=dfs|unk, dups=y|n, found {params}")
+            return wanted
+        raise InvalidInputError(f"expected format=raw or format=car on this trustless gateway, found {fmt!r}")
+    offers: list[tuple[float, int, _Wanted]] = []
+    refused: list[str] = []
+    for position, item in enumerate(accept.split(",")):
+        if not item.strip():
+            continue
+        media, params = _params(item)
+        try:
+            weight = float(params.pop("q", "1"))
+        except ValueError:
+            weight = 0.0
+        if weight <= 0:
+            continue
+        if media == RAW_MEDIA_TYPE:
+            offers.append((weight, -position, _Wanted("raw")))
+        elif media == CAR_MEDIA_TYPE:
+            wanted = _car_variant(params)
+            if wanted is None:
+                refused.append(item.strip())
+            else:
+                offers.append((weight, -position, wanted))
+    if offers:
+        return max(offers, key=lambda o: (o[0], o[1]))[2]
+    if refused:
+        raise NotAcceptableError(
+            f"expected a CAR variant with version=1, order=dfs|unk, dups=y|n, found {refused}"
+        )
+    raise InvalidInputError(
+        "expected ?format=raw|car or an Accept header naming application/vnd.ipld.raw or "
+        f"application/vnd.ipld.car (this gateway only serves verifiable responses), found Accept {accept!r}"
+    )
+
+
+def _scope(request: Request) -> Scope:
+    if "entity-bytes" in request.query_params:
+        raise InvalidInputError("expected no entity-bytes parameter: byte ranges are not supported here")
+    value = request.query_params.get("dag-scope", "all")
+    if value not in ("block", "entity", "all"):
+        raise InvalidInputError(f"expected dag-scope=block|entity|all, found {value!r}")
+    return value  # type: ignore[return-value]
+
+
+Reader = Callable[[CID], bytes]
+
+
+def _reader(state: NodeState) -> Reader:
+    """How this node reads blocks for the gateway.
+
+    By default a block file is served as it is, without re-hashing it: the protocol is
+    trustless, so every client hashes every block anyway and names the peer that sent a wrong
+    one (Kubo's gateway behaves the same: ``Datastore.HashOnRead`` is off by default), and
+    ``cats repo verify`` finds local corruption. ``cats node serve --verify-reads`` re-hashes
+    each block before sending it, at the cost of one sha256 pass per response.
+    """
+    blocks = state.blocks
+
+    def verified(cid: CID) -> bytes:
+        if cid.hash_code == IDENTITY:
+            return cid.digest
+        try:
+            return blocks.get(cid)
+        except IntegrityError as exc:
+            # Our own disk is wrong, not the client: a server error, never a 400.
+            raise StoreError(f"the node's copy of {cid} is corrupt: {exc}") from exc
+
+    def as_stored(cid: CID) -> bytes:
+        if cid.hash_code == IDENTITY:
+            return cid.digest
+        try:
+            with open(blocks.path_of(cid), "rb", buffering=0) as f:
+                return f.read()
+        except FileNotFoundError:
+            raise BlockNotFoundError(f"block {cid} not found on this node") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read block {cid}: {exc}") from exc
+
+    return verified if state.config.verify_reads else as_stored
+
+
+def _entity_links(cid: CID, data: bytes) -> tuple[list[CID], bool]:
+    """Links to follow for dag-scope=entity, and whether to follow them recursively.
+
+    A UnixFS file needs every block (recursively); a directory only its own node, and for a
+    HAMT-sharded directory its inner shard nodes; any other block is an entity by itself.
+    """
+    if cid.codec != DAG_PB:
+        return [], False
+    node = decode_pbnode(data)
+    if node.data is None:
+        return [], False
+    try:
+        fs = decode_unixfs(node.data)
+    except DecodeError:
+        return [], False
+    if fs.type in (UnixFSType.FILE, UnixFSType.RAW):
+        return [link.cid for link in node.links], True
+    if fs.type == UnixFSType.HAMT_SHARD and fs.fanout:
+        width = len(f"{fs.fanout - 1:X}")
+        return [link.cid for link in node.links if link.name is not None and len(link.name) == width], False
+    return [], False
+
+
+def _dag(read: Reader, root: CID, root_data: bytes, scope: Scope, dups: bool) -> Iterator[tuple[CID, bytes]]:
+    """Blocks of the requested scope, depth-first pre-order (the root first)."""
+    if scope == "block":
+        yield root, root_data
+        return
+    seen: set[CID] = set()
+    # (cid, its bytes when already read, whole subtree (True) or entity rules (False))
+    stack: list[tuple[CID, bytes | None, bool]] = [(root, root_data, scope == "all")]
+    while stack:
+        cid, data, whole = stack.pop()
+        key = cid.to_v1()
+        if key in seen and not dups:
+            continue
+        seen.add(key)
+        if data is None:
+            data = read(cid)
+        yield cid, data
+        if whole:
+            children, child_whole = links_of(cid, data), True
+        else:
+            children, child_whole = _entity_links(cid, data)
+        stack.extend((child, None, child_whole) for child in reversed(children))
+
+
+def _car_header(root: CID) -> bytes:
+    header = _dagcbor.encode({"roots": [root], "version": 1})
+    return encode_varint(len(header)) + header
+
+
+def _car_body(read: Reader, root: CID, root_data: bytes, scope: Scope, dups: bool) -> Iterator[bytes]:
+    parts: list[bytes] = [_car_header(root)]
+    pending = 0
+    try:
+        for cid, data in _dag(read, root, root_data, scope, dups):
+            if cid.hash_code == IDENTITY:
+                continue  # the spec forbids identity blocks in CAR responses
+            raw = bytes(cid)
+            parts += (encode_varint(len(raw) + len(data)), raw, data)
+            pending += len(data)
+            if pending >= _FLUSH_AT:
+                yield b"".join(parts)
+                parts, pending = [], 0
+    except CatsError as exc:
+        # The status line is gone already: end the CAR early (clients must check completeness).
+        log.warning("CAR of %s ended early: %s", root, exc)
+    if parts:
+        yield b"".join(parts)
+
+
+def _common_headers(cid: CID, etag: str) -> dict[str, str]:
+    return {
+        "ETag": etag,
+        "Cache-Control": _IMMUTABLE,
+        "X-Ipfs-Path": f"/ipfs/{cid}",
+        "X-Content-Type-Options": "nosniff",
+        "Vary": "Accept",
+    }
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    inm = request.headers.get("if-none-match")
+    if inm is None:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+    return "*" in tags or etag in tags
+
+
+@router.api_route(
+    "/ipfs/{cid}",
+    methods=["GET", "HEAD"],
+    summary="Fetch a block or a DAG as CAR (trustless gateway)",
+    response_class=Response,
+    responses={
+        200: {"content": {RAW_MEDIA_TYPE: {}, CAR_MEDIA_TYPE: {}}, "description": "A block or a CAR stream"},
+        304: {"description": "If-None-Match matched"},
+        400: {"description": "Malformed CID, or no verifiable format requested"},
+        404: {"description": "The node does not hold the (root) block"},
+        406: {"description": "Only CAR variants this gateway cannot produce were accepted"},
+        412: {"description": "Cache-Control: only-if-cached and the block is not here"},
+    },
+)
+def get_ipfs(cid: str, request: Request) -> Response:
+    """Serve one block (``format=raw``) or the DAG under it (``format=car``), verified on read."""
+    root = CID.decode(cid)
+    wanted = _negotiate(request)
+    scope = _scope(request) if wanted.kind == "car" else "block"
+    read = _reader(node_state(request))
+    try:
+        data = read(root)
+    except BlockNotFoundError:
+        if "only-if-cached" in request.headers.get("cache-control", ""):
+            return Response(status_code=412, headers={"X-Content-Type-Options": "nosniff"})
+        raise
+    head = request.method == "HEAD"
+    if wanted.kind == "raw":
+        etag = f'"{root}.raw"'
+        headers = _common_headers(root, etag)
+        if _not_modified(request, etag):
+            return Response(status_code=304, headers=headers)
+        headers["Content-Disposition"] = f'attachment; filename="{root}.bin"'
+        headers["Content-Length"] = str(len(data))
+        return Response(b"" if head else data, media_type=RAW_MEDIA_TYPE, headers=headers)
+    dups = "y" if wanted.dups else "n"
+    variant = hashlib.sha256(f"{scope};{dups}".encode()).hexdigest()[:12]
+    etag = f'"{root}.car.{variant}"'
+    headers = _common_headers(root, etag)
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    headers["Content-Disposition"] = f'attachment; filename="{root}.car"'
+    headers["X-Ipfs-Roots"] = str(root)
+    media = f"{CAR_MEDIA_TYPE}; version=1; order=dfs; dups={dups}"
+    if head:
+        return Response(b"", headers={**headers, "Content-Type": media})
+    return StreamingResponse(
+        _car_body(read, root, data, scope, wanted.dups), headers={**headers, "Content-Type": media}
+    )
+
+
+@router.api_route("/ipfs/{cid}/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+def get_ipfs_path(cid: str, path: str) -> Response:
+    """Content paths are not resolved by this gateway."""
+    CID.decode(cid)
+    raise InvalidInputError(f"expected /ipfs/<cid> without a path, found path {path[:100]!r} (not supported)")

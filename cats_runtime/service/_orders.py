@@ -1,0 +1,303 @@
+"""``POST /orders`` and ``GET /orders/{id}``: authenticated Order submission and run status.
+
+Checks, in this order, each failing with its own status: bearer token (401), free run slot
+(429, checked again at enqueue time), body type (415) and size (413, counted while streaming),
+the Order and Function records (400), the allow-list (403), completeness of the submitted DAG
+(400). Only then is the run recorded and queued (202 + ``Location: /orders/{id}``).
+
+Nothing from a request names a file: CAR bodies are spooled to an anonymous temporary file
+inside ``<home>/node/incoming``, blocks are stored under their CIDs, and the run executes the
+Function with the embedded executor (no shell, ever).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, Final
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ..cas import CID, DAG_CBOR, BlockSource, import_car, read_car
+from ..cas._gateway import ChainedBlockSource, GatewayBlockSource
+from ..cas._walk import reachable
+from ..errors import (
+    BlockNotFoundError,
+    DecodeError,
+    InvalidInputError,
+    UnsupportedCodecError,
+)
+from ..operations import Endorsement, Node, fetch_order, load_order, run_order
+from ..records import FunctionRecord, InvoiceRecord, OrderRecord
+from ._auth import authenticate
+from ._limits import read_body, spool_body
+from ._runs import RunInfo, RunResult
+from ._state import NodeState, node_state
+
+__all__ = ["execute_run", "router", "settle_from_catalog"]
+
+CAR_TYPE: Final = "application/vnd.ipld.car"
+JSON_TYPE: Final = "application/json"
+_RUN_ID_CHARS: Final = frozenset("0123456789abcdef")
+
+router = APIRouter(tags=["orders"])
+
+_ORDER_BODY: Final[dict[str, Any]] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            CAR_TYPE: {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "A CARv1 whose single root is the Order, holding the Order, Function, "
+                "Structure and input DAGs. Endorsements of the code go in X-Cats-Endorsement headers.",
+            },
+            JSON_TYPE: {
+                "schema": {
+                    "type": "object",
+                    "required": ["order"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "order": {"type": "string", "description": "The Order CID"},
+                        "from": {
+                            "type": "string",
+                            "description": "Gateway URL to fetch the Order's blocks from",
+                        },
+                        "endorsements": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "'<did:key>.<base64url signature>' of the code CID",
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "parameters": [
+        {
+            "name": "X-Cats-Endorsement",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "An endorsement of the Function's code",
+        }
+    ],
+}
+
+
+def _endorsements(request: Request, extra: Sequence[Any] = ()) -> list[Endorsement]:
+    texts = [*request.headers.getlist("x-cats-endorsement"), *extra]
+    if len(texts) > 16:
+        raise InvalidInputError(f"expected at most 16 endorsements, found {len(texts)}")
+    out: list[Endorsement] = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise InvalidInputError(f"expected endorsements as strings, found {type(text).__name__}")
+        out.append(Endorsement.parse(text))
+    return out
+
+
+def _single_root(roots: Sequence[CID]) -> CID:
+    if len(roots) != 1:
+        raise InvalidInputError(f"expected a CAR with exactly one root (the Order), found {len(roots)} roots")
+    return roots[0]
+
+
+def _peek_records(path: str) -> tuple[CID, OrderRecord, FunctionRecord]:
+    """The Order (the CAR's root) and its Function, read from the spooled CAR before importing it.
+
+    Reading them first means code the node refuses never enters its store.
+    """
+    with open(path, "rb") as stream:
+        reader = read_car(stream)
+        root = _single_root(reader.roots)
+        order: OrderRecord | None = None
+        function_data: dict[CID, bytes] = {}
+        for block in reader:
+            if block.cid == root:
+                order = OrderRecord.decode(block.data)
+                if order.function in function_data:
+                    break
+            elif order is None or block.cid == order.function:
+                # Records are small; anything else before the Order is skipped, not kept.
+                if block.cid.codec == DAG_CBOR and len(block.data) < 1 << 16 and len(function_data) < 64:
+                    function_data[block.cid] = block.data
+                if order is not None:
+                    break
+        if order is None:
+            raise InvalidInputError(f"expected the CAR to contain its root Order {root}, found no such block")
+        data = function_data.get(order.function)
+        if data is None:
+            raise InvalidInputError(
+                f"expected the CAR to contain the Order's Function {order.function}, found none"
+            )
+    return root, order, FunctionRecord.decode(data)
+
+
+def _check_complete(source: BlockSource, order: OrderRecord) -> None:
+    try:
+        reachable(source, [order.function, order.structure, *order.inputs.values()])
+    except BlockNotFoundError as exc:
+        raise InvalidInputError(
+            f"expected the Order's Function, Structure and inputs in full, found: {exc}"
+        ) from None
+
+
+def _accept_car(state: NodeState, path: str, endorsements: list[Endorsement]) -> tuple[CID, str]:
+    root, order, function = _peek_records(path)
+    allowed_by = state.allow.check(function.code, endorsements)
+    with state.repo.write_lock(), open(path, "rb") as stream:
+        roots = import_car(state.blocks, stream)
+    _single_root(roots)
+    _check_complete(state.blocks, order)
+    return root, allowed_by
+
+
+def _accept_remote(state: NodeState, order_cid: CID, source: str, endorsements: list[Endorsement]) -> str:
+    """Read the Order and its Function from the submitter's gateway and check the allow-list.
+
+    The rest of the DAG is fetched by the run itself, after the 202.
+    """
+    with GatewayBlockSource(source, timeout=15.0) as gateway:
+        chained = ChainedBlockSource(state.blocks, [gateway])
+        _, function = load_order(chained, order_cid)
+    return state.allow.check(function.code, endorsements)
+
+
+@router.post(
+    "/orders",
+    status_code=202,
+    summary="Submit an Order (authenticated)",
+    openapi_extra=_ORDER_BODY,
+    responses={
+        202: {"description": "Accepted: the run is queued; poll Location"},
+        400: {"description": "Malformed CAR, record or CID; incomplete DAG"},
+        401: {"description": "Missing or unknown bearer token"},
+        403: {"description": "The Function's code is not allowed on this node"},
+        413: {"description": "Body larger than the node's limit"},
+        415: {"description": "Body is neither a CAR nor JSON"},
+        429: {"description": "Run queue full; retry after Retry-After seconds"},
+    },
+)
+async def submit_order(request: Request) -> JSONResponse:
+    """Accept an Order with its blocks (CAR body) or by CID with a gateway to fetch it from (JSON)."""
+    state = node_state(request)
+    org = await run_in_threadpool(authenticate, request, state.tokens)
+    state.runs.check_room()
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    limits = state.config.limits
+    source: str | None = None
+    if media == CAR_TYPE:
+        endorsements = _endorsements(request)
+        incoming = state.home / "node" / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, path = tempfile.mkstemp(prefix="order-", suffix=".car", dir=incoming)
+        try:
+            with os.fdopen(fd, "wb") as spool:
+                await spool_body(request, limits.max_car_bytes, "CAR", spool)
+            order_cid, allowed_by = await run_in_threadpool(_accept_car, state, path, endorsements)
+        finally:
+            os.unlink(path)
+    elif media == JSON_TYPE:
+        raw = await read_body(request, limits.max_json_bytes, "JSON")
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"expected a JSON object body, found invalid JSON: {exc}") from None
+        if (
+            not isinstance(doc, dict)
+            or not set(doc) <= {"order", "from", "endorsements"}
+            or "order" not in doc
+        ):
+            raise InvalidInputError(
+                "expected a JSON object with 'order' and optional 'from', 'endorsements', found "
+                + (f"keys {sorted(doc)}" if isinstance(doc, dict) else type(doc).__name__)
+            )
+        if not isinstance(doc["order"], str):
+            raise InvalidInputError("expected 'order' to be a CID string")
+        order_cid = CID.decode(doc["order"])
+        extra = doc.get("endorsements", [])
+        if not isinstance(extra, list):
+            raise InvalidInputError("expected 'endorsements' to be a list of strings")
+        endorsements = _endorsements(request, extra)
+        source = doc.get("from")
+        if source is None:
+            _, function = await run_in_threadpool(load_order, state.blocks, order_cid)
+            allowed_by = state.allow.check(function.code, endorsements)
+            order = OrderRecord.decode(state.blocks.get(order_cid))
+            await run_in_threadpool(_check_complete, state.blocks, order)
+        else:
+            if not isinstance(source, str) or not source.startswith(("http://", "https://")):
+                raise InvalidInputError(f"expected 'from' to be an http(s) gateway URL, found {source!r}")
+            allowed_by = await run_in_threadpool(_accept_remote, state, order_cid, source, endorsements)
+    else:
+        raise UnsupportedCodecError(
+            f"expected Content-Type {CAR_TYPE} or {JSON_TYPE}, found {media or 'none'!r}"
+        )
+    run, new = state.runs.submit(order_cid, org, allowed_by, source)
+    body = {**run.to_json(), "new": new, "location": f"/orders/{run.id}"}
+    return JSONResponse(body, status_code=202, headers={"Location": f"/orders/{run.id}"})
+
+
+@router.get("/orders", summary="Recent runs of this node")
+def list_orders(request: Request, limit: int = 50, status: str | None = None) -> JSONResponse:
+    """The newest runs first (``status`` filters: queued, fetching, running, succeeded, failed)."""
+    if not 1 <= limit <= 1000:
+        raise InvalidInputError(f"expected 1 <= limit <= 1000, found {limit}")
+    if status is not None and status not in ("queued", "fetching", "running", "succeeded", "failed"):
+        raise InvalidInputError(f"expected a run status, found {status!r}")
+    runs = node_state(request).runs.store.recent(limit, status)
+    return JSONResponse({"runs": [r.to_json() for r in runs]})
+
+
+@router.get("/orders/{run_id}", summary="Status of one run")
+def get_order(run_id: str, request: Request) -> JSONResponse:
+    """A run's status; when it is settled, its Invoice, BOM and output CIDs."""
+    if not (len(run_id) == 32 and set(run_id) <= _RUN_ID_CHARS):
+        raise InvalidInputError(f"expected a run id of 32 hex digits, found {run_id[:40]!r}")
+    return JSONResponse(node_state(request).runs.store.get(run_id).to_json())
+
+
+# -- execution (called on the run workers) -----------------------------------------------------
+def execute_run(state: NodeState) -> Callable[[RunInfo, Callable[[RunInfo], None]], RunResult]:
+    """The function the run workers call: fetch what is missing, then run the Order locally."""
+
+    def execute(run: RunInfo, record: Callable[[RunInfo], None]) -> RunResult:
+        if run.source is not None:
+            record(replace(run, status="fetching"))
+            fetch_order(state.home, run.order, [run.source])
+            record(replace(run, status="running"))
+        with Node.open(state.home) as node:
+            order = node.load(run.order)
+            if not isinstance(order, OrderRecord):
+                raise InvalidInputError(f"expected {run.order} to be a cats/order record")
+            outcome = run_order(node, order, run.order, address=state.config.ray_address)
+        return RunResult(outcome.status, outcome.invoice, outcome.bom, outcome.output, outcome.error)
+
+    return execute
+
+
+def settle_from_catalog(state: NodeState) -> Callable[[RunInfo], RunResult | None]:
+    """Find the outcome of a run a dead process left unsettled.
+
+    The evidence is an Invoice of its Order that started after the run was submitted (indexed
+    means its records were all written).
+    """
+
+    def settle(run: RunInfo) -> RunResult | None:
+        with Node.open(state.home) as node:
+            for invoice_cid in node.catalog.invoices_for_order(run.order):
+                invoice = node.load(invoice_cid)
+                if isinstance(invoice, InvoiceRecord) and invoice.started_ms >= run.submitted_ms:
+                    bom = node.catalog.bom_for_invoice(invoice_cid)
+                    return RunResult(invoice.status, invoice_cid, bom, invoice.output, invoice.error)
+            # A run that found the Order already done reuses its BOM without a new Invoice.
+            if run.status == "running":
+                return None
+        return None
+
+    return settle

@@ -1,0 +1,72 @@
+"""What one running node holds: its home, repository, identity, access rules, limits and runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+
+from ..cas import FSBlockStore, Repo
+from ..operations import AllowList, NodeIdentity, TokenStore
+from ..records import Catalog
+from ._limits import Limits
+
+if TYPE_CHECKING:
+    from ._runs import RunManager
+
+__all__ = ["NodeConfig", "NodeState", "node_state"]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How to run a node.
+
+    Attributes:
+        home: The node's CATs home (blocks, pins, catalog, keys, ``node/``).
+        limits: Body sizes and run concurrency.
+        allow_file: The allow-list file (default ``<home>/node/allow.txt``).
+        tokens_file: The hashed tokens file (default ``<home>/node/tokens.json``).
+        ray_address: A ``ray://`` cluster to run on (None: embedded local Ray).
+        public_url: How peers reach this node (shown in run records and on the index page).
+        verify_reads: Re-hash every block the gateway serves (clients verify anyway).
+    """
+
+    home: Path
+    limits: Limits = field(default_factory=Limits)
+    allow_file: Path | None = None
+    tokens_file: Path | None = None
+    ray_address: str | None = None
+    public_url: str | None = None
+    verify_reads: bool = False
+
+
+@dataclass
+class NodeState:
+    """The live objects behind the routes (one per app)."""
+
+    config: NodeConfig
+    repo: Repo
+    identity: NodeIdentity
+    tokens: TokenStore
+    allow: AllowList
+    runs: RunManager
+    catalog: Catalog
+
+    @property
+    def home(self) -> Path:
+        """The node's home."""
+        return self.config.home
+
+    @property
+    def blocks(self) -> FSBlockStore:
+        """The node's block store."""
+        return self.repo.blocks
+
+
+def node_state(request: Request) -> NodeState:
+    """The state of the node serving ``request``."""
+    state = request.app.state.node
+    assert isinstance(state, NodeState)
+    return state

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cats_runtime.cas import CID
+from cats_runtime.records import Catalog, OrderRecord, StructureRecord, memo_key
+
+F = CID.compute(b"function", 0x71)
+D = CID.compute(b"datum")
+S = CID.compute(b"side")
+
+
+def test_memo_key_covers_everything_that_determines_an_output() -> None:
+    base = memo_key(F, {"a": 1}, 0, "in", "x.txt", D, {"side": S})
+    variants = [
+        memo_key(CID.compute(b"other", 0x71), {"a": 1}, 0, "in", "x.txt", D, {"side": S}),
+        memo_key(F, {"a": 2}, 0, "in", "x.txt", D, {"side": S}),
+        memo_key(F, {"a": 1}, 1, "in", "x.txt", D, {"side": S}),
+        memo_key(F, {"a": 1}, 0, "in2", "x.txt", D, {"side": S}),
+        memo_key(F, {"a": 1}, 0, "in", "y.txt", D, {"side": S}),
+        memo_key(F, {"a": 1}, 0, "in", "x.txt", CID.compute(b"d2"), {"side": S}),
+        memo_key(F, {"a": 1}, 0, "in", "x.txt", D, {}),
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+    assert memo_key(F, {"a": 1}, 0, "in", "x.txt", D, {"side": S}) == base
+
+
+def test_transaction_rolls_back_on_interrupt(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "c.sqlite")
+    structure = StructureRecord(cloud="local", stack="local", program=None, outputs=[])
+    order = OrderRecord(
+        function=F, structure=structure.to_block().cid, inputs={"in": D}, params={}, seed=0, parents=[]
+    )
+
+    def interrupted() -> None:
+        with catalog.transaction() as db:
+            db.execute("INSERT INTO records(cid, type, indexed_ms) VALUES ('x', 'cats/x@1', 0)")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert catalog.counts()["records"] == 0
+    catalog.index([(order.to_block().cid, order)], [("k", F, D, S, S)])
+    assert catalog.memo_get("k") == S and catalog.memo_get_many(["k", "nope"]) == {"k": S}
+    assert catalog.counts()["order_inputs"] == 1
+    assert catalog.record_type(order.to_block().cid) == "cats/order@1"
+    catalog.close()
+    # WAL mode: readers never block the one writer of a run.
+    reopened = Catalog(tmp_path / "c.sqlite")
+    assert reopened._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    reopened.close()
+
+
+def test_unusable_catalog_path_is_a_store_error(tmp_path: Path) -> None:
+    from cats_runtime.errors import StoreError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot open the catalog"):
+        Catalog(blocker / "c.sqlite")
