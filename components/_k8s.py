@@ -7,7 +7,12 @@ from typing import Any
 
 import pulumi
 
-__all__ = ["container_resources", "object_meta", "restricted_security_context"]
+__all__ = ["Fragment", "container_resources", "object_meta", "restricted_security_context"]
+
+#: A Kubernetes object fragment in wire (camelCase) form. The SDK's TypedDicts spell keys in
+#: snake_case, so camelCase fragments are typed Any here; tests/iac validates every rendered
+#: object against the official Kubernetes schemas instead.
+Fragment = Any
 
 
 def container_resources(cpu: str, memory: str, cpu_limit: str | None = None) -> dict[str, Any]:
@@ -33,6 +38,6 @@ def restricted_security_context(extra: Mapping[str, Any] | None = None) -> dict[
     return context
 
 
-def object_meta(name: str, namespace: pulumi.Input[str], labels: Mapping[str, str]) -> dict[str, Any]:
+def object_meta(name: str, namespace: pulumi.Input[str], labels: Mapping[str, str]) -> Fragment:
     """Metadata with an explicit name, so in-cluster DNS names are stable across updates."""
     return {"name": name, "namespace": namespace, "labels": dict(labels)}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict
+from typing import NotRequired, TypedDict
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ._k8s import container_resources, object_meta, restricted_security_context
+from ._k8s import Fragment, container_resources, object_meta, restricted_security_context
 from ._validate import check_digest_image, check_dns_label
 from .kuberay import KubeRay, KubeRayArgs
 from .kubo import Kubo, KuboArgs
@@ -130,7 +130,7 @@ class CatNode(pulumi.ComponentResource):
             ("RAY_AUTH_TOKEN", "auth_token"),
             ("CATS_NODE_TOKEN", "node_api_token"),
         ]
-        deployment_spec: dict[str, Any] = {
+        deployment_spec: Fragment = {
             "replicas": replicas,
             "selector": {"matchLabels": NODE_LABELS},
             "template": {
@@ -180,7 +180,7 @@ class CatNode(pulumi.ComponentResource):
             spec=deployment_spec,
             opts=on_cluster,
         )
-        service_spec: dict[str, Any] = {
+        service_spec: Fragment = {
             "type": "ClusterIP",
             "selector": NODE_LABELS,
             "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],

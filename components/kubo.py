@@ -8,7 +8,7 @@ from typing import Any, NotRequired, TypedDict
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ._k8s import container_resources, object_meta
+from ._k8s import Fragment, container_resources, object_meta
 from ._validate import check_digest_image, check_dns_label
 
 __all__ = ["DEFAULT_KUBO_IMAGE", "Kubo", "KuboArgs"]
@@ -22,7 +22,7 @@ _HEALTH = ["ipfs", "--api=/ip4/127.0.0.1/tcp/5001", "diag", "healthy"]
 
 def _service_spec(
     service_type: str, selector: Mapping[str, str], ports: list[tuple[str, int, str]]
-) -> dict[str, Any]:
+) -> Fragment:
     return {
         "type": service_type,
         "selector": dict(selector),
@@ -114,7 +114,7 @@ class Kubo(pulumi.ComponentResource):
             opts=child,
         )
         # Selecting the Kubo pods makes ingress deny-by-default; only these rules let traffic in.
-        policy_spec: dict[str, Any] = {
+        policy_spec: Fragment = {
             "podSelector": {"matchLabels": selector},
             "policyTypes": ["Ingress"],
             "ingress": [
@@ -131,7 +131,7 @@ class Kubo(pulumi.ComponentResource):
             spec=policy_spec,
             opts=child,
         )
-        statefulset_spec: dict[str, Any] = {
+        statefulset_spec: Fragment = {
             "serviceName": rpc.metadata.name,
             "replicas": 1,
             "selector": {"matchLabels": selector},

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -124,15 +124,13 @@ def emit(as_json: bool, data: Any, text: str | Callable[[], str] | None = None) 
         click.echo(text() if callable(text) else text)
 
 
-T = TypeVar("T")
-
-
 @contextmanager
 def progress(label: str, total: int | None, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr when it is a terminal; yields an ``advance(n)`` callback."""
     if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
+    bar: Any
     with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=False) as bar:
         yield bar.update
 

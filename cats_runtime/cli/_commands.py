@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
-from . import _cas_commands  # noqa: F401
-from . import _node_commands  # noqa: F401
-from . import _run_commands  # noqa: F401
+from . import (
+    _cas_commands,  # noqa: F401
+    _iac_commands,  # noqa: F401
+    _node_commands,  # noqa: F401
+    _run_commands,  # noqa: F401
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._context import Context, Datum
+from ._jobs import JobsExecutor, auth_token
 from ._materialize import (
     ENTRYPOINT_RE,
     code_cache_dir,
@@ -13,7 +14,6 @@ from ._materialize import (
     materialize_code,
     remove_tree,
 )
-from ._jobs import JobsExecutor, auth_token
 from ._ray import (
     MAX_RETRIES,
     Executor,

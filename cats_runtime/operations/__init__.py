@@ -32,6 +32,7 @@ from ._mesh import (
 )
 from ._node import Node, rebuild_catalog
 from ._policy import PolicyReport, PolicyViolation, StackPolicyResult, check_policies
+from ._redeploy import RedeployOutcome, materialize_program, redeploy, required_secrets
 from ._run import (
     Execution,
     RunOutcome,
@@ -48,6 +49,10 @@ from ._structure import build_structure, local_structure, sanitize_stack_config,
 from ._verify import StructuralReport, VerifyOutcome, diff_trees, load_bom, verify, verify_structural
 
 __all__: list[str] = [
+    "RedeployOutcome",
+    "materialize_program",
+    "redeploy",
+    "required_secrets",
     "PolicyReport",
     "PolicyViolation",
     "StackPolicyResult",

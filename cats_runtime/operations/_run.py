@@ -236,10 +236,13 @@ def _merge_outputs(store: BlockStore, parts: list[tuple[str, CID]]) -> CID:
 
 
 def _log_text(sections: list[tuple[str, str]]) -> str:
-    return "".join(
-        f"==> {title} <==\n{body}{'' if body.endswith(chr(10)) or not body else chr(10)}"
-        for title, body in sections
-    )
+    # One section per task, in datum order, so a log reads the same however Ray scheduled them.
+    parts: list[str] = []
+    for title, body in sections:
+        parts.append(f"==> {title} <==\n{body}")
+        if body and not body.endswith("\n"):
+            parts.append("\n")
+    return "".join(parts)
 
 
 def execute_order(

@@ -38,19 +38,27 @@ def local_structure() -> StructureRecord:
     return StructureRecord(cloud="local", stack="local", program=None, outputs=[])
 
 
+# Stands where a ``secure:`` value was: the key stays (redeploy must know which secrets to ask
+# for) but nothing of the ciphertext does, so changing a secret cannot change the CID.
+SECRET_PLACEHOLDER = "<secret: supplied at deploy time, never hashed>"
+
+
 def _strip_secrets(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _strip_secrets(v) for k, v in value.items() if not (isinstance(v, dict) and "secure" in v)}
+        if "secure" in value:
+            return SECRET_PLACEHOLDER
+        return {k: _strip_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_strip_secrets(v) for v in value if not (isinstance(v, dict) and "secure" in v)]
+        return [_strip_secrets(v) for v in value]
     return value
 
 
 def sanitize_stack_config(text: str) -> str:
     """A stack config without secrets, in one canonical YAML form.
 
-    Values written ``{secure: <ciphertext>}`` and the top-level ``encryptionsalt`` (plus
-    ``encryptedkey``/``secretsprovider`` of cloud secret providers) are removed: ciphertext
+    Values written ``{secure: <ciphertext>}`` are replaced by :data:`SECRET_PLACEHOLDER` and the
+    top-level ``encryptionsalt`` (plus ``encryptedkey``/``secretsprovider`` of cloud secret
+    providers) is removed: ciphertext
     changes each time a secret is set, and a content address must not carry it anywhere.
     Keys are sorted and the flow style fixed, so formatting changes do not change the CID.
 

@@ -7,6 +7,7 @@ prints. They hold the repository's write lock while they add and pin, so a concu
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any, BinaryIO
 from ..cas import CID, DAG_CBOR, DAG_PB, RAW, Repo, _dagcbor, _dagjson, _unixfs
 from ..cas._car import export_car, import_car
 from ..cas._dagpb import decode_pbnode
+from ..cas._unixfs_pb import decode_unixfs
 from ..errors import InvalidInputError, UnsupportedCodecError
 
 __all__ = [
@@ -125,7 +127,7 @@ def show(home: Path, cid: CID) -> BlockInfo:
         )
     if cid.codec == DAG_PB:
         node = decode_pbnode(data)
-        fs = _unixfs.describe_node(node)
+        fs = _describe_unixfs(node.data)
         links = [{"name": lk.name, "cid": str(lk.cid), "tsize": lk.tsize} for lk in node.links]
         lines = [f"dag-pb node {cid}: {len(data)} bytes, UnixFS {fs.get('type', 'none')}"]
         if "filesize" in fs:
@@ -133,6 +135,22 @@ def show(home: Path, cid: CID) -> BlockInfo:
         lines.extend(f"  {lk['cid']}  {lk['tsize']}  {lk['name'] or ''}".rstrip() for lk in links)
         return BlockInfo(cid, "dag-pb", len(data), {"unixfs": fs, "links": links}, "\n".join(lines))
     raise UnsupportedCodecError(f"expected a raw, dag-pb or dag-cbor block, found codec {cid.codec_name}")
+
+
+def _describe_unixfs(data: bytes | None) -> dict[str, Any]:
+    if data is None:
+        return {"type": "none"}
+    msg = decode_unixfs(data)
+    out: dict[str, Any] = {"type": msg.type_name.lower()}
+    if msg.filesize is not None:
+        out["filesize"] = msg.filesize
+    if msg.blocksizes:
+        out["blocksizes"] = list(msg.blocksizes)
+    if msg.fanout is not None:
+        out["fanout"] = msg.fanout
+    if msg.type_name.lower() == "symlink" and msg.data is not None:
+        out["target"] = msg.data.decode("utf-8", "replace")
+    return out
 
 
 def car_export(home: Path, cid: CID, output: Path) -> int:

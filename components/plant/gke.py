@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -13,7 +12,7 @@ from ._common import ClusterComponent, ManagedClusterArgs, exec_kubeconfig, vali
 __all__ = ["GkeCluster", "GkeClusterArgs"]
 
 # GKE picks the Pod and Service ranges itself; VPC-native networking is what private nodes need.
-_EMPTY: dict[str, Any] = {}
+_EMPTY: gcp.container.ClusterIpAllocationPolicyArgsDict = {}
 _LOG_COMPONENTS = ["SYSTEM_COMPONENTS", "APISERVER", "CONTROLLER_MANAGER", "SCHEDULER", "WORKLOADS"]
 
 
@@ -21,7 +20,9 @@ class GkeClusterArgs(ManagedClusterArgs):
     """Inputs of :class:`GkeCluster` (the shared managed-cluster inputs)."""
 
 
-def _networks(cidrs: Sequence[str]) -> list[dict[str, str]]:
+def _networks(
+    cidrs: Sequence[str],
+) -> list[gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgsDict]:
     return [{"cidr_block": cidr, "display_name": f"allowed-{i}"} for i, cidr in enumerate(cidrs)]
 
 
@@ -62,16 +63,23 @@ class GkeCluster(ClusterComponent):
             ),
             opts=child,
         )
-        authorized: dict[str, Any] = {"cidr_blocks": pulumi.Output.from_input(cidrs).apply(_networks)}
-        private: dict[str, Any] = {
+        authorized: gcp.container.ClusterMasterAuthorizedNetworksConfigArgsDict = {
+            "cidr_blocks": pulumi.Output.from_input(cidrs).apply(_networks)
+        }
+        private: gcp.container.ClusterPrivateClusterConfigArgsDict = {
             "enable_private_nodes": True,
             # A private-only endpoint would cut off this stack's own Kubernetes deployments.
             "enable_private_endpoint": False,
             "master_ipv4_cidr_block": "172.16.0.0/28",
         }
-        encryption: dict[str, Any] = {"state": "ENCRYPTED", "key_name": key.id}
-        logging: dict[str, Any] = {"enable_components": _LOG_COMPONENTS}
-        identity: dict[str, Any] = {"workload_pool": project.project_id.apply(lambda p: f"{p}.svc.id.goog")}
+        encryption: gcp.container.ClusterDatabaseEncryptionArgsDict = {
+            "state": "ENCRYPTED",
+            "key_name": key.id,
+        }
+        logging: gcp.container.ClusterLoggingConfigArgsDict = {"enable_components": _LOG_COMPONENTS}
+        identity: gcp.container.ClusterWorkloadIdentityConfigArgsDict = {
+            "workload_pool": project.project_id.apply(lambda p: f"{p}.svc.id.goog")
+        }
         cluster = gcp.container.Cluster(
             f"{name}-cluster",
             location=args["region"],

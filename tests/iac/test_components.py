@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pulumi
 import pytest
+from iac_cases import CIDRS, CLUSTER_TYPES, PLANTS, build_node, node_args
+from iac_harness import Built, build
 
 from components import (
     DEFAULT_KUBO_IMAGE,
@@ -13,58 +14,7 @@ from components import (
     KUBERAY_CHART_REPO,
     NODE_LABELS,
     CatNode,
-    CatNodeArgs,
-    PlantArgs,
 )
-
-from iac_harness import Built, build
-
-CIDRS = ["203.0.113.0/24"]
-PLANTS: dict[str, PlantArgs] = {
-    "aws": {
-        "cloud": "aws",
-        "region": "us-east-1",
-        "api_allowed_cidrs": CIDRS,
-        "subnet_ids": ["subnet-a", "subnet-b"],
-        "node_count_min": 1,
-        "node_count_max": 7,
-    },
-    "gcp": {"cloud": "gcp", "region": "europe-west4", "api_allowed_cidrs": CIDRS, "node_count_min": 0, "node_count_max": 7},
-    "azure": {"cloud": "azure", "region": "westeurope", "api_allowed_cidrs": CIDRS, "node_count_min": 1, "node_count_max": 7},
-    "existing": {"cloud": "existing", "kubeconfig": pulumi.Output.secret("apiVersion: v1\n"), "cluster_name": "onprem"},
-}
-CLUSTER_TYPES = {
-    "aws": "cats:index:EksCluster",
-    "gcp": "cats:index:GkeCluster",
-    "azure": "cats:index:AksCluster",
-    "existing": "cats:index:ExistingCluster",
-}
-
-
-def node_args(cloud: str, **extra: Any) -> CatNodeArgs:
-    args: dict[str, Any] = {
-        "plant": dict(PLANTS[cloud]),
-        "ray_auth_token": pulumi.Output.secret("ray-token"),
-        "node_api_token": pulumi.Output.secret("node-token"),
-        "ray_worker_min": 1,
-        "ray_worker_max": 9,
-        **extra,
-    }
-    return args  # type: ignore[return-value]
-
-
-def build_node(cloud: str, **extra: Any) -> Built:
-    def program() -> dict[str, pulumi.Output[Any]]:
-        node = CatNode("cats", node_args(cloud, **extra))
-        return {
-            "ray": node.ray_jobs_address,
-            "kubo": node.kubo_rpc_address,
-            "cluster": node.cluster_name,
-            "kubeconfig": node.kubeconfig,
-            "kubeconfig_secret": pulumi.Output.from_input(node.kubeconfig.is_secret()),
-        }
-
-    return build(program)
 
 
 @pytest.fixture(scope="module", params=sorted(PLANTS))
@@ -123,7 +73,10 @@ def test_gke_inputs() -> None:
     pool = node.one("gcp:container/nodePool:NodePool").inputs
     assert (pool["autoscaling"]["minNodeCount"], pool["autoscaling"]["maxNodeCount"]) == (0, 7)
     grant = node.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember").inputs
-    assert grant["member"] == "serviceAccount:service-123456789012@container-engine-robot.iam.gserviceaccount.com"
+    assert (
+        grant["member"]
+        == "serviceAccount:service-123456789012@container-engine-robot.iam.gserviceaccount.com"
+    )
 
 
 def test_aks_inputs() -> None:
@@ -170,12 +123,17 @@ def test_kuberay_inputs(built: tuple[str, Built]) -> None:
 
 def test_kubo_inputs(built: tuple[str, Built]) -> None:
     _, node = built
-    services = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in node.of_type("kubernetes:core/v1:Service")}
+    services = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"] for r in node.of_type("kubernetes:core/v1:Service")
+    }
     assert services["cats-kubo-rpc"]["type"] == "ClusterIP"
     assert [p["port"] for p in services["cats-kubo-rpc"]["ports"]] == [5001]
     assert services["cats-kubo-gateway"]["type"] == "ClusterIP"
     assert services["cats-kubo-swarm"]["type"] == "LoadBalancer"
-    assert {(p["port"], p["protocol"]) for p in services["cats-kubo-swarm"]["ports"]} == {(4001, "TCP"), (4001, "UDP")}
+    assert {(p["port"], p["protocol"]) for p in services["cats-kubo-swarm"]["ports"]} == {
+        (4001, "TCP"),
+        (4001, "UDP"),
+    }
     assert services["cats-node"]["type"] == "ClusterIP"
     policy = node.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
     rpc_rule = next(r for r in policy["ingress"] if any(p["port"] == 5001 for p in r["ports"]))
@@ -184,7 +142,12 @@ def test_kubo_inputs(built: tuple[str, Built]) -> None:
     container = statefulset["template"]["spec"]["containers"][0]
     assert container["image"] == DEFAULT_KUBO_IMAGE
     assert {"name": "IPFS_PROFILE", "value": "server"} in container["env"]
-    assert container["livenessProbe"]["exec"]["command"] == ["ipfs", "--api=/ip4/127.0.0.1/tcp/5001", "diag", "healthy"]
+    assert container["livenessProbe"]["exec"]["command"] == [
+        "ipfs",
+        "--api=/ip4/127.0.0.1/tcp/5001",
+        "diag",
+        "healthy",
+    ]
     assert statefulset["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
     deployment = node.one("kubernetes:apps/v1:Deployment").inputs["spec"]
     assert deployment["template"]["metadata"]["labels"].items() >= NODE_LABELS.items()
@@ -195,7 +158,10 @@ def test_kubo_inputs(built: tuple[str, Built]) -> None:
     [
         ({"plant": {**PLANTS["aws"], "api_allowed_cidrs": ["0.0.0.0/0"]}}, "apiAllowedCidrs.*whole internet"),
         ({"plant": {**PLANTS["gcp"], "api_allowed_cidrs": []}}, "apiAllowedCidrs: expected at least one"),
-        ({"plant": {**PLANTS["azure"], "api_allowed_cidrs": ["not-a-cidr"]}}, "apiAllowedCidrs: expected a CIDR"),
+        (
+            {"plant": {**PLANTS["azure"], "api_allowed_cidrs": ["not-a-cidr"]}},
+            "apiAllowedCidrs: expected a CIDR",
+        ),
         ({"plant": {**PLANTS["aws"], "node_count_max": 500}}, "nodeCountMax: expected at most 50"),
         ({"plant": {**PLANTS["gcp"], "node_count_min": 5, "node_count_max": 2}}, "nodeCountMin/nodeCountMax"),
         ({"plant": {**PLANTS["aws"], "subnet_ids": ["subnet-a"]}}, "subnetIds"),

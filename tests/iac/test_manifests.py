@@ -9,11 +9,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from iac_cases import PLANTS, node_args
 from iac_harness import SHARED_SCHEMAS, Built, build
 
 from components import CatNode
-
-from test_components import PLANTS, node_args
 
 KUBERNETES_VERSION = "1.33"
 # Pulumi-only types (providers, Helm releases) and custom resources are not core Kubernetes objects.
@@ -46,13 +45,15 @@ def raycluster_schema() -> dict[str, Any]:
     if not crd_file.is_file():
         pytest.skip(f"KubeRay CRD schemas not found at {crd_file} (CI has ../shared beside the checkout)")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    crd = yaml.load(crd_file.read_text(), Loader=loader)  # noqa: S506 - safe loader
+    crd = yaml.load(crd_file.read_text(), Loader=loader)
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     return version["schema"]["openAPIV3Schema"]  # type: ignore[no-any-return]
 
 
 def test_kubernetes_objects_validate(node: Built) -> None:
-    objects = [r for r in node.resources if r.type.startswith("kubernetes:") and not r.type.startswith(NOT_CORE)]
+    objects = [
+        r for r in node.resources if r.type.startswith("kubernetes:") and not r.type.startswith(NOT_CORE)
+    ]
     assert len(objects) >= 8
     for resource in objects:
         data = manifest(resource.inputs)
@@ -77,7 +78,12 @@ def test_crd_schema_catches_a_wrong_field(node: Built, raycluster_schema: dict[s
 
 
 def test_kubernetes_validate_catches_a_wrong_field() -> None:
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"ports": [{"port": "5001"}]}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": "5001"}]},
+    }
     with pytest.raises(kubernetes_validate.ValidationError, match="is not of type 'integer'"):
         kubernetes_validate.validate(bad, KUBERNETES_VERSION, strict=True)
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 import yaml
+from iac_cases import PLANTS, build_node
 from iac_harness import REPO, RegisteredResource
 from pulumi_policy import EnforcementLevel
 
 from policies.offline import check_resources
 from policies.rules import POLICIES, plaintext_secret_keys
-from test_components import PLANTS, build_node
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CASES: list[dict[str, Any]] = yaml.safe_load((FIXTURES / "bad_resources.yaml").read_text())
@@ -24,7 +24,13 @@ LEVELS = {p.name: p.enforcement_level for p in POLICIES}
 
 def resources_of(case: dict[str, Any]) -> list[RegisteredResource]:
     return [
-        RegisteredResource(r["type"], r["name"], r["inputs"], r.get("custom", True), f"urn:pulumi:t::p::{r['type']}::{r['name']}")
+        RegisteredResource(
+            r["type"],
+            r["name"],
+            r["inputs"],
+            r.get("custom", True),
+            f"urn:pulumi:t::p::{r['type']}::{r['name']}",
+        )
         for r in case["resources"]
     ]
 
@@ -58,7 +64,9 @@ def test_levels_are_stated() -> None:
 
 
 def test_cap_is_configurable() -> None:
-    pool = RegisteredResource("aws:eks/nodeGroup:NodeGroup", "ng", {"scalingConfig": {"maxSize": 30}}, True, "urn:x")
+    pool = RegisteredResource(
+        "aws:eks/nodeGroup:NodeGroup", "ng", {"scalingConfig": {"maxSize": 30}}, True, "urn:x"
+    )
     assert not check_resources([pool])
     tight = check_resources([pool], policy_config={"bounded-autoscaling": {"maxNodes": 20}})
     assert [v.policy for v in tight] == ["bounded-autoscaling"]
@@ -75,7 +83,12 @@ def test_plaintext_secret_keys() -> None:
         "cats:region": False,
         "cats:kubeconfig": False,
     }
-    assert plaintext_secret_keys(keys) == ["aws:secretKey", "cats:dbPassword", "cats:kubeconfig", "cats:nodeApiToken"]
+    assert plaintext_secret_keys(keys) == [
+        "aws:secretKey",
+        "cats:dbPassword",
+        "cats:kubeconfig",
+        "cats:nodeApiToken",
+    ]
 
 
 @pytest.mark.parametrize("cloud", sorted(PLANTS))
@@ -87,7 +100,12 @@ def test_shipped_components_pass_mandatory_rules(cloud: str) -> None:
 
 def run_offline(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "policies.offline", *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "policies.offline", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -113,7 +131,9 @@ def test_offline_fails_bad_program() -> None:
 def test_offline_text_report_names_rule_level_and_resource() -> None:
     completed = run_offline("--project", str(FIXTURES / "bad_project"), "--stack", "bad")
     assert completed.returncode == 1
-    assert "[mandatory] kubo-rpc-cluster-only: kubo-rpc-public (kubernetes:core/v1:Service)" in completed.stdout
+    assert (
+        "[mandatory] kubo-rpc-cluster-only: kubo-rpc-public (kubernetes:core/v1:Service)" in completed.stdout
+    )
     assert "bad: FAILED" in completed.stdout
 
 

@@ -1,8 +1,10 @@
-"""Fixtures of the mesh tests: real node processes on loopback."""
+"""Fixtures of the mesh tests: real node processes on loopback (helpers in ``nodeproc``), and the
+js-ipfs RPC daemon of the Kubo-client tests (``tests/cas/jsipfs_daemon.py``)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "cas")]

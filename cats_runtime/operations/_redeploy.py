@@ -1,0 +1,180 @@
+"""``cats redeploy BOM``: re-provision the Plant a BOM names, re-execute there, record the verdict.
+
+A BOM links its Order, whose Structure links the hashed Pulumi program. Redeploying
+materializes that program from the CAS into a fresh directory (every block verified),
+provisions it with the Pulumi Automation API, reads the Plant's addresses from the stack
+outputs, re-executes the Order on that Plant's Ray and records a new Invoice and a
+Verification record. A ``local`` Structure needs no Pulumi: it re-executes on embedded Ray.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from ..cas import CID, _unixfs
+from ..errors import InvalidInputError, ProvisionError, RecordError
+from ..execution._provisioner import PlantOutputs, Provisioner
+from ..records import OrderRecord, StructureRecord
+from ._node import Node
+from ._structure import SECRET_PLACEHOLDER
+from ._verify import VerifyOutcome, load_bom, verify
+
+__all__ = ["RedeployOutcome", "materialize_program", "redeploy", "required_secrets"]
+
+
+@dataclass(frozen=True)
+class RedeployOutcome:
+    """What a redeploy did.
+
+    Attributes:
+        bom: The BOM redeployed.
+        structure: Its Structure's CID.
+        cloud: ``local`` or the cloud provisioned.
+        stack: The stack provisioned.
+        program_dir: Where the program was materialized (None for ``local``).
+        action: ``preview`` (nothing executed) or ``verify`` (re-executed and compared).
+        preview: Pulumi's change summary when previewing.
+        plant: The Plant's addresses (None for ``local`` and previews).
+        verification: The re-execution's verdict (None for previews).
+        destroyed: True when the Plant was torn down afterwards.
+    """
+
+    bom: CID
+    structure: CID
+    cloud: str
+    stack: str
+    program_dir: Path | None
+    action: Literal["preview", "verify"]
+    preview: str | None
+    plant: PlantOutputs | None
+    verification: VerifyOutcome | None
+    destroyed: bool
+
+
+def materialize_program(node: Node, structure: StructureRecord, target: Path) -> Path:
+    """Write the Structure's Pulumi program to ``target`` (which must not exist), verifying every block."""
+    if structure.program is None:
+        raise InvalidInputError("expected a Structure with a program, found a local Structure")
+    _unixfs.get(node.store, structure.program, target)
+    if not (target / "Pulumi.yaml").is_file():
+        raise RecordError(f"expected Pulumi.yaml in the Structure's program {structure.program}, found none")
+    return target
+
+
+def required_secrets(program_dir: Path, stack: str) -> list[str]:
+    """Config keys the Structure recorded as secret: their values must be supplied to deploy."""
+    project = yaml.safe_load((program_dir / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
+    config_dir = Path(str(project.get("stackConfigDir") or "."))
+    path = program_dir / config_dir / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise RecordError(f"expected {config_dir / path.name} in the Structure's program, found none")
+    config = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config") or {}
+    return sorted(k for k, v in config.items() if v == SECRET_PLACEHOLDER)
+
+
+def redeploy(
+    node: Node,
+    bom_cid: CID,
+    *,
+    preview: bool = False,
+    destroy: bool = False,
+    backend_url: str | None = None,
+    secrets: Mapping[str, str] | None = None,
+    ray_address: str | None = None,
+    cas_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    which: Callable[[str], str | None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> RedeployOutcome:
+    """Re-provision the BOM's Plant, re-execute its Order there and record the verdict.
+
+    Args:
+        node: The node whose store holds the BOM and everything it links (e.g. after
+            ``cats car import``).
+        bom_cid: The BOM to redeploy.
+        preview: Only run ``pulumi preview``; execute nothing.
+        destroy: Tear the Plant down after verifying.
+        backend_url: Pulumi state backend; a local file backend under the home by default.
+        secrets: Values for the config keys the Structure recorded as secret.
+        ray_address: Override the Plant's Ray Jobs address (e.g. a port-forward).
+        cas_url: Where the Plant's workers fetch blocks (defaults to the Plant's Kubo).
+        env: Extra environment for the Pulumi engine.
+        which: Locates executables (tests pass a fake to reach the CLI boundary).
+        on_progress: ``(done, total)`` task progress of the re-execution.
+
+    Raises:
+        ProvisionError: Pulumi is missing, credentials are missing, a secret was not supplied,
+            or provisioning failed.
+    """
+    bom = load_bom(node, bom_cid)
+    order = node.load(bom.order)
+    if not isinstance(order, OrderRecord):
+        raise RecordError(f"expected the BOM's order {bom.order} to be a cats/order record")
+    structure = node.load(order.structure)
+    if not isinstance(structure, StructureRecord):
+        raise RecordError(f"expected the Order's structure {order.structure} to be a cats/structure record")
+    if structure.cloud == "local":
+        if preview:
+            summary = "local Plant: embedded Ray and this node's blockstore; nothing to provision"
+            return RedeployOutcome(
+                bom_cid,
+                order.structure,
+                "local",
+                structure.stack,
+                None,
+                "preview",
+                summary,
+                None,
+                None,
+                False,
+            )
+        outcome = verify(node, bom_cid, address=ray_address, cas_url=cas_url, on_progress=on_progress)
+        return RedeployOutcome(
+            bom_cid, order.structure, "local", structure.stack, None, "verify", None, None, outcome, False
+        )
+    work = node.home / "redeploy" / f"{bom_cid}-{time.time_ns()}"
+    program_dir = materialize_program(node, structure, work / "program")
+    provisioner = Provisioner(
+        program_dir,
+        structure.stack,
+        structure.cloud,
+        node.home / "pulumi-state",
+        backend_url=backend_url,
+        secrets=dict(secrets or {}),
+        env=dict(env or {}),
+        **({"which": which} if which is not None else {}),
+    )
+    provisioner.check_prerequisites()
+    missing = [k for k in required_secrets(program_dir, structure.stack) if k not in (secrets or {})]
+    if missing:
+        raise ProvisionError(
+            f"the Structure recorded secret config keys whose values are never hashed: supply "
+            f"{', '.join(missing)} (cats redeploy --secret KEY=VALUE)"
+        )
+    if preview:
+        summary = provisioner.preview()
+        return RedeployOutcome(
+            bom_cid, order.structure, structure.cloud, structure.stack, program_dir, "preview",
+            summary, None, None, False,
+        )  # fmt: skip
+    plant = provisioner.up()
+    try:
+        address = ray_address or plant.ray_address
+        if not address:
+            raise ProvisionError("the Plant's stack exported no rayJobsAddress to run the Order on")
+        outcome = verify(
+            node, bom_cid, address=address, cas_url=cas_url or plant.kubo_rpc, on_progress=on_progress
+        )
+    finally:
+        if destroy:
+            provisioner.destroy()
+    return RedeployOutcome(
+        bom_cid, order.structure, structure.cloud, structure.stack, program_dir, "verify",
+        None, plant, outcome, destroy,
+    )  # fmt: skip

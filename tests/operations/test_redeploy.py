@@ -1,0 +1,144 @@
+"""`cats redeploy BOM`: a local redeploy from nothing but a BOM CID, and the Pulumi path up to the CLI."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cats_runtime.cas import _unixfs
+from cats_runtime.cas._car import export_car, import_car
+from cats_runtime.errors import ProvisionError, RecordError
+from cats_runtime.operations import Node, build_function, build_structure, run, store_structure
+from cats_runtime.operations._redeploy import materialize_program, redeploy, required_secrets
+from cats_runtime.records import StructureRecord, VerificationRecord
+
+MakeFunction = Callable[..., str]
+pytestmark = pytest.mark.usefixtures("ray_session")
+ROOT = Path(__file__).resolve().parents[2]
+
+FN = """
+def main(ctx):
+    text = ctx.inputs["doc"].read_text()
+    (ctx.output / "upper.txt").write_text(text.upper() + str(ctx.params["n"]) * ctx.seed)
+"""
+
+
+def _run(node: Node, make_function: MakeFunction, tmp_path: Path, structure: StructureRecord | None = None):  # type: ignore[no-untyped-def]
+    _, fn = build_function(make_function(FN), node.store)
+    doc = tmp_path / "doc.txt"
+    doc.write_text("hello\n")
+    inputs = {"doc": _unixfs.add_path(doc, node.store).cid}
+    return run(node, function=fn, inputs=inputs, params={"n": 7}, seed=2, structure=structure)
+
+
+def test_local_redeploy_from_only_a_bom_cid_in_a_fresh_store(
+    node: Node, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    out = _run(node, make_function, tmp_path)
+    assert out.bom is not None
+    car = io.BytesIO()
+    export_car(node.store, [out.bom], car)
+    with Node.open(tmp_path / "other-org") as fresh:
+        assert not fresh.store.has(out.bom)
+        roots = import_car(fresh.store, io.BytesIO(car.getvalue()))
+        assert roots == [out.bom]
+        result = redeploy(fresh, out.bom)
+        assert result.cloud == "local" and result.action == "verify" and result.program_dir is None
+        assert result.verification is not None
+        assert result.verification.verdict == "match"
+        assert result.verification.found == out.output
+        record = fresh.load(result.verification.verification)
+        assert isinstance(record, VerificationRecord) and record.bom == out.bom
+        assert fresh.catalog.verifications_for(out.bom) == [result.verification.verification]
+
+
+def test_local_preview_executes_nothing(node: Node, make_function: MakeFunction, tmp_path: Path) -> None:
+    out = _run(node, make_function, tmp_path)
+    assert out.bom is not None
+    result = redeploy(node, out.bom, preview=True)
+    assert result.action == "preview" and result.verification is None
+    assert "nothing to provision" in (result.preview or "")
+    assert node.catalog.verifications_for(out.bom) == []
+
+
+def _cloud_bom(node: Node, make_function: MakeFunction, tmp_path: Path):  # type: ignore[no-untyped-def]
+    program = tmp_path / "program"
+    shutil.copytree(
+        ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "node_modules", "*.car")
+    )
+    structure = build_structure(program, "acme", node.store)
+    store_structure(structure, node.store)
+    out = _run(node, make_function, tmp_path, structure=structure)
+    assert out.bom is not None
+    return out, structure
+
+
+def test_cloud_redeploy_materializes_the_hashed_program_then_stops_at_the_missing_cli(
+    node: Node, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    out, structure = _cloud_bom(node, make_function, tmp_path)
+    with pytest.raises(ProvisionError, match=r"pulumi CLI is not installed"):
+        redeploy(node, out.bom, which=lambda _name: None)
+    [work] = list((node.home / "redeploy").iterdir())
+    program = work / "program"
+    # The materialized program is exactly the hashed one: re-adding it gives the Structure's CID.
+    assert _unixfs.add_path(program, None).cid == structure.program
+    assert (program / "stacks" / "Pulumi.acme.yaml").is_file()
+    assert not (program / "stacks" / "Pulumi.globex.yaml").exists(), "other orgs' stacks are not hashed"
+    assert "secure:" not in (program / "stacks" / "Pulumi.acme.yaml").read_text()
+
+
+def test_cloud_redeploy_names_missing_credentials_and_secrets(
+    node: Node, make_function: MakeFunction, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, _ = _cloud_bom(node, make_function, tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "nohome"))
+    for var in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ProvisionError, match="no aws credentials found: set AWS_ACCESS_KEY_ID"):
+        redeploy(node, out.bom, which=lambda _name: "/usr/local/bin/pulumi")
+    secrets = required_secrets(next((node.home / "redeploy").iterdir()) / "program", "acme")
+    assert secrets
+    with pytest.raises(ProvisionError, match="supply " + secrets[0]):
+        redeploy(node, out.bom, which=lambda _name: "/usr/local/bin/pulumi", env={"AWS_PROFILE": "ops"})
+
+
+@pytest.mark.skipif(shutil.which("pulumi") is not None, reason="checks the boundary where the CLI is absent")
+def test_automation_api_boundary_without_the_cli(
+    node: Node, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    # Past our own prerequisite checks (a fake `which`, credentials, every secret supplied), the
+    # Automation API itself looks for the CLI: its FileNotFoundError must come out as one clear
+    # ProvisionError, and no state may be left claiming a deployment.
+    out, structure = _cloud_bom(node, make_function, tmp_path)
+    program = materialize_program(node, structure, tmp_path / "peek")
+    secrets = {k: "value" for k in required_secrets(program, "acme")}
+    assert secrets, "the acme stack ships a secure: value, so redeploy must ask for it"
+    with pytest.raises(ProvisionError, match="pulumi CLI is not installed"):
+        redeploy(
+            node,
+            out.bom,
+            which=lambda _n: "/usr/local/bin/pulumi",
+            env={"AWS_PROFILE": "ops"},
+            secrets=secrets,
+        )
+
+
+def test_redeploy_refuses_what_is_not_a_bom(node: Node, make_function: MakeFunction, tmp_path: Path) -> None:
+    doc = tmp_path / "x.txt"
+    doc.write_text("x")
+    cid = _unixfs.add_path(doc, node.store).cid
+    with pytest.raises(RecordError, match="expected a CATs record"):
+        redeploy(node, cid)
+    _, fn = build_function(make_function(FN), node.store)
+    with pytest.raises(RecordError, match=r"to be a cats/bom record, found cats/function@1"):
+        redeploy(node, fn)
