@@ -103,14 +103,15 @@ class Kubo(pulumi.ComponentResource):
             spec=_service_spec("ClusterIP", selector, [("gateway", 8080, "TCP")]),
             opts=child,
         )
+        swarm_spec: Fragment = _service_spec(
+            swarm_type, selector, [("swarm", 4001, "TCP"), ("swarm-udp", 4001, "UDP")]
+        )
+        # Local keeps the peer's address, which Kubo's connection manager and AutoNAT rely on.
+        swarm_spec["externalTrafficPolicy"] = "Local"
         k8s.core.v1.Service(
             f"{name}-swarm",
             metadata=object_meta(f"{name}-swarm", namespace, labels),
-            # Local keeps the peer's address, which Kubo's connection manager and AutoNAT rely on.
-            spec={
-                **_service_spec(swarm_type, selector, [("swarm", 4001, "TCP"), ("swarm-udp", 4001, "UDP")]),
-                "externalTrafficPolicy": "Local",
-            },
+            spec=swarm_spec,
             opts=child,
         )
         # Selecting the Kubo pods makes ingress deny-by-default; only these rules let traffic in.

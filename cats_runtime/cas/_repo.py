@@ -34,7 +34,24 @@ __all__ = ["LAYOUT_VERSION", "GCResult", "Repo", "VerifyReport", "gc"]
 LAYOUT_VERSION: Final = 1
 """The repository layout this CATs writes and reads."""
 
-_OWN_NAMES: Final = frozenset({"version", "repo.lock", "blocks", "pins"})
+# What a CATs home holds: the repository's own entries plus those the layers above keep beside
+# them (catalog, keys, node state, redeploy work dirs, Pulumi state). Anything else in a
+# directory without a version file means it is not a CATs home, so it is refused.
+_OWN_NAMES: Final = frozenset(
+    {
+        "version",
+        "repo.lock",
+        "blocks",
+        "pins",
+        "catalog.sqlite",
+        "catalog.sqlite-wal",
+        "catalog.sqlite-shm",
+        "keys",
+        "node",
+        "redeploy",
+        "pulumi-state",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

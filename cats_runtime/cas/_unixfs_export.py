@@ -13,11 +13,11 @@ non-empty target is refused rather than merged, so a get can never clobber files
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import os
 import posixpath
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ __all__ = ["cat", "get", "ls", "stat"]
 
 Progress = Callable[[int], None]
 _Loaded = tuple[bytes, PBNode | None, UnixFSData | None]  # a block, decoded when it is dag-pb
+_Placed = tuple[int, list[tuple[CID, int, int]]]  # bytes written, then (child, offset, size)
 _FILE_TYPES = (UnixFSType.FILE, UnixFSType.RAW)
 _DIR_TYPES = (UnixFSType.DIRECTORY, UnixFSType.HAMT_SHARD)
 _PREFETCH = 6  # blocks fetched ahead while a file is read (sources must allow concurrent get)
@@ -282,24 +283,26 @@ def _fill(
     # Blocks are scheduled and collected depth-first, left to right, as ``cat`` reads them: the
     # first bad block in file order is the error raised, and progress comes in file order.
     # A worker holds one block at a time and a finished one keeps no data, so memory stays
-    # flat for any file size; at most _GET_WINDOW blocks are queued or being worked on.
+    # flat for any file size; at most _GET_WINDOW blocks are queued or being worked on
+    # (finished ones waiting to be collected in order hold no block data and do not count).
     written, children = _place(source, fd, path, cid, 0, None, first)
     if written and progress is not None:
         progress(written)
     stack: list[list[Any]] = []  # [cid, offset, expected size, Future | None], next block last
     stack.extend([child, offset, size, None] for child, offset, size in reversed(children))
     pool = _get_pool()
-    in_flight = 0
+    busy: set[Future[_Placed]] = set()  # submitted and not finished: what the window bounds
     try:
         while stack:
-            for entry in reversed(stack[-_GET_WINDOW:]):  # the next block first: it is waited for
+            busy = {future for future in busy if not future.done()}
+            for entry in reversed(stack[-_GET_WINDOW:]):  # nearest first: the next one is waited for
                 if entry[3] is None:
-                    if in_flight >= _GET_WINDOW and entry is not stack[-1]:
+                    if len(busy) >= _GET_WINDOW and entry is not stack[-1]:
                         break
-                    entry[3] = pool.submit(_place, source, fd, path, entry[0], entry[1], entry[2], None)
-                    in_flight += 1
-            _, _, _, future = stack.pop()
-            in_flight -= 1
+                    submitted = pool.submit(_place, source, fd, path, entry[0], entry[1], entry[2], None)
+                    entry[3] = submitted
+                    busy.add(submitted)
+            future = stack.pop()[3]
             written, children = future.result()
             if written and progress is not None:
                 progress(written)
@@ -309,7 +312,7 @@ def _fill(
         futures = [entry[3] for entry in stack if entry[3] is not None]
         for future in futures:
             future.cancel()
-        concurrent.futures.wait(futures)
+        wait(futures)
 
 
 def _place(
@@ -320,7 +323,7 @@ def _place(
     offset: int,
     expected: int | None,
     loaded: _Loaded | None,
-) -> tuple[int, list[tuple[CID, int, int]]]:
+) -> _Placed:
     # Fetch (verified by the source), check against the parent's declared size, write this
     # block's own bytes at ``offset``; return how many, and where each child goes.
     if loaded is None:

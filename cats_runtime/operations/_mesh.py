@@ -14,7 +14,6 @@ from every source in order.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import http.client
 import logging
 import os
@@ -28,7 +27,7 @@ from typing import Any, Final
 
 import httpx
 
-from ..cas import CID, DAG_CBOR, RAW, Block, BlockSource, BlockStore, Repo
+from ..cas import CID, DAG_CBOR, RAW, Block, BlockSource, BlockStore, Repo, dagcbor_decode
 from ..cas._car import write_car
 from ..cas._gateway import ChainedBlockSource, GatewayBlockSource
 from ..cas._kubo import KuboBlockStore, KuboClient
@@ -141,17 +140,6 @@ def _dag_size(source: BlockSource, root: CID) -> tuple[int, int]:
     return count, size
 
 
-def _sync_filesystem(path: Path) -> None:
-    """Flush every dirty page of the filesystem holding ``path`` (syncfs(2); sync(2) elsewhere)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if not hasattr(libc, "syncfs") or libc.syncfs(fd) != 0:
-            os.sync()
-    finally:
-        os.close(fd)
-
-
 def _local_complete(store: BlockStore, root: CID) -> bool:
     try:
         reachable(store, [root])
@@ -194,10 +182,9 @@ def fetch_from_peers(
     """
     _check_peers(peers)
     started = time.perf_counter()
-    # Blocks are written without an fsync each and made durable by one syncfs(2) before the pin
-    # (a per-block fdatasync costs more than the whole transfer); a crash in between leaves
-    # at worst torn, unpinned blocks, which reads detect by hash and a re-fetch rewrites.
-    repo = Repo.open(home, sync=False)
+    # put_many makes each batch durable with one syncfs before renaming it into place, so the
+    # pin below only ever names complete, durable blocks.
+    repo = Repo.open(home)
     failures: list[PeerFailure] = []
     with (
         repo.write_lock(),
@@ -232,7 +219,6 @@ def fetch_from_peers(
             report = FetchReport(
                 root, result.blocks, result.bytes, result.fetched, result.fetched_bytes, 0.0, "blocks"
             )
-        _sync_filesystem(repo.blocks.root)
         if pin:
             repo.pins.add(root, name="fetched")
     if index:
@@ -291,8 +277,13 @@ class _CarStream:
         conn = self._connect()
         try:
             yield from self._blocks(conn)
+        except PeerError:
+            raise  # already says what the peer did (PeerError is an OSError: keep it unwrapped)
         except (OSError, http.client.HTTPException) as exc:
             raise PeerError(f"cannot fetch the CAR of {self.root} from {self.peer}: {exc}") from exc
+        except (DecodeError, InvalidInputError) as exc:
+            # A varint, CID or block that does not parse: the peer's fault, never the caller's.
+            raise PeerError(f"{self.peer} sent a malformed CAR for {self.root}: {exc}") from exc
         finally:
             conn.close()
 
@@ -358,6 +349,9 @@ class _CarStream:
             start += length
             if not header_done:
                 header_done = True
+                header = dagcbor_decode(bytes(section))
+                if not isinstance(header, dict) or header.get("version") != 1:
+                    raise PeerError(f"{self.peer} sent a CAR header that is not CARv1: {header!r:.80}")
                 continue  # the roots are advisory (the spec says clients should ignore them)
             cid, off = CID.read(section)
             data = bytes(section[off:])

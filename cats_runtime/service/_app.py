@@ -173,7 +173,7 @@ def config_from_json(text: str) -> NodeConfig:
             tokens_file=Path(doc["tokens_file"]) if doc.get("tokens_file") else None,
             ray_address=doc.get("ray_address"),
             public_url=doc.get("public_url"),
-            verify_reads=bool(doc.get("verify_reads", False)),
+            verify_reads=bool(doc.get("verify_reads", True)),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"expected a node configuration in ${CONFIG_ENV}: {exc}") from None

@@ -147,11 +147,11 @@ Reader = Callable[[CID], bytes]
 def _reader(state: NodeState) -> Reader:
     """How this node reads blocks for the gateway.
 
-    By default a block file is served as it is, without re-hashing it: the protocol is
-    trustless, so every client hashes every block anyway and names the peer that sent a wrong
-    one (Kubo's gateway behaves the same: ``Datastore.HashOnRead`` is off by default), and
-    ``cats repo verify`` finds local corruption. ``cats node serve --verify-reads`` re-hashes
-    each block before sending it, at the cost of one sha256 pass per response.
+    By default every block is re-hashed before it is sent: every byte CATs reads from a store is
+    checked against its CID before use, and a node that passed on a corrupt block would make its
+    peers report it as lying. ``cats node serve --no-verify-reads`` serves block files as they
+    are (as Kubo does with ``Datastore.HashOnRead`` off): the protocol is trustless, so clients
+    still catch a bad block, and ``cats repo verify`` finds local corruption.
     """
     blocks = state.blocks
 

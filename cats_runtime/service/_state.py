@@ -39,7 +39,7 @@ class NodeConfig:
     tokens_file: Path | None = None
     ray_address: str | None = None
     public_url: str | None = None
-    verify_reads: bool = False
+    verify_reads: bool = True
 
 
 @dataclass

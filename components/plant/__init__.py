@@ -104,7 +104,7 @@ class Plant(pulumi.ComponentResource):
             }
             for optional in ("node_size", "kubernetes_version", "subnet_ids", "network", "tags"):
                 if optional in args:
-                    managed[optional] = args[optional]  # type: ignore[literal-required,unused-ignore]
+                    managed[optional] = args[optional]
             if cloud == "aws":
                 cluster = EksCluster(f"{name}-cluster", EksClusterArgs(**managed), opts=child)
             elif cloud == "gcp":

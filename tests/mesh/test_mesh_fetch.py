@@ -38,6 +38,32 @@ class _Liar(BaseHTTPRequestHandler):
         pass
 
 
+class _Garbage(_Liar):
+    """A 'gateway' whose CARs are not CARs at all (a broken or hostile peer)."""
+
+    def do_GET(self) -> None:
+        body = b"\x0a\xa1\x01\x02garbage" + os.urandom(64)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/vnd.ipld.car; version=1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+@pytest.fixture(scope="module")
+def garbage() -> Iterator[str]:
+    server, url = _serve(_Garbage)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.fixture(scope="module")
 def liar() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Liar)
@@ -75,6 +101,17 @@ def test_a_lying_peer_is_reported_and_skipped_for_the_car(
     repo = Repo.open(tmp_path / "b")
     assert not repo.blocks.verify()
     assert root in repo.pins
+
+
+def test_a_peer_sending_garbage_is_skipped(
+    origin: tuple[NodeProcess, CID, Path], garbage: str, tmp_path: Path
+) -> None:
+    node, root, _ = origin
+    report = fetch_from_peers(tmp_path / "g", root, [garbage, node.url])
+    assert report.via == "car"
+    assert [f.source for f in report.failures] == [garbage]
+    assert "malformed CAR" in report.failures[0].error
+    assert not Repo.open(tmp_path / "g").blocks.verify()
 
 
 def test_block_by_block_fetch_skips_the_liar_for_every_block(

@@ -193,7 +193,7 @@ def test_cats_fetch_copies_a_dag_between_homes(
     assert not Repo.open(other).blocks.verify()
 
 
-def test_corrupt_local_blocks_are_caught_by_the_client_or_by_verify_reads(tmp_path: Path) -> None:
+def test_corrupt_local_blocks_are_refused_by_default_and_caught_by_clients_otherwise(tmp_path: Path) -> None:
     repo = Repo.open(tmp_path / "home")
     victim = add_bytes(b"will be corrupted", repo.blocks)
     path = repo.blocks.path_of(victim)
@@ -201,14 +201,14 @@ def test_corrupt_local_blocks_are_caught_by_the_client_or_by_verify_reads(tmp_pa
     path.write_bytes(b"will be CORRUPTED")
     with pytest.raises(IntegrityError, match="corrupt"):
         repo.blocks.get(victim)
-    plain = start_node(tmp_path / "home")
-    try:  # by default the node serves its files as they are: the trustless client catches it
+    plain = start_node(tmp_path / "home", "--no-verify-reads")
+    try:  # without read verification the node serves its files as they are: the client catches it
         with GatewayBlockSource(plain.url) as gateway, pytest.raises(IntegrityError, match=plain.url):
             gateway.get(victim)
     finally:
         plain.stop()
-    strict = start_node(tmp_path / "home", "--verify-reads")
-    try:  # with --verify-reads the node refuses to serve it at all
+    strict = start_node(tmp_path / "home")
+    try:  # by default the node re-hashes and refuses to serve it at all
         r = httpx.get(f"{strict.url}/ipfs/{victim}?format=raw")
         assert r.status_code == 500
         assert "corrupt" in r.json()["message"]
