@@ -17,7 +17,6 @@ import contextlib
 import os
 import posixpath
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, wait
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +31,9 @@ from ._unixfs_pb import DirEntry, Kind, NodeInfo, UnixFSData, UnixFSType, decode
 __all__ = ["cat", "get", "ls", "stat"]
 
 Progress = Callable[[int], None]
-_Loaded = tuple[bytes, PBNode | None, UnixFSData | None]  # a block, decoded when it is dag-pb
-_Placed = tuple[int, list[tuple[CID, int, int]]]  # bytes written, then (child, offset, size)
 _FILE_TYPES = (UnixFSType.FILE, UnixFSType.RAW)
 _DIR_TYPES = (UnixFSType.DIRECTORY, UnixFSType.HAMT_SHARD)
 _PREFETCH = 6  # blocks fetched ahead while a file is read (sources must allow concurrent get)
-_GET_WINDOW = 16  # blocks queued or in work while a file is written: bounds what one get holds
 
 
 def _decode(cid: CID, data: bytes) -> tuple[PBNode, UnixFSData]:
@@ -49,7 +45,7 @@ def _decode(cid: CID, data: bytes) -> tuple[PBNode, UnixFSData]:
     return node, decode_unixfs(node.data)
 
 
-def _load(source: BlockSource, cid: CID) -> _Loaded:
+def _load(source: BlockSource, cid: CID) -> tuple[bytes, PBNode | None, UnixFSData | None]:
     if cid.codec not in (RAW, DAG_PB):  # before fetching: a remote source may be slow to say no
         raise UnsupportedCodecError(f"expected a raw or dag-pb UnixFS block, found {cid.codec_name} at {cid}")
     data = source.get(cid)
@@ -82,35 +78,14 @@ def _cumulative(block: bytes, node: PBNode | None) -> int:
 
 
 # -- files ------------------------------------------------------------------------------------
-def _split(current: CID, loaded: _Loaded, expected: int | None) -> tuple[bytes, list[tuple[CID, int]]]:
-    # One block of a file, checked against what its parent declared: its own bytes (a raw
-    # leaf, or a node's inline data) and its children with the sizes they must turn out to have.
-    # ``cat`` and ``get`` both go through here, so they refuse exactly the same DAGs.
-    data, node, unixfs = loaded
-    if node is None or unixfs is None:
-        if expected is not None and len(data) != expected:
-            raise DecodeError(f"expected {expected} bytes in raw leaf {current}, found {len(data)}")
-        return data, []
-    if unixfs.type not in _FILE_TYPES:
-        raise DecodeError(f"expected a UnixFS File inside a file, found {unixfs.type_name} at {current}")
-    size = _file_size(unixfs)
-    if expected is not None and size != expected:
-        raise DecodeError(f"expected {expected} file bytes under {current}, found {size}")
-    if len(unixfs.blocksizes) != len(node.links):
-        raise DecodeError(
-            f"expected one blocksize per link in {current}, found {len(unixfs.blocksizes)} "
-            f"blocksizes for {len(node.links)} links"
-        )
-    children = [(link.cid, blocksize) for link, blocksize in zip(node.links, unixfs.blocksizes, strict=True)]
-    return unixfs.data or b"", children
-
-
-def _cat_from(source: BlockSource, cid: CID, first: _Loaded) -> Iterator[bytes]:
+def _cat_from(
+    source: BlockSource, cid: CID, first: tuple[bytes, PBNode | None, UnixFSData | None]
+) -> Iterator[bytes]:
     # Depth-first, left to right, lazy. The next few blocks on the stack are fetched ahead in
     # the pool: a verifying ``get`` hashes the block, and hashlib releases the GIL, so fetches
     # overlap with the consumer. Output order is the stack order, so it is deterministic.
     stack: list[list[Any]] = []  # [cid, expected file bytes, Future | None], next block last
-    loaded: _Loaded | None = first
+    loaded: tuple[bytes, PBNode | None, UnixFSData | None] | None = first
     current, expected = cid, None
     pool = None
     while True:
@@ -124,15 +99,31 @@ def _cat_from(source: BlockSource, cid: CID, first: _Loaded) -> Iterator[bytes]:
                     entry[2] = pool.submit(_fetch, source, entry[0])
             current, expected, future = stack.pop()
             loaded = future.result()
-        piece, children = _split(current, loaded, expected)
+        data, node, unixfs = loaded
         loaded = None
-        if piece:
-            yield piece
-        for child, blocksize in reversed(children):
-            stack.append([child, blocksize, None])
+        if node is None or unixfs is None:
+            if expected is not None and len(data) != expected:
+                raise DecodeError(f"expected {expected} bytes in raw leaf {current}, found {len(data)}")
+            if data:
+                yield data
+            continue
+        if unixfs.type not in _FILE_TYPES:
+            raise DecodeError(f"expected a UnixFS File inside a file, found {unixfs.type_name} at {current}")
+        size = _file_size(unixfs)
+        if expected is not None and size != expected:
+            raise DecodeError(f"expected {expected} file bytes under {current}, found {size}")
+        if len(unixfs.blocksizes) != len(node.links):
+            raise DecodeError(
+                f"expected one blocksize per link in {current}, found {len(unixfs.blocksizes)} "
+                f"blocksizes for {len(node.links)} links"
+            )
+        if unixfs.data:
+            yield unixfs.data
+        for link, blocksize in zip(reversed(node.links), reversed(unixfs.blocksizes), strict=True):
+            stack.append([link.cid, blocksize, None])
 
 
-def _fetch(source: BlockSource, cid: CID) -> _Loaded:
+def _fetch(source: BlockSource, cid: CID) -> tuple[bytes, PBNode | None, UnixFSData | None]:
     return _load(source, cid)
 
 
@@ -252,7 +243,13 @@ def _safe_link_target(raw: bytes, rel: str, cid: CID) -> str:
     return target
 
 
-def _write_file(source: BlockSource, cid: CID, first: _Loaded, path: str, progress: Progress | None) -> None:
+def _write_file(
+    source: BlockSource,
+    cid: CID,
+    first: tuple[bytes, PBNode | None, UnixFSData | None],
+    path: str,
+    progress: Progress | None,
+) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags, 0o644)
@@ -260,88 +257,29 @@ def _write_file(source: BlockSource, cid: CID, first: _Loaded, path: str, progre
         raise DecodeError(f"expected unique entry names, found {path} twice (from {cid})") from None
     except OSError as exc:
         raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
+    # Blocks are fetched and verified ahead in the pool while this thread writes them in file
+    # order (the _cat_from pipeline). Writing from worker threads at each block's offset was
+    # measured slower: their concurrent pwrites to one file serialize in the kernel and stall the
+    # workers, and a single sequential writer already keeps both cores busy with hashing.
     try:
         try:
-            _fill(source, cid, first, fd, path, progress)
+            for piece in _cat_from(source, cid, first):
+                view = memoryview(piece)
+                while view:  # os.write may write less than asked (signals, a nearly full disk)
+                    try:
+                        view = view[os.write(fd, view) :]
+                    except OSError as exc:
+                        raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
+                if progress is not None:
+                    progress(len(piece))
         finally:
             os.close(fd)
     except BaseException:
-        # Blocks land out of order, so a file cut short by an error (or Ctrl-C) has holes of
-        # zeros where verified bytes should be: never leave it looking like the content.
+        # A file cut short by a bad block, a full disk or Ctrl-C must not be mistaken for the
+        # content: remove it. We made it (O_EXCL) and nothing else has had a chance to use it.
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
-
-
-def _fill(
-    source: BlockSource, cid: CID, first: _Loaded, fd: int, path: str, progress: Progress | None
-) -> None:
-    # Every block's place in the file is known before its bytes are: a node's children start
-    # where its inline data ends and follow each other by their declared blocksizes. So each
-    # block is fetched, verified, checked and written at its offset by a pool worker (reading
-    # the block, hashing it and pwrite all release the GIL), while this thread only schedules.
-    # Blocks are scheduled and collected depth-first, left to right, as ``cat`` reads them: the
-    # first bad block in file order is the error raised, and progress comes in file order.
-    # A worker holds one block at a time and a finished one keeps no data, so memory stays
-    # flat for any file size; at most _GET_WINDOW blocks are queued or being worked on
-    # (finished ones waiting to be collected in order hold no block data and do not count).
-    written, children = _place(source, fd, path, cid, 0, None, first)
-    if written and progress is not None:
-        progress(written)
-    stack: list[list[Any]] = []  # [cid, offset, expected size, Future | None], next block last
-    stack.extend([child, offset, size, None] for child, offset, size in reversed(children))
-    pool = _get_pool()
-    busy: set[Future[_Placed]] = set()  # submitted and not finished: what the window bounds
-    try:
-        while stack:
-            busy = {future for future in busy if not future.done()}
-            for entry in reversed(stack[-_GET_WINDOW:]):  # nearest first: the next one is waited for
-                if entry[3] is None:
-                    if len(busy) >= _GET_WINDOW and entry is not stack[-1]:
-                        break
-                    submitted = pool.submit(_place, source, fd, path, entry[0], entry[1], entry[2], None)
-                    entry[3] = submitted
-                    busy.add(submitted)
-            future = stack.pop()[3]
-            written, children = future.result()
-            if written and progress is not None:
-                progress(written)
-            stack.extend([child, offset, size, None] for child, offset, size in reversed(children))
-    finally:
-        # The caller closes ``fd`` next: no worker may still be writing through it then.
-        futures = [entry[3] for entry in stack if entry[3] is not None]
-        for future in futures:
-            future.cancel()
-        wait(futures)
-
-
-def _place(
-    source: BlockSource,
-    fd: int,
-    path: str,
-    cid: CID,
-    offset: int,
-    expected: int | None,
-    loaded: _Loaded | None,
-) -> _Placed:
-    # Fetch (verified by the source), check against the parent's declared size, write this
-    # block's own bytes at ``offset``; return how many, and where each child goes.
-    if loaded is None:
-        loaded = _load(source, cid)
-    piece, children = _split(cid, loaded, expected)
-    view = memoryview(piece)
-    done = 0
-    while done < len(view):  # pwrite may write less than asked (signals, nearly full disks)
-        try:
-            done += os.pwrite(fd, view[done:], offset + done)
-        except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    placed = []
-    at = offset + len(piece)
-    for child, size in children:
-        placed.append((child, at, size))
-        at += size
-    return len(piece), placed
 
 
 def get(source: BlockSource, cid: CID, target: Path, *, progress: Progress | None = None) -> None:
@@ -386,7 +324,7 @@ def get(source: BlockSource, cid: CID, target: Path, *, progress: Progress | Non
         os.makedirs(root, exist_ok=True)
     except OSError as exc:
         raise StoreError(f"cannot create {root}: {exc.strerror or exc}") from exc
-    stack: list[tuple[CID, _Loaded, str]] = [(cid, first, "")]
+    stack: list[tuple[CID, tuple[bytes, PBNode | None, UnixFSData | None], str]] = [(cid, first, "")]
     while stack:
         dir_cid, (_, node, unixfs), rel = stack.pop()
         assert node is not None and unixfs is not None

@@ -91,7 +91,19 @@ def node() -> None:
     help="Runs waiting beyond those executing; more submissions get 429.",
 )
 @click.option(
-    "--ray-address", metavar="URL", help="Run Orders on this Ray cluster (default: embedded local Ray)."
+    "--ray-address",
+    metavar="URL",
+    envvar="CATS_RAY_ADDRESS",
+    show_envvar=True,
+    help="Run Orders on this Ray cluster (default: embedded local Ray).",
+)
+@click.option(
+    "--operator-token",
+    metavar="TOKEN",
+    envvar="CATS_NODE_TOKEN",
+    show_envvar=True,
+    help="Also accept this bearer token, for the organization 'operator' (stored hashed; pass it "
+    "through the environment, as the CatNode Deployment does, so it never shows in ps).",
 )
 @click.option(
     "--verify-reads/--no-verify-reads",
@@ -113,6 +125,7 @@ def serve(
     ray_address: str | None,
     verify_reads: bool,
     access_log: bool,
+    operator_token: str | None,
 ) -> None:
     """Serve this home as a CAT Node until interrupted (Ctrl-C or SIGTERM stops it cleanly)."""
     import json
@@ -121,6 +134,9 @@ def serve(
 
     home = state().home.absolute()
     identity = _identity(home)
+    if operator_token:
+        tokens = TokenStore(token_file) if token_file else TokenStore.for_home(home)
+        tokens.register("operator", operator_token)
     config = {
         "home": str(home),
         "limits": {

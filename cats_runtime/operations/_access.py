@@ -133,6 +133,24 @@ class TokenStore:
         self._save(entries)
         return token
 
+    def register(self, org: str, token: str) -> None:
+        """Accept a token issued elsewhere (e.g. a deployment's secret); only its hash is stored.
+
+        Idempotent, so a node can register the same secret at every start.
+
+        Raises:
+            InvalidInputError: a bad organization name, or a token shorter than 24 characters.
+        """
+        if not _ORG_RE.match(org):
+            raise InvalidInputError(
+                f"expected an organization name of 1-64 letters, digits, '.', '_' or '-', found {org!r}"
+            )
+        if len(token) < 24:
+            raise InvalidInputError(f"expected a bearer token of at least 24 characters, found {len(token)}")
+        entries = self._load()
+        if (org, _digest(token)) not in entries:
+            self._save([*entries, (org, _digest(token))])
+
     def revoke(self, org: str) -> int:
         """Remove every token of ``org``; returns how many were removed."""
         entries = self._load()
