@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install install-core oracles fmt lint test test-only bench demo docs clean
+.PHONY: install install-core oracles fmt lint test test-only bench demo demo-chain docs clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,7 +46,10 @@ test: install oracles lint test-only ## everything CI runs
 bench: install
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-demo: install-core
+demo: install-core                   ## the two-organization mesh demo (README's main command)
+	$(PY) examples/two_orgs_demo.py
+
+demo-chain: install-core             ## one node: a chain of CATs, lineage, verify, memoization
 	bash examples/demo.sh
 
 docs: install

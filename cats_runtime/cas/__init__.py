@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._blockstore import CorruptBlock, FSBlockStore
 from ._car import MAX_SECTION, CarReader, export_car, import_car, read_car, write_car
 from ._cid import (
+    CID,
     CODEC_NAMES,
     DAG_CBOR,
     DAG_JSON,
@@ -13,7 +14,6 @@ from ._cid import (
     IDENTITY,
     RAW,
     SHA2_256,
-    CID,
     Block,
     compute_digest,
 )

@@ -416,11 +416,11 @@ class FSBlockStore:
 
         Writer threads write each block to its temporary file while the caller keeps producing
         blocks (os.write releases the GIL, so this overlaps the importer's hashing). Every
-        ``_BATCH_FILES`` files or ``_BATCH_BYTES`` bytes, the batch is made durable with one syncfs and renamed
-        into place by a sync thread while the next batch is being written: syncing many files
-        back to back costs about one journal commit on ext4, where syncing each file right
-        after writing it costs one commit per file. Every touched directory is fsynced once
-        at the end. When this returns, every block is durable.
+        ``_BATCH_FILES`` files or ``_BATCH_BYTES`` bytes, a sync thread makes the batch durable
+        with one syncfs(2) and renames it into place while the next batch is being written: one
+        syncfs costs about one journal commit on ext4, where an fdatasync per file costs one
+        commit per file. A last syncfs makes the renames durable. When this returns, every
+        block is durable.
 
         Raises:
             StoreError: a block cannot be written (blocks already renamed into place stay:

@@ -285,6 +285,9 @@ def _write_file(
 def get(source: BlockSource, cid: CID, target: Path, *, progress: Progress | None = None) -> None:
     """Write a UnixFS file, symlink or directory tree at ``target``, never outside it.
 
+    On any error the file being written is removed, so no truncated file is left behind;
+    in a directory tree, the entries finished before the error stay.
+
     Args:
         source: where blocks come from (verified on read).
         cid: the root.
@@ -295,7 +298,8 @@ def get(source: BlockSource, cid: CID, target: Path, *, progress: Progress | Non
         InvalidInputError: ``target`` exists (and is not an empty directory for a directory root).
         UnsafePathError: an entry name or symlink target would escape ``target``.
         DecodeError: the DAG is malformed (including duplicate names).
-        StoreError: the file system refused a write.
+        StoreError: the file system refused a write (disk full, ...).
+        BlockNotFoundError, IntegrityError: from the block source.
     """
     target = Path(target)
     first = _load(source, cid)

@@ -40,7 +40,7 @@ def local_structure() -> StructureRecord:
 
 # Stands where a ``secure:`` value was: the key stays (redeploy must know which secrets to ask
 # for) but nothing of the ciphertext does, so changing a secret cannot change the CID.
-SECRET_PLACEHOLDER = "<secret: supplied at deploy time, never hashed>"
+SECRET_PLACEHOLDER = "<secret: supplied at deploy time, never hashed>"  # noqa: S105 - a marker, not a secret
 
 
 def _strip_secrets(value: Any) -> Any:

@@ -7,7 +7,6 @@ prints. They hold the repository's write lock while they add and pin, so a concu
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile

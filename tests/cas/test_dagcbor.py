@@ -14,7 +14,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multiformats import CID as MFCID
 
-from cats_runtime.cas import CID, DAG_CBOR, DAG_PB, HASH_NAMES, RAW, dagcbor_decode, dagcbor_encode, iter_links
+from cats_runtime.cas import (
+    CID,
+    DAG_CBOR,
+    DAG_PB,
+    HASH_NAMES,
+    RAW,
+    dagcbor_decode,
+    dagcbor_encode,
+    iter_links,
+)
 from cats_runtime.cas._dagcbor import MAX_DEPTH, decode, encode
 from cats_runtime.errors import DecodeError, InvalidInputError, UnsupportedHashError
 

@@ -43,6 +43,7 @@ from cats_runtime.errors import (
     DecodeError,
     IntegrityError,
     InvalidInputError,
+    StoreError,
     UnsafePathError,
     UnsupportedCodecError,
 )
@@ -410,6 +411,103 @@ def test_get_refuses_a_lone_symlink_and_duplicate_names(tmp_path: Path) -> None:
     root = put_pb(store, links, UnixFSData(UnixFSType.DIRECTORY))
     with pytest.raises(DecodeError, match="unique entry names"):
         get(store, root, tmp_path / "dup")
+
+
+def leaves_of(store: MemoryBlockStore, cid: CID) -> list[CID]:
+    # The file's leaves in file order (depth-first, left to right).
+    if cid.codec == RAW:
+        return [cid]
+    links = decode_pbnode(store.get(cid)).links
+    return [leaf for link in links for leaf in leaves_of(store, link.cid)] if links else [cid]
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_get_writes_a_multi_level_file_byte_identical(version: int, tmp_path: Path) -> None:
+    store = MemoryBlockStore()
+    data = data_of(5000, seed=version)
+    cid = add_bytes(data, store, cid_version=version, **SMALL)  # 50 leaves under 4 levels of nodes
+    root_links = decode_pbnode(store.get(cid)).links
+    assert decode_pbnode(store.get(root_links[0].cid)).links  # really more than one level
+    written: list[int] = []
+    get(store, cid, tmp_path / "out", progress=written.append)
+    assert (tmp_path / "out").read_bytes() == data
+    assert sum(written) == len(data)
+
+
+def corrupt_middle_leaf(store: MemoryBlockStore, cid: CID) -> CID:
+    leaves = leaves_of(store, cid)
+    leaf = leaves[len(leaves) // 2]
+    store._blocks[leaf] = b"tampered"
+    return leaf
+
+
+def test_get_fails_on_a_corrupt_middle_leaf_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    store = MemoryBlockStore()
+    data = data_of(200_000)
+    cid = add_bytes(data, store, chunk_size=1000, max_links=8)  # 200 leaves, 3 levels
+    corrupt_middle_leaf(store, cid)
+    written: list[int] = []
+    with pytest.raises(IntegrityError, match="corrupt"):
+        get(store, cid, tmp_path / "out", progress=written.append)
+    assert 0 < sum(written) < len(data)  # the first half was written before the bad leaf...
+    assert not os.path.lexists(tmp_path / "out")  # ...and removed with the rest
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_get_removes_the_partial_file_on_missing_blocks_and_wrong_sizes(tmp_path: Path) -> None:
+    store = MemoryBlockStore()
+    data = data_of(20_000)
+    cid = add_bytes(data, store, chunk_size=1000, max_links=4)
+    leaves = leaves_of(store, cid)
+    saved = store._blocks.pop(leaves[-1])
+    with pytest.raises(BlockNotFoundError):
+        get(store, cid, tmp_path / "missing")
+    assert not os.path.lexists(tmp_path / "missing")
+    store._blocks[leaves[-1]] = saved
+    # A node whose last blocksize claims one byte more than its raw leaf holds.
+    good = put_raw(store, b"x" * 10)
+    short = put_raw(store, b"y" * 9)
+    lying = put_pb(
+        store, (PBLink(good, "", 10), PBLink(short, "", 9)), UnixFSData(UnixFSType.FILE, None, 21, (10, 11))
+    )
+    with pytest.raises(DecodeError, match="expected 11 bytes in raw leaf"):
+        get(store, lying, tmp_path / "lying")
+    assert not os.path.lexists(tmp_path / "lying")
+
+
+def test_get_removes_the_partial_file_when_interrupted_or_the_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MemoryBlockStore()
+    cid = add_bytes(data_of(20_000), store, chunk_size=1000, max_links=4)
+
+    def interrupt(n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        get(store, cid, tmp_path / "interrupted", progress=interrupt)
+    assert not os.path.lexists(tmp_path / "interrupted")
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(StoreError, match=r"cannot write .*full: No space left on device"):
+        get(store, cid, tmp_path / "full")
+    monkeypatch.undo()
+    assert not os.path.lexists(tmp_path / "full")
+
+
+def test_get_of_a_tree_removes_only_the_file_that_failed(tmp_path: Path) -> None:
+    store = MemoryBlockStore()
+    good = add_bytes(b"fine", store)
+    bad = add_bytes(data_of(20_000), store, chunk_size=1000, max_links=4)
+    corrupt_middle_leaf(store, bad)
+    root = dir_with(store, {"a-good": good, "b-bad": bad})
+    with pytest.raises(IntegrityError, match="corrupt"):
+        get(store, root, tmp_path / "out")
+    assert (tmp_path / "out" / "a-good").read_bytes() == b"fine"  # entries already done stay
+    assert not os.path.lexists(tmp_path / "out" / "b-bad")
 
 
 def test_cat_checks_sizes_and_types(tmp_path: Path) -> None:

@@ -58,6 +58,11 @@ def ray_head() -> Iterator[tuple[str, str, int]]:
             f"--port={_free_port()}",
             f"--dashboard-port={dash}",
             f"--ray-client-server-port={client}",
+            # Fixed defaults (e.g. the agent's 52365) would clash with the session's local Ray.
+            f"--dashboard-agent-listen-port={_free_port()}",
+            f"--dashboard-agent-grpc-port={_free_port()}",
+            f"--metrics-export-port={_free_port()}",
+            f"--runtime-env-agent-port={_free_port()}",
             "--dashboard-host=127.0.0.1",
             "--node-ip-address=127.0.0.1",
             "--num-cpus=1",
@@ -196,6 +201,13 @@ def test_cats_run_through_the_jobs_api(
 def test_cats_run_over_ray_client(ray_head: tuple[str, str, int], tmp_path: Path) -> None:
     """`cats run --ray-address ray://...` in a fresh process: blocks are shipped with the tasks."""
     _, token, port = ray_head
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # the client server comes up after the dashboard
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            break
+        except OSError:
+            time.sleep(1)
     code = tmp_path / "code"
     code.mkdir()
     (code / "fn.py").write_text(
