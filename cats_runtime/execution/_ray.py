@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ __all__ = [
     "SourceDesc",
     "TaskOutcome",
     "accept_result",
+    "check_result",
     "ensure_ray",
     "open_source",
     "ray_version",
@@ -39,6 +41,10 @@ __all__ = [
 
 MAX_RETRIES: Final = 2
 """Ray retries of a task whose worker died; user exceptions are never retried."""
+
+_FLUSH_BLOCKS: Final = 1024
+_FLUSH_BYTES: Final = 32 << 20
+_FLUSH_SECONDS: Final = 2.0
 
 _init_lock = threading.Lock()
 _connected: dict[str, str] = {}
@@ -188,9 +194,10 @@ class TaskOutcome:
     finished_ms: int
 
 
-def accept_result(result: TaskResult, sink: BlockStore) -> TaskOutcome:
-    """Verify a task's blocks, store them, and check the output root is among them."""
+def check_result(result: TaskResult) -> tuple[TaskOutcome, list[Block]]:
+    """Verify a task's blocks against their CIDs and check the output root is among them."""
     output: CID | None = None
+    blocks: list[Block] = []
     if result.status == "succeeded":
         if result.output is None:
             raise ExecutionError(f"task {result.key} succeeded without an output root")
@@ -198,8 +205,7 @@ def accept_result(result: TaskResult, sink: BlockStore) -> TaskOutcome:
         blocks = [Block.checked(CID.from_bytes(c), d, source=f"task {result.key}") for c, d in result.blocks]
         if output not in {b.cid for b in blocks}:
             raise IntegrityError(f"task {result.key} returned output {output} without its root block")
-        sink.put_many(blocks)
-    return TaskOutcome(
+    outcome = TaskOutcome(
         result.key,
         result.status,
         output,
@@ -209,6 +215,15 @@ def accept_result(result: TaskResult, sink: BlockStore) -> TaskOutcome:
         result.started_ms,
         result.finished_ms,
     )
+    return outcome, blocks
+
+
+def accept_result(result: TaskResult, sink: BlockStore) -> TaskOutcome:
+    """Verify a task's blocks and store them (see :func:`check_result`)."""
+    outcome, blocks = check_result(result)
+    if blocks:
+        sink.put_many(blocks)
+    return outcome
 
 
 class RayExecutor:
@@ -262,33 +277,51 @@ class RayExecutor:
         index = {ref: i for i, ref in enumerate(refs)}
         outcomes: list[TaskOutcome | None] = [None] * len(refs)
         pending = list(refs)
+        # Verified blocks are stored in batches: a durable put costs a filesystem sync, and one
+        # sync per small datum would serialize a map run on the driver. Blocks not yet stored
+        # when the run is interrupted are referenced by nothing, so batching is safe.
+        buffer: list[Block] = []
+        buffered = 0
+        flushed = time.monotonic()
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
+                if pending:
+                    more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
+                    done += more
                 for ref in done:
-                    i = index[ref]
-                    try:
-                        result: TaskResult = ray.get(ref)
-                    except ray.exceptions.RayError as exc:
-                        # The worker died on every attempt (or the cluster lost the task).
-                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                        result = TaskResult(
-                            tasks[i].key,
-                            "failed",
-                            None,
-                            [],
-                            f"Ray could not complete the task after {MAX_RETRIES} retries:\n{exc}\n",
-                            f"{type(exc).__name__}: {first}",
-                        )
-                    outcome = accept_result(result, sink)
-                    outcomes[i] = outcome
+                    outcome, blocks = check_result(self._fetch(ray, ref, tasks[index[ref]].key))
+                    buffer.extend(blocks)
+                    buffered += sum(len(b.data) for b in blocks)
+                    outcomes[index[ref]] = outcome
                     if on_done is not None:
                         on_done(outcome)
+                full = len(buffer) >= _FLUSH_BLOCKS or buffered >= _FLUSH_BYTES
+                if buffer and (full or not pending or time.monotonic() - flushed >= _FLUSH_SECONDS):
+                    sink.put_many(buffer)
+                    buffer, buffered, flushed = [], 0, time.monotonic()
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
         return [o for o in outcomes if o is not None]
+
+    @staticmethod
+    def _fetch(ray: Any, ref: Any, key: str) -> TaskResult:
+        try:
+            result: TaskResult = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            # The worker died on every attempt (or the cluster lost the task).
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return TaskResult(
+                key,
+                "failed",
+                None,
+                [],
+                f"Ray could not complete the task after {MAX_RETRIES} retries:\n{exc}\n",
+                f"{type(exc).__name__}: {first}",
+            )
+        return result
 
 
 def _collect(store: BlockSource, root: CID) -> list[tuple[bytes, bytes]]:
