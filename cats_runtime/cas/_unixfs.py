@@ -3,16 +3,24 @@
 The implementation is split by direction; this module is the one place to import from:
 
 - ``_unixfs_pb``: the UnixFS Data protobuf and the shared value types;
-- ``_unixfs_import``: :func:`add_path`, :func:`add_stream`, :func:`add_bytes`;
-- ``_unixfs_export``: :func:`cat`, :func:`get`, :func:`ls`, :func:`stat`;
+- ``_unixfs_import``: :func:`add_path`, :func:`add_stream`, :func:`add_bytes`, :func:`add_directory`;
+- ``_unixfs_export``: :func:`cat`, :func:`get`, :func:`links`, :func:`ls`, :func:`stat`;
 - ``_hamt``: reading HAMT-sharded directories (murmur3-x64-64 keyed).
 """
 
 from __future__ import annotations
 
 from ._hamt import murmur3_x64_64
-from ._unixfs_export import cat, get, ls, stat
-from ._unixfs_import import CHUNK_SIZE, HAMT_SHARDING_SIZE, MAX_LINKS, add_bytes, add_path, add_stream
+from ._unixfs_export import cat, get, links, ls, stat
+from ._unixfs_import import (
+    CHUNK_SIZE,
+    HAMT_SHARDING_SIZE,
+    MAX_LINKS,
+    add_bytes,
+    add_directory,
+    add_path,
+    add_stream,
+)
 from ._unixfs_pb import AddResult, DirEntry, NodeInfo, UnixFSData, UnixFSType, decode_unixfs, encode_unixfs
 
 __all__ = [
@@ -25,12 +33,14 @@ __all__ = [
     "UnixFSData",
     "UnixFSType",
     "add_bytes",
+    "add_directory",
     "add_path",
     "add_stream",
     "cat",
     "decode_unixfs",
     "encode_unixfs",
     "get",
+    "links",
     "ls",
     "murmur3_x64_64",
     "stat",

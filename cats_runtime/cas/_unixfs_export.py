@@ -171,6 +171,22 @@ def _describe(source: BlockSource, cid: CID) -> tuple[Kind, int]:
     return kind, _cumulative(data, node)
 
 
+def links(source: BlockSource, cid: CID) -> list[tuple[str, PBLink]]:
+    """The named links of a UnixFS directory (flat or HAMT-sharded), without loading the entries.
+
+    Cheaper than :func:`ls` (no block of an entry is read); the links keep their Tsize, so a
+    directory can be re-assembled from them (see ``add_directory``).
+
+    Raises:
+        InvalidInputError: ``cid`` is not a directory.
+        DecodeError: the directory is malformed.
+    """
+    _, node, unixfs = _load(source, cid)
+    if node is None or unixfs is None or unixfs.type not in _DIR_TYPES:
+        raise InvalidInputError(f"expected a UnixFS directory at {cid}, found a {_kind(unixfs)}")
+    return list(_entries(source, cid, node, unixfs))
+
+
 def ls(source: BlockSource, cid: CID) -> list[DirEntry]:
     """List a UnixFS directory (flat or HAMT-sharded), sorted by name bytes.
 

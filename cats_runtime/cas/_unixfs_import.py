@@ -469,6 +469,37 @@ def _add_file(path: str, sink: _Sink, opts: _Options, progress: Progress | None)
 
 
 # -- directories ------------------------------------------------------------------------------
+def _directory_node(links: list[tuple[bytes, _Node]], sink: _Sink, opts: _Options) -> _Node:
+    """One directory from its named entries: a single dag-pb block, or a HAMT when it is large."""
+    links = sorted(links, key=lambda item: item[0])
+    prefix = _V0_PREFIX if opts.cid_version == 0 else _V1_PB_PREFIX
+    # Kubo's estimate of a directory block: name bytes + CID bytes per link; above the
+    # threshold (strictly, as current Kubo and the npm importer) the directory is a HAMT.
+    estimate = sum(len(raw) + len(node.cid) for raw, node in links)
+    if estimate > opts.shard_threshold:
+
+        def emit(block: bytes) -> tuple[bytes, int]:
+            cid = prefix + hashlib.sha256(block).digest()
+            sink.add(cid, block)
+            return cid, len(block)
+
+        cid, tsize = build_hamt([(raw, node.cid, node.tsize) for raw, node in links], emit)
+        return _Node(cid, tsize, 0)
+    parts: list[bytes] = []
+    tsize = 0
+    for raw, node in links:
+        body = b"".join(
+            (b"\x0a", pb_varint(len(node.cid)), node.cid, b"\x12", pb_varint(len(raw)), raw, b"\x18")
+        ) + pb_varint(node.tsize)
+        parts += (b"\x12", pb_varint(len(body)), body)
+        tsize += node.tsize
+    parts.append(_DIR_DATA)
+    block = b"".join(parts)
+    cid = prefix + hashlib.sha256(block).digest()
+    sink.add(cid, block)
+    return _Node(cid, len(block) + tsize, 0)
+
+
 def _check_name(name: str, where: str) -> bytes:
     if name in ("", ".", "..") or "/" in name or "\x00" in name:
         raise UnsafePathError(f"expected a plain entry name in {where}, found {name!r}")
@@ -533,33 +564,7 @@ class _DirWalker:
                     f"expected a regular file, directory or symlink, found a special file at {entry.path}"
                 )
             links.append((raw_name, node))
-        links.sort(key=lambda item: item[0])
-        prefix = _V0_PREFIX if self.opts.cid_version == 0 else _V1_PB_PREFIX
-        # Kubo's estimate of a directory block: name bytes + CID bytes per link; above the
-        # threshold (strictly, as current Kubo and the npm importer) the directory is a HAMT.
-        estimate = sum(len(raw) + len(node.cid) for raw, node in links)
-        if estimate > self.opts.shard_threshold:
-
-            def emit(block: bytes) -> tuple[bytes, int]:
-                cid = prefix + hashlib.sha256(block).digest()
-                self.sink.add(cid, block)
-                return cid, len(block)
-
-            cid, tsize = build_hamt([(raw, node.cid, node.tsize) for raw, node in links], emit)
-            return _Node(cid, tsize, 0)
-        parts: list[bytes] = []
-        tsize = 0
-        for raw, node in links:
-            body = b"".join(
-                (b"\x0a", pb_varint(len(node.cid)), node.cid, b"\x12", pb_varint(len(raw)), raw, b"\x18")
-            ) + pb_varint(node.tsize)
-            parts += (b"\x12", pb_varint(len(body)), body)
-            tsize += node.tsize
-        parts.append(_DIR_DATA)
-        block = b"".join(parts)
-        cid = prefix + hashlib.sha256(block).digest()
-        self.sink.add(cid, block)
-        return _Node(cid, len(block) + tsize, 0)
+        return _directory_node(links, self.sink, self.opts)
 
     def _add_symlink(self, path: str) -> _Node:
         try:
@@ -630,6 +635,44 @@ def add_path(
         else:
             raise InvalidInputError(f"expected a regular file or directory, found a special file at {path}")
     return AddResult(CID.from_bytes(node.cid), size, node.tsize)
+
+
+def add_directory(
+    entries: Sequence[tuple[str, CID, int]],
+    store: BlockStore | None,
+    *,
+    cid_version: int = 1,
+    shard_threshold: int = HAMT_SHARDING_SIZE,
+) -> AddResult:
+    """A UnixFS directory of existing DAGs, built as ``ipfs add -r`` would build it.
+
+    Used to assemble a directory from entries already in the store (e.g. the merged output of
+    map-mode tasks) without materializing them. Large directories become HAMTs exactly as Kubo
+    shards them.
+
+    Args:
+        entries: ``(name, CID, Tsize)`` per entry (Tsize: the entry's cumulative DAG size, as in
+            the dag-pb link that pointed to it).
+        store: where the directory blocks go; ``None`` only computes the CID.
+        cid_version: 1 or 0, as for :func:`add_path`.
+        shard_threshold: as for :func:`add_path`.
+
+    Raises:
+        UnsafePathError: an entry name is unsafe (``.``, ``..``, ``/``, NUL, empty).
+        InvalidInputError: two entries share a name, or the options are invalid.
+    """
+    opts = _check_options(cid_version, CHUNK_SIZE, MAX_LINKS, shard_threshold)
+    links: list[tuple[bytes, _Node]] = []
+    seen: set[bytes] = set()
+    for name, cid, tsize in entries:
+        raw = _check_name(name, "a directory being assembled")
+        if raw in seen:
+            raise InvalidInputError(f"expected unique entry names in a directory, found {name!r} twice")
+        seen.add(raw)
+        links.append((raw, _Node(cid.buffer, tsize, 0)))
+    with _Sink(store) as sink:
+        node = _directory_node(links, sink, opts)
+    return AddResult(CID.from_bytes(node.cid), 0, node.tsize)
 
 
 def add_stream(

@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from ..cas import CID
-from ..errors import FunctionFailedError, InvalidInputError, VerificationError
+from ..errors import InvalidInputError
 from ..operations import Node, PolicyReport, check_policies, redeploy
 from ._app import cli, emit, progress, state
+from ._run_commands import report_verification
 
 __all__: list[str] = []
 
@@ -158,21 +159,4 @@ def redeploy_command(
     if outcome.verification is None:
         emit(as_json, data, f"{head}\npreview: {outcome.preview}")
         return
-    v = outcome.verification
-    data.update(
-        verdict=v.verdict,
-        verification=v.verification,
-        expected=v.expected,
-        found=v.found,
-        differences=v.differences,
-        invoice=v.invoice,
-        log=v.log,
-        error=v.error,
-    )
-    lines = [head, f"{v.verdict}: expected {v.expected}, found {v.found}", *(f"  {d}" for d in v.differences)]
-    lines.append(f"verification {v.verification}")
-    emit(as_json, data, "\n".join(lines))
-    if v.verdict == "error":
-        raise FunctionFailedError(f"re-execution failed: {v.error} (see `cats log {v.invoice}`)")
-    if v.verdict == "mismatch":
-        raise VerificationError(f"BOM {v.bom} did not reproduce: {len(v.differences)} path(s) differ")
+    report_verification(outcome.verification, as_json, data, head)

@@ -305,7 +305,7 @@ def _read_token(token_file: Path | None) -> str:
     help="A JSON object of parameters (--param values override it).",
 )
 @click.option(
-    "--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True, help="Seed of the run."
+    "--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed of the run."
 )
 @click.option(
     "--endorsement",

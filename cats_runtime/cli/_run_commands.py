@@ -16,6 +16,7 @@ from ..errors import FunctionFailedError, InvalidInputError, VerificationError
 from ..operations import (
     LINEAGE_FORMATS,
     Node,
+    VerifyOutcome,
     build_function,
     build_structure,
     lineage,
@@ -88,7 +89,7 @@ def _advance(advance: Callable[[int], None]) -> Callable[[int, int], None]:
 )
 @click.option(
     "--seed",
-    type=click.IntRange(0, 2**64 - 1),
+    type=click.IntRange(0, 2**63 - 1),
     default=0,
     show_default=True,
     help="Seed handed to the function (ctx.seed).",
@@ -228,7 +229,20 @@ def verify_command(
             return
         with progress("re-executing", None, enabled=not as_json) as advance:
             outcome = verify(node, cid, address=ray_address, cas_url=cas_url, on_progress=_advance(advance))
-    data = {
+    report_verification(outcome, as_json)
+
+
+def report_verification(
+    outcome: VerifyOutcome, as_json: bool, fields: dict[str, Any] | None = None, heading: str | None = None
+) -> None:
+    """Print a re-execution's verdict (with extra JSON ``fields`` and a text ``heading``).
+
+    Raises:
+        FunctionFailedError: the re-execution itself failed (exit 1).
+        VerificationError: the outputs differ (exit 4).
+    """
+    data: dict[str, Any] = {
+        **(fields or {}),
         "verdict": outcome.verdict,
         "bom": outcome.bom,
         "verification": outcome.verification,
@@ -239,10 +253,13 @@ def verify_command(
         "log": outcome.log,
         "error": outcome.error,
     }
+    head = [heading] if heading else []
     if outcome.verdict == "match":
-        emit(as_json, data, f"match: output {outcome.found} reproduced\nverification {outcome.verification}")
+        lines = [*head, f"match: output {outcome.found} reproduced", f"verification {outcome.verification}"]
+        emit(as_json, data, "\n".join(lines))
         return
     lines = [
+        *head,
         f"{outcome.verdict}: expected {outcome.expected}, found {outcome.found}",
         *(f"  {d}" for d in outcome.differences),
         f"verification {outcome.verification}",

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cas import CID, Repo
+from ..cas import CID, DAG_CBOR, Repo
+from ..errors import RecordError
 from ..records import CATALOG_FILE, Catalog, CatalogStats
 from ._identity import NodeIdentity, sign_bom
 
@@ -70,6 +71,10 @@ class Node:
         """Decode the CATs record stored under ``cid`` (verified read, strict decode)."""
         from ..records import decode_record
 
+        if cid.codec != DAG_CBOR:
+            raise RecordError(
+                f"expected a CATs record (a dag-cbor block) at {cid}, found a {cid.codec_name} block"
+            )
         return decode_record(self.store.get(cid))
 
 

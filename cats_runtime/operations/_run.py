@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from .. import __version__
-from ..cas import CID, DAG_PB, Block, BlockStore, _unixfs
-from ..cas._dagpb import PBLink, PBNode, decode_pbnode, encode_pbnode
+from ..cas import CID, BlockStore, _unixfs
+from ..cas._dagpb import PBLink
 from ..errors import BlockNotFoundError, InvalidCIDError, InvalidInputError, LimitError, RecordError
 from ..execution import (
     DatumRef,
@@ -59,8 +59,6 @@ __all__ = [
 ]
 
 INPUT_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_DIR_DATA: Final = b"\x08\x01"  # UnixFS Data {Type: Directory}
-_HAMT_THRESHOLD: Final = _unixfs.HAMT_SHARDING_SIZE
 
 
 # -- parsing user input ------------------------------------------------------------------------
@@ -156,8 +154,8 @@ def make_order(
             raise InvalidInputError(
                 f"expected an input name of letters, digits, '_', '-', '.', found {name!r}"
             )
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
-        raise InvalidInputError(f"expected a seed in [0, 2**64), found {seed!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise InvalidInputError(f"expected a seed in [0, 2**63), found {seed!r}")
     order = OrderRecord(
         function=function,
         structure=structure,
@@ -208,31 +206,23 @@ def _source_for(node: Node, address: str | None, cas_url: str | None) -> SourceD
 def _merge_outputs(store: BlockStore, parts: list[tuple[str, CID]]) -> CID:
     """One directory holding every top-level entry of every datum's output directory.
 
+    Built from the datums' links without materializing anything; a large merged directory
+    becomes a HAMT exactly as Kubo would shard it.
+
     Raises:
         InvalidInputError: two datums wrote an entry of the same name.
-        LimitError: the merged directory would need HAMT sharding.
     """
     links: dict[str, tuple[PBLink, str]] = {}
     for key, root in parts:
-        node = decode_pbnode(store.get(root))
-        for link in node.links:
-            name = link.name or ""
+        for name, link in _unixfs.links(store, root):
             if name in links:
                 raise InvalidInputError(
                     f"output name collision: {name!r} written by datum {links[name][1]!r} "
                     f"and by datum {key!r}"
                 )
             links[name] = (link, key)
-    ordered = tuple(link for _, (link, _) in sorted(links.items(), key=lambda kv: kv[0].encode("utf-8")))
-    estimate = sum(len((link.name or "").encode()) + len(link.cid.buffer) for link in ordered)
-    if estimate > _HAMT_THRESHOLD:
-        raise LimitError(
-            f"the merged output has {len(ordered)} entries ({estimate} bytes of names and CIDs); "
-            f"above {_HAMT_THRESHOLD} bytes Kubo shards directories, which CATs cannot write yet"
-        )
-    block = Block.encode(encode_pbnode(PBNode(ordered, _DIR_DATA)), DAG_PB)
-    store.put(block)
-    return block.cid
+    entries = [(name, link.cid, link.tsize or 0) for name, (link, _) in links.items()]
+    return _unixfs.add_directory(entries, store).cid
 
 
 def _log_text(sections: list[tuple[str, str]]) -> str:

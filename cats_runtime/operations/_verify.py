@@ -96,8 +96,15 @@ def verify(
 
     The re-execution's Invoice and a Verification record are stored and indexed. A mismatch is
     a result, not an exception: the caller decides the exit status.
+
+    Raises:
+        VerificationError: the BOM is signed but its signature does not verify.
     """
     bom = load_bom(node, bom_cid)
+    # A forged or tampered claim is refused before anything runs: re-executing it would only
+    # lend it credibility.
+    if verify_bom_signature(bom) is False:
+        raise VerificationError(f"BOM {bom_cid}: the signature of {bom.issuer} does not verify")
     order = node.load(bom.order)
     if not isinstance(order, OrderRecord):
         raise RecordError(f"expected the BOM's order {bom.order} to be a cats/order record")

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from cats_runtime.cas import (
     CID,
     DAG_PB,
+    HAMT_SHARDING_SIZE,
     RAW,
     Block,
     MemoryBlockStore,
@@ -24,6 +25,7 @@ from cats_runtime.cas import (
     UnixFSData,
     UnixFSType,
     add_bytes,
+    add_directory,
     add_path,
     add_stream,
     cat,
@@ -32,6 +34,7 @@ from cats_runtime.cas import (
     encode_pbnode,
     encode_unixfs,
     get,
+    links,
     ls,
     murmur3_x64_64,
     stat,
@@ -731,3 +734,26 @@ def test_hamt_reader_checks_slots_bitfield_and_parameters() -> None:
     with pytest.raises(DecodeError, match="sub-shard"):
         ls(store, shard(store, (PBLink(leaf, "00", 1),), 1))
     assert ls(store, shard(store, (), 0)) == []
+
+
+@pytest.mark.parametrize("threshold", [HAMT_SHARDING_SIZE, 64])
+def test_add_directory_from_links_equals_add_path(tmp_path: Path, threshold: int) -> None:
+    # Assembling a directory from existing entries (map-mode output merging) must give exactly
+    # the CID `ipfs add -r` gives the same tree, flat or HAMT-sharded.
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for i in range(40):
+        (tree / f"f{i:02d}.txt").write_text(f"entry {i}\n" * (i + 1))
+    (tree / "sub").mkdir()
+    (tree / "sub" / "x").write_text("x")
+    store = MemoryBlockStore()
+    whole = add_path(tree, store, shard_threshold=threshold)
+    entries = [(name, link.cid, link.tsize or 0) for name, link in links(store, whole.cid)]
+    assert len(entries) == 41
+    rebuilt = add_directory(list(reversed(entries)), store, shard_threshold=threshold)
+    assert rebuilt.cid == whole.cid
+    assert rebuilt.dag_size == whole.dag_size
+    with pytest.raises(InvalidInputError, match="twice"):
+        add_directory([*entries, entries[0]], store)
+    with pytest.raises(UnsafePathError, match="plain entry name"):
+        add_directory([("../x", entries[0][1], 1)], store)

@@ -155,3 +155,27 @@ def test_same_order_in_a_fresh_process_gives_the_same_output(
     )
     assert done.returncode == 0, done.stderr
     assert '"verdict": "match"' in done.stdout and str(out.output) in done.stdout
+
+
+def test_verify_refuses_a_bom_whose_signature_does_not_verify(
+    node: Node, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    _, fn = build_function(make_function(STABLE), node.store)
+    out = run(node, function=fn, inputs=_doc(node, tmp_path), seed=3)  # type: ignore[arg-type]
+    assert out.bom is not None
+    bom = node.load(out.bom)
+    assert bom.issuer is not None and bom.signature is not None
+    forged = bom.with_signature(bom.issuer, bytes(64))
+    block = forged.to_block()
+    node.store.put(block)
+    with pytest.raises(VerificationError, match="does not verify"):
+        verify(node, block.cid)
+    assert node.catalog.verifications_for(block.cid) == [], "nothing may be recorded for a forged BOM"
+
+
+def test_loading_a_non_record_names_the_codec(node: Node, tmp_path: Path) -> None:
+    doc = tmp_path / "plain.txt"
+    doc.write_text("not a record")
+    cid = _unixfs.add_path(doc, node.store).cid
+    with pytest.raises(RecordError, match=r"expected a CATs record .* found a raw block"):
+        node.load(cid)
