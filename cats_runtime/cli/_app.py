@@ -19,6 +19,7 @@ from ..errors import (
     AuthError,
     BlockNotFoundError,
     CatsError,
+    DecodeError,
     ExecutionError,
     IntegrityError,
     InvalidInputError,
@@ -38,6 +39,7 @@ EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
     (VerificationError, 4),
     (IntegrityError, 4),
     (InvalidInputError, 2),
+    (DecodeError, 2),
     (BlockNotFoundError, 3),
     (NotFoundError, 3),
     (AuthError, 5),
@@ -49,7 +51,7 @@ EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
     (ExecutionError, 1),
     (CatsError, 1),
 )
-EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input or usage; 3 not found;
+EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input, usage or malformed data; 3 not found;
 4 integrity or verification failure; 5 not authorized; 6 peer or Kubo failure; 7 provisioning failed;
 8 policy violation; 9 limit exceeded; 10 store not usable; 130 interrupted."""
 

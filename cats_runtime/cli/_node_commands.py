@@ -135,7 +135,7 @@ def serve(
     home = state().home.absolute()
     identity = _identity(home)
     if operator_token:
-        tokens = TokenStore(token_file) if token_file else TokenStore.for_home(home)
+        tokens = _tokens(token_file, home)
         tokens.register("operator", operator_token)
     config = {
         "home": str(home),
@@ -175,6 +175,17 @@ def node_id(as_json: bool) -> None:
     emit(as_json, {"did": identity.did, "key_file": identity.path}, identity.did)
 
 
+_token_file_option = click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Hashed tokens file (default <home>/node/tokens.json).",
+)
+
+
+def _tokens(token_file: Path | None, home: Path | None = None) -> TokenStore:
+    return TokenStore(token_file) if token_file else TokenStore.for_home(home or state().home)
+
+
 @node.group("token")
 def token() -> None:
     """Bearer tokens of the organizations allowed to submit Orders (stored hashed)."""
@@ -182,44 +193,32 @@ def token() -> None:
 
 @token.command("add")
 @click.argument("org")
-@click.option(
-    "--token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Hashed tokens file (default <home>/node/tokens.json).",
-)
+@_token_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def token_add(org: str, token_file: Path | None, as_json: bool) -> None:
     """Create a token for ORG and print it once (only its hash is kept)."""
-    store = TokenStore(token_file) if token_file else TokenStore.for_home(state().home)
+    store = _tokens(token_file)
     value = store.issue(org)
     emit(as_json, {"org": org, "token": value}, value)
 
 
 @token.command("rm")
 @click.argument("org")
-@click.option(
-    "--token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Hashed tokens file (default <home>/node/tokens.json).",
-)
+@_token_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def token_rm(org: str, token_file: Path | None, as_json: bool) -> None:
     """Revoke every token of ORG."""
-    store = TokenStore(token_file) if token_file else TokenStore.for_home(state().home)
+    store = _tokens(token_file)
     removed = store.revoke(org)
     emit(as_json, {"org": org, "revoked": removed}, f"revoked {removed} token(s) of {org}")
 
 
 @token.command("ls")
-@click.option(
-    "--token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Hashed tokens file (default <home>/node/tokens.json).",
-)
+@_token_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 def token_ls(token_file: Path | None, as_json: bool) -> None:
     """List the organizations holding tokens."""
-    store = TokenStore(token_file) if token_file else TokenStore.for_home(state().home)
+    store = _tokens(token_file)
     orgs = store.orgs()
     emit(as_json, orgs, "\n".join(orgs))
 
