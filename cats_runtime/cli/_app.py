@@ -51,9 +51,9 @@ EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
     (ExecutionError, 1),
     (CatsError, 1),
 )
-EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input, usage or malformed data; 3 not found;
-4 integrity or verification failure; 5 not authorized; 6 peer or Kubo failure; 7 provisioning failed;
-8 policy violation; 9 limit exceeded; 10 store not usable; 130 interrupted."""
+EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input, usage or malformed data;
+3 not found; 4 integrity or verification failure; 5 not authorized; 6 peer or Kubo failure;
+7 provisioning failed; 8 policy violation; 9 limit exceeded; 10 store not usable; 130 interrupted."""
 
 
 def exit_code_for(exc: CatsError) -> int:
