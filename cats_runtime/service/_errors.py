@@ -33,7 +33,7 @@ from ..errors import (
     VerificationError,
 )
 
-__all__ = ["STATUS_CODES", "NotAcceptableError", "cats_error_handler", "status_for"]
+__all__ = ["STATUS_CODES", "NotAcceptableError", "cats_error_handler", "redact_home", "status_for"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,23 @@ def status_for(exc: CatsError) -> int:
     return 500
 
 
+def redact_home(request: Request, text: str) -> str:
+    """``text`` with the node's home directory replaced by ``<home>``.
+
+    Library messages name files (``block ... not found in /srv/cats/blocks``); clients, who
+    need no such detail, must not learn where the node keeps its data.
+    """
+    home = getattr(getattr(request.app.state, "node", None), "home", None)
+    if home is None:
+        return text
+    # Longest first, and only absolute forms: a relative home such as "node" is also a word.
+    forms = {str(home.resolve()), str(home.absolute())}
+    for form in sorted(forms, key=len, reverse=True):
+        if len(form) > 1:
+            text = text.replace(form, "<home>")
+    return text
+
+
 async def cats_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """Answer a :class:`CatsError` with its status and a one-line JSON body."""
     assert isinstance(exc, CatsError)
@@ -83,5 +100,7 @@ async def cats_error_handler(request: Request, exc: Exception) -> JSONResponse:
     if status == 429:
         headers = {"Retry-After": "2"}
     return JSONResponse(
-        {"error": type(exc).__name__, "message": str(exc)}, status_code=status, headers=headers
+        {"error": type(exc).__name__, "message": redact_home(request, str(exc))},
+        status_code=status,
+        headers=headers,
     )

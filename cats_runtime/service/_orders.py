@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
+import httpx
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
@@ -35,6 +37,7 @@ from ..errors import (
 from ..operations import Endorsement, Node, fetch_order, load_order, run_order
 from ..records import FunctionRecord, InvoiceRecord, OrderRecord
 from ._auth import authenticate
+from ._errors import redact_home
 from ._limits import read_body, spool_body
 from ._runs import RunInfo, RunResult
 from ._state import NodeState, node_state
@@ -99,6 +102,30 @@ def _endorsements(request: Request, extra: Sequence[Any] = ()) -> list[Endorseme
             raise InvalidInputError(f"expected endorsements as strings, found {type(text).__name__}")
         out.append(Endorsement.parse(text))
     return out
+
+
+def _run_json(request: Request, run: RunInfo) -> dict[str, Any]:
+    body = run.to_json()
+    if run.error is not None:
+        body["error"] = redact_home(request, run.error)
+    return body
+
+
+def _gateway_url(source: object) -> str:
+    """``source`` if it is an http(s) URL the gateway client can use (checked before the 202)."""
+    if not isinstance(source, str) or not source.startswith(("http://", "https://")):
+        raise InvalidInputError(f"expected 'from' to be an http(s) gateway URL, found {source!r:.200}")
+    try:
+        # Both parsers the fetch uses (httpx for blocks, urlsplit for CARs) must accept it.
+        host = httpx.URL(source).host
+        urllib.parse.urlsplit(source).port  # noqa: B018 -- the port is parsed (and checked) lazily
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise InvalidInputError(
+            f"expected 'from' to be a valid gateway URL, found {source!r:.200}: {exc}"
+        ) from None
+    if not host:
+        raise InvalidInputError(f"expected 'from' to name a host, found {source!r:.200}")
+    return source
 
 
 def _single_root(roots: Sequence[CID]) -> CID:
@@ -231,15 +258,14 @@ async def submit_order(request: Request) -> JSONResponse:
             order = OrderRecord.decode(state.blocks.get(order_cid))
             await run_in_threadpool(_check_complete, state.blocks, order)
         else:
-            if not isinstance(source, str) or not source.startswith(("http://", "https://")):
-                raise InvalidInputError(f"expected 'from' to be an http(s) gateway URL, found {source!r}")
+            source = _gateway_url(source)
             allowed_by = await run_in_threadpool(_accept_remote, state, order_cid, source, endorsements)
     else:
         raise UnsupportedCodecError(
             f"expected Content-Type {CAR_TYPE} or {JSON_TYPE}, found {media or 'none'!r}"
         )
     run, new = state.runs.submit(order_cid, org, allowed_by, source)
-    body = {**run.to_json(), "new": new, "location": f"/orders/{run.id}"}
+    body = {**_run_json(request, run), "new": new, "location": f"/orders/{run.id}"}
     return JSONResponse(body, status_code=202, headers={"Location": f"/orders/{run.id}"})
 
 
@@ -251,7 +277,7 @@ def list_orders(request: Request, limit: int = 50, status: str | None = None) ->
     if status is not None and status not in ("queued", "fetching", "running", "succeeded", "failed"):
         raise InvalidInputError(f"expected a run status, found {status!r}")
     runs = node_state(request).runs.store.recent(limit, status)
-    return JSONResponse({"runs": [r.to_json() for r in runs]})
+    return JSONResponse({"runs": [_run_json(request, r) for r in runs]})
 
 
 @router.get("/orders/{run_id}", summary="Status of one run")
@@ -259,7 +285,7 @@ def get_order(run_id: str, request: Request) -> JSONResponse:
     """A run's status; when it is settled, its Invoice, BOM and output CIDs."""
     if not (len(run_id) == 32 and set(run_id) <= _RUN_ID_CHARS):
         raise InvalidInputError(f"expected a run id of 32 hex digits, found {run_id[:40]!r}")
-    return JSONResponse(node_state(request).runs.store.get(run_id).to_json())
+    return JSONResponse(_run_json(request, node_state(request).runs.store.get(run_id)))
 
 
 # -- execution (called on the run workers) -----------------------------------------------------
