@@ -160,14 +160,9 @@ class GatewayBlockSource:
             return
         if response.status_code in (404, 410, 412):
             raise BlockNotFoundError(f"{what} {cid} not found at {self.peer} (HTTP {response.status_code})")
-        detail = ""
-        for chunk in response.iter_bytes(1024):  # a peer's error page is read only this far
-            detail = chunk[:200].decode("utf-8", "replace").strip()
-            break
-        raise PeerError(
-            f"{self.peer} answered {what} {cid} with HTTP {response.status_code}, expected 200"
-            + (f": {detail}" if detail else "")
-        )
+        # The body is not echoed: a node fetching for a remote submitter must not relay what an
+        # address it was pointed at says (server-side request forgery read-back).
+        raise PeerError(f"{self.peer} answered {what} {cid} with HTTP {response.status_code}, expected 200")
 
     def get(self, cid: CID) -> bytes:
         """Fetch one block (``?format=raw``) and verify it against ``cid``.

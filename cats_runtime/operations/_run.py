@@ -415,6 +415,10 @@ def run_order(
         for existing in node.catalog.boms_for_order(order_cid):
             if node.store.has(existing):
                 bom = node.load(existing)
+                # Only this node's own results are handed out again: a BOM fetched from a peer
+                # is that peer's claim, to be checked with `cats verify`, not a result of ours.
+                if bom.issuer is not None and bom.issuer != node.identity.did:
+                    continue
                 inv = node.load(bom.invoice)
                 return RunOutcome(
                     order_cid,

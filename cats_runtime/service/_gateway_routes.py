@@ -30,6 +30,7 @@ from ..errors import (
     DecodeError,
     IntegrityError,
     InvalidInputError,
+    LimitError,
     StoreError,
 )
 from ._errors import NotAcceptableError
@@ -201,19 +202,32 @@ def _entity_links(cid: CID, data: bytes) -> tuple[list[CID], bool]:
     return [], False
 
 
+_MAX_DUPLICATES = 100_000
+
+
 def _dag(read: Reader, root: CID, root_data: bytes, scope: Scope, dups: bool) -> Iterator[tuple[CID, bytes]]:
     """Blocks of the requested scope, depth-first pre-order (the root first)."""
     if scope == "block":
         yield root, root_data
         return
     seen: set[CID] = set()
+    repeats = 0
     # (cid, its bytes when already read, whole subtree (True) or entity rules (False))
     stack: list[tuple[CID, bytes | None, bool]] = [(root, root_data, scope == "all")]
     while stack:
         cid, data, whole = stack.pop()
         key = cid.to_v1()
-        if key in seen and not dups:
-            continue
+        if key in seen:
+            if not dups:
+                continue
+            # A DAG of stacked diamonds repeats blocks 2**depth times: bound the repeats so a
+            # few stored blocks cannot make an anonymous request stream without end.
+            repeats += 1
+            if repeats > _MAX_DUPLICATES:
+                raise LimitError(
+                    f"expected at most {_MAX_DUPLICATES} repeated blocks in a dups=y CAR of {root}, "
+                    "found more: ask for dups=n"
+                )
         seen.add(key)
         if data is None:
             data = read(cid)

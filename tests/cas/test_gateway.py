@@ -215,11 +215,10 @@ def test_broken_peer_raises_peer_error(
 ) -> None:
     store, block = content
     url = serve(Peer(store, mode="broken"))
-    with (
-        GatewayBlockSource(url) as source,
-        pytest.raises(PeerError, match="HTTP 500, expected 200: internal failure"),
-    ):
+    with GatewayBlockSource(url) as source, pytest.raises(PeerError, match="HTTP 500, expected 200") as info:
         source.get(block.cid)
+    # What the peer said is not relayed (a node fetching for a submitter must not read back pages).
+    assert "internal failure" not in str(info.value)
 
 
 def test_oversized_answer_is_cut_off(serve: Callable[[Peer], str]) -> None:
