@@ -29,6 +29,7 @@ from ..errors import (
     CatsError,
     IntegrityError,
     InvalidInputError,
+    LimitError,
     PeerError,
 )
 from ._car import read_car
@@ -396,7 +397,7 @@ class ChainedBlockSource:
         detail = f"; failures: {'; '.join(problems)}" if problems else ""
         raise BlockNotFoundError(f"block {cid} not found locally nor at {tried}{detail}")
 
-    def fetch_dag(self, root: CID, parallelism: int = 8) -> FetchResult:
+    def fetch_dag(self, root: CID, parallelism: int = 8, max_bytes: int | None = None) -> FetchResult:
         """Make the whole DAG under ``root`` local, fetching blocks in parallel.
 
         Blocks are fetched as their parents arrive (breadth-first over a thread pool); links are
@@ -405,11 +406,13 @@ class ChainedBlockSource:
         Args:
             root: The DAG's root.
             parallelism: Maximum concurrent block fetches.
+            max_bytes: Refuse to fetch more than this many bytes from remotes (None: no limit).
 
         Returns:
             Counts of blocks and bytes, total and fetched.
 
         Raises:
+            LimitError: the remotes would have to send more than ``max_bytes``.
             BlockNotFoundError: Some block could not be found anywhere (nothing is rolled back:
                 blocks already fetched stay in the local store, so a retry resumes).
         """
@@ -430,6 +433,11 @@ class ChainedBlockSource:
                         if was_fetched:
                             fetched += 1
                             fetched_bytes += len(data)
+                            if max_bytes is not None and fetched_bytes > max_bytes:
+                                raise LimitError(
+                                    f"expected the DAG of {root} to need at most {max_bytes} fetched bytes, "
+                                    f"found more ({fetched_bytes} after {fetched} blocks)"
+                                )
                         for link in links_of(cid, data):
                             if link not in seen:
                                 seen.add(link)

@@ -33,7 +33,15 @@ from ..cas._gateway import ChainedBlockSource, GatewayBlockSource
 from ..cas._kubo import KuboBlockStore, KuboClient
 from ..cas._varint import decode_varint
 from ..cas._walk import links_of, reachable, walk
-from ..errors import BlockNotFoundError, CatsError, DecodeError, IntegrityError, InvalidInputError, PeerError
+from ..errors import (
+    BlockNotFoundError,
+    CatsError,
+    DecodeError,
+    IntegrityError,
+    InvalidInputError,
+    LimitError,
+    PeerError,
+)
 from ..records import FunctionRecord, OrderRecord, decode_record
 
 __all__ = [
@@ -118,10 +126,11 @@ def _check_peers(peers: Sequence[str]) -> None:
 
 
 class _Counting:
-    """Counts the blocks and bytes of a stream of blocks as it passes."""
+    """Counts the blocks and bytes of a stream of blocks as it passes, within an optional budget."""
 
-    def __init__(self, blocks: Iterable[Block]) -> None:
+    def __init__(self, blocks: Iterable[Block], max_bytes: int | None = None) -> None:
         self._blocks = blocks
+        self._max = max_bytes
         self.count = 0
         self.bytes = 0
 
@@ -129,6 +138,10 @@ class _Counting:
         for block in self._blocks:
             self.count += 1
             self.bytes += len(block.data)
+            if self._max is not None and self.bytes > self._max:
+                raise LimitError(
+                    f"expected at most {self._max} bytes from the peer, found more after {self.count} blocks"
+                )
             yield block
 
 
@@ -158,6 +171,7 @@ def fetch_from_peers(
     pin: bool = True,
     index: bool = True,
     timeout: float = 30.0,
+    max_bytes: int | None = None,
 ) -> FetchReport:
     """Make the whole DAG under ``root`` local to ``home``, from peers' trustless gateways.
 
@@ -171,6 +185,8 @@ def fetch_from_peers(
         index: Add the CATs records of the DAG to the catalog, so lineage and ``catalog``
             queries see runs made by other organizations.
         timeout: Seconds allowed per request for connecting and between bytes.
+        max_bytes: Refuse a DAG needing more than this many bytes from the peers (None: no
+            limit); a node fetching for a remote submitter sets it, so nobody can fill its disk.
 
     Returns:
         A report with counts, timings and any misbehaving peers.
@@ -179,6 +195,7 @@ def fetch_from_peers(
         BlockNotFoundError: Some block is neither local nor served correctly by any source (the
             message names who failed how). Blocks fetched so far stay, so a retry resumes.
         InvalidInputError: A peer URL is not http(s).
+        LimitError: The DAG needs more than ``max_bytes`` (what was fetched stays unpinned).
     """
     _check_peers(peers)
     started = time.perf_counter()
@@ -201,7 +218,7 @@ def fetch_from_peers(
             count, size = _dag_size(repo.blocks, root)
             report = FetchReport(root, count, size, 0, 0, 0.0, "local")
         elif not repo.blocks.has(root):
-            report = _fetch_car(repo.blocks, root, peers, failures, timeout)
+            report = _fetch_car(repo.blocks, root, peers, failures, timeout, max_bytes)
         if report is None:
             remotes: list[BlockSource] = list(gateways)
             kubo_client = KuboClient(kubo, timeout=timeout) if kubo else None
@@ -210,7 +227,7 @@ def fetch_from_peers(
             try:
                 chained = ChainedBlockSource(repo.blocks, remotes)
                 try:
-                    result = chained.fetch_dag(root, parallelism)
+                    result = chained.fetch_dag(root, parallelism, max_bytes)
                 finally:
                     failures.extend(PeerFailure(f.source, f.cid, str(f.error)) for f in chained.failures)
             finally:
@@ -377,11 +394,16 @@ class _CarStream:
 
 
 def _fetch_car(
-    store: BlockStore, root: CID, peers: Sequence[str], failures: list[PeerFailure], timeout: float
+    store: BlockStore,
+    root: CID,
+    peers: Sequence[str],
+    failures: list[PeerFailure],
+    timeout: float,
+    max_bytes: int | None = None,
 ) -> FetchReport | None:
     """Try each peer's CAR of the whole DAG; None when none delivered a complete, valid one."""
     for peer in peers:
-        counted = _Counting(_CarStream(peer, root, timeout).blocks())
+        counted = _Counting(_CarStream(peer, root, timeout).blocks(), max_bytes)
         try:
             store.put_many(counted)
         except BlockNotFoundError:
@@ -455,11 +477,26 @@ def load_order(source: BlockSource, order_cid: CID) -> tuple[OrderRecord, Functi
     return order, function
 
 
-def fetch_order(home: Path, order_cid: CID, peers: Sequence[str], *, timeout: float = 30.0) -> FetchReport:
+def fetch_order(
+    home: Path,
+    order_cid: CID,
+    peers: Sequence[str],
+    *,
+    timeout: float = 30.0,
+    max_bytes: int | None = None,
+) -> FetchReport:
     """Fetch everything needed to run an Order (see :func:`order_blocks`) from peers.
+
+    Args:
+        home: The CATs home to fetch into.
+        order_cid: The Order.
+        peers: Gateway base URLs, asked in order.
+        timeout: Seconds allowed per request.
+        max_bytes: The most the Order's code, Structure and inputs may fetch in all.
 
     Raises:
         BlockNotFoundError: Some needed block is not available from any peer.
+        LimitError: The Order needs more than ``max_bytes`` from the peers.
     """
     started = time.perf_counter()
     blocks = nbytes = fetched = fetched_bytes = 0
@@ -471,7 +508,10 @@ def fetch_order(home: Path, order_cid: CID, peers: Sequence[str], *, timeout: fl
         order = OrderRecord.decode(chained.get(order_cid))
         roots = [order.function, order.structure, *order.inputs.values()]
         for root in roots:
-            report = fetch_from_peers(home, root, peers, pin=False, index=False, timeout=timeout)
+            budget = None if max_bytes is None else max_bytes - fetched_bytes
+            report = fetch_from_peers(
+                home, root, peers, pin=False, index=False, timeout=timeout, max_bytes=budget
+            )
             blocks += report.blocks
             nbytes += report.bytes
             fetched += report.fetched

@@ -295,7 +295,8 @@ def execute_run(state: NodeState) -> Callable[[RunInfo, Callable[[RunInfo], None
     def execute(run: RunInfo, record: Callable[[RunInfo], None]) -> RunResult:
         if run.source is not None:
             record(replace(run, status="fetching"))
-            fetch_order(state.home, run.order, [run.source])
+            # The same budget as a CAR body: fetching for a submitter must not fill the disk.
+            fetch_order(state.home, run.order, [run.source], max_bytes=state.config.limits.max_car_bytes)
             record(replace(run, status="running"))
         with Node.open(state.home) as node:
             order = node.load(run.order)

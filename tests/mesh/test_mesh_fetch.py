@@ -14,6 +14,7 @@ import pytest
 from nodeproc import NodeProcess, cats, make_order_car, prepare_home, start_node, wait_run
 
 from cats_runtime.cas import CID, Block, Repo, add_path, write_car
+from cats_runtime.errors import LimitError
 from cats_runtime.operations import Node, fetch_from_peers
 
 
@@ -175,3 +176,20 @@ def test_order_fetched_from_the_submitters_gateway(tmp_path: Path) -> None:
     finally:
         runner.stop()
         client_node.stop()
+
+
+def test_a_byte_budget_stops_both_fetch_paths(origin: tuple[NodeProcess, CID, Path], tmp_path: Path) -> None:
+    # A node fetching for a remote submitter passes its CAR limit, so nobody can fill its disk.
+    node, root, _ = origin
+    with pytest.raises(LimitError, match="at most 1000 bytes"):
+        fetch_from_peers(tmp_path / "car-path", root, [node.url], max_bytes=1000)
+    home = tmp_path / "block-path"
+    repo = Repo.open(home)
+    with httpx.Client() as http:  # the root is local: the fetch goes block by block
+        body = http.get(f"{node.url}/ipfs/{root}?format=raw").content
+    repo.blocks.put(Block.checked(root, body))
+    with pytest.raises(LimitError, match="at most 1000 fetched bytes"):
+        fetch_from_peers(home, root, [node.url], max_bytes=1000)
+    assert Repo.open(home).pins.ls() == [], "nothing over budget is pinned"
+    whole = fetch_from_peers(tmp_path / "enough", root, [node.url], max_bytes=1 << 30)
+    assert whole.fetched_bytes > 1000
