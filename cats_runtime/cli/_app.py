@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -126,11 +128,79 @@ def emit(as_json: bool, data: Any, text: str | Callable[[], str] | None = None) 
         click.echo(text() if callable(text) else text)
 
 
+class _Spinner:
+    """An indeterminate progress line on a terminal: label, a spinner, a count and the elapsed time.
+
+    Used when the total is unknown (a DAG being fetched, a run of unknown length): ``click.progressbar``
+    needs a length, and guessing one would make the bar lie.
+    """
+
+    _FRAMES = "|/-\\"
+
+    def __init__(self, label: str, stream: Any) -> None:
+        self._label = label
+        self._stream = stream
+        self._count = 0
+        self._start = time.monotonic()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="cats-spinner", daemon=True)
+
+    def __enter__(self) -> _Spinner:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._draw(final=True)
+
+    def update(self, n: int) -> None:
+        with self._lock:
+            self._count += n
+
+    def _loop(self) -> None:
+        frame = 0
+        while not self._stop.wait(0.1):
+            self._draw(frame=frame)
+            frame += 1
+
+    def _draw(self, *, frame: int = 0, final: bool = False) -> None:
+        with self._lock:
+            count = self._count
+        elapsed = time.monotonic() - self._start
+        mark = "done" if final else self._FRAMES[frame % len(self._FRAMES)]
+        line = f"\r{self._label} {mark} {_human(count)} {elapsed:.1f}s\x1b[K"
+        try:
+            self._stream.write(line + ("\n" if final else ""))
+            self._stream.flush()
+        except (OSError, ValueError):  # the terminal went away: progress is best-effort
+            self._stop.set()
+
+
+def _human(n: int) -> str:
+    # Callers advance by bytes (adds, gets, re-hashing) or by datums (runs); both read fine as a count.
+    value = float(n)
+    for unit in ("", "K", "M", "G"):
+        if value < 1024:
+            return f"{n}" if unit == "" else f"{value:.1f}{unit}"
+        value /= 1024
+    return f"{value:.1f}T"
+
+
 @contextmanager
 def progress(label: str, total: int | None, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr when it is a terminal; yields an ``advance(n)`` callback."""
+    """Progress on stderr when it is a terminal; yields an ``advance(n)`` callback.
+
+    With a known ``total`` it is a bar; with ``total=None`` (the amount is not known up front) it is
+    an indeterminate spinner with a running count, never an error.
+    """
     if not enabled or not sys.stderr.isatty():
         yield lambda n: None
+        return
+    if total is None:
+        with _Spinner(label, sys.stderr) as spinner:
+            yield spinner.update
         return
     bar: Any
     with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=False) as bar:
@@ -164,4 +234,10 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         sys.exit(10)
+    except Exception as exc:
+        # A bug of ours must still not greet the user with a traceback: one line, how to see more.
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
+        sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
