@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install install-core oracles fmt lint test test-only bench demo demo-chain docs clean
+.PHONY: system-runtime system-test install install-core oracles fmt lint test test-only bench demo demo-chain docs clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ $(VENV)/.full: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,iac]"
 	touch $(VENV)/.core $@
 
-install-core: $(VENV)/.core          ## runtime only (what the demo needs)
-install: $(VENV)/.full               ## runtime + IaC + dev tools
+system-runtime:                      ## Debian packages the runtime needs (.ci/apt-runtime.txt)
+	bash .ci/install-system.sh runtime
+
+system-test:                         ## ... and those the tests need (.ci/apt-test.txt)
+	bash .ci/install-system.sh test
+
+install-core: $(VENV)/.core system-runtime   ## runtime only (what the demo needs)
+install: $(VENV)/.full system-test           ## runtime + IaC + dev tools
 
 oracles:                             ## independent implementations the tests compare against
 	bash .ci/install-oracles.sh
