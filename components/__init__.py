@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from .catnode import DEFAULT_NODE_IMAGE, NODE_LABELS, CatNode, CatNodeArgs
+from ._capacity import DEFAULT_NODE_SIZE, NODE_TYPES, allocatable
+from .catnode import DEFAULT_NODE_IMAGE, NODE_LABELS, RAY_LABELS, CatNode, CatNodeArgs
 from .kuberay import (
     DEFAULT_RAY_IMAGE,
+    DEFAULT_RAY_SIZES,
     KUBERAY_CHART_REPO,
     KUBERAY_CHART_VERSION,
     RAY_WORKER_CAP,
@@ -30,11 +32,15 @@ from .plant import (
 __all__ = [
     "DEFAULT_KUBO_IMAGE",
     "DEFAULT_NODE_IMAGE",
+    "DEFAULT_NODE_SIZE",
     "DEFAULT_RAY_IMAGE",
+    "DEFAULT_RAY_SIZES",
     "KUBERAY_CHART_REPO",
     "KUBERAY_CHART_VERSION",
     "NODE_COUNT_CAP",
     "NODE_LABELS",
+    "NODE_TYPES",
+    "RAY_LABELS",
     "RAY_WORKER_CAP",
     "AksCluster",
     "AksClusterArgs",
@@ -53,4 +59,5 @@ __all__ = [
     "ManagedClusterArgs",
     "Plant",
     "PlantArgs",
+    "allocatable",
 ]

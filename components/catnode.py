@@ -14,13 +14,35 @@ from .kuberay import KubeRay, KubeRayArgs
 from .kubo import Kubo, KuboArgs
 from .plant import Plant, PlantArgs
 
-__all__ = ["DEFAULT_NODE_IMAGE", "NODE_LABELS", "CatNode", "CatNodeArgs"]
+__all__ = ["DEFAULT_NODE_IMAGE", "NODE_LABELS", "RAY_LABELS", "CatNode", "CatNodeArgs"]
 
 #: Placeholder digest with the right shape; organizations set ``cats:nodeImage`` to their build's digest.
 DEFAULT_NODE_IMAGE = "ghcr.io/cats-project/cats-node:0.1.0@sha256:" + "89abcdef01234567" * 4
 #: Labels of the node service's pods: the only pods admitted to Kubo's RPC API.
 NODE_LABELS = {"app.kubernetes.io/name": "cats-node", "app.kubernetes.io/component": "node"}
+#: Labels of the Ray pods of this node (admitted to Kubo's RPC API, which their tasks use).
+RAY_LABELS = {"app.kubernetes.io/name": "cats-ray"}
 _NODE_PORT = 8000
+_NODE_HOME = "/data/cats"
+# CatNodeArgs key -> KubeRayArgs key, copied when set.
+_RAY_PASSTHROUGH = {
+    "ray_image": "ray_image",
+    "ray_version": "ray_version",
+    "ray_head_cpu": "head_cpu",
+    "ray_head_memory": "head_memory",
+    "ray_worker_cpu": "worker_cpu",
+    "ray_worker_memory": "worker_memory",
+    "ray_worker_gpus": "worker_gpus",
+    "ray_worker_runtime_class": "worker_runtime_class",
+}
+# The swarm LoadBalancers per cloud: on EKS an NLB (the classic ELB carries no UDP), internet-facing,
+# targets by instance so externalTrafficPolicy Local keeps the peer's source address.
+_SWARM_ANNOTATIONS: dict[str, dict[str, str]] = {
+    "aws": {
+        "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+    },
+}
 
 
 class CatNodeArgs(TypedDict):
@@ -52,6 +74,22 @@ class CatNodeArgs(TypedDict):
     """Size of Kubo's repo volume."""
     kubo_swarm_service_type: NotRequired[str]
     """``LoadBalancer`` or ``NodePort`` for the public swarm port."""
+    ray_head_cpu: NotRequired[str]
+    """CPU of the Ray head pod (default ``1``)."""
+    ray_head_memory: NotRequired[str]
+    """Memory of the Ray head pod (default ``4Gi``)."""
+    ray_worker_cpu: NotRequired[str]
+    """CPU of each Ray worker pod (default ``3``: fits the 4-vCPU default node types)."""
+    ray_worker_memory: NotRequired[str]
+    """Memory of each Ray worker pod (default ``10Gi``: fits the 16 GiB default node types)."""
+    ray_worker_gpus: NotRequired[int]
+    """NVIDIA GPUs of each Ray worker pod (default 0; needs a GPU node type)."""
+    ray_worker_runtime_class: NotRequired[str]
+    """RuntimeClass of the Ray worker pods, e.g. ``gvisor`` (GKE Sandbox); the cluster default when absent."""
+    node_storage_size: NotRequired[str]
+    """Size of the node's home volume: blocks, catalog, keys (default ``50Gi``)."""
+    example: NotRequired[bool]
+    """True for the shipped example stacks: their placeholder image digests are then advisory."""
     config_keys: NotRequired[Mapping[str, bool]]
     """Stack config key names mapped to whether each is secret; values never come here.
     Recorded as an input so the policy pack can refuse plaintext secrets in stack config."""
@@ -75,13 +113,20 @@ class CatNode(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: CatNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("cats:index:CatNode", name, {"configKeys": dict(args.get("config_keys", {}))}, opts)
+        config_keys = dict(args.get("config_keys", {}))
+        example = args.get("example", False) is True
+        super().__init__(
+            "cats:index:CatNode", name, {"configKeys": config_keys, "example": example}, opts
+        )
         check_dns_label("name", name)
         namespace_name = check_dns_label("namespace", args.get("namespace", "cats"))
         node_image = check_digest_image("nodeImage", args.get("node_image", DEFAULT_NODE_IMAGE))
         replicas = args.get("node_replicas", 1)
-        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 10:
-            raise ValueError(f"nodeReplicas: expected an integer from 1 to 10, found {replicas!r}")
+        # One home (signing key, catalog, blocks) on one ReadWriteOnce volume: one writer.
+        if replicas != 1 or isinstance(replicas, bool):
+            raise ValueError(
+                f"nodeReplicas: expected 1 (the node's home is one ReadWriteOnce volume), found {replicas!r}"
+            )
         for key in ("ray_auth_token", "node_api_token"):
             if not args.get(key):
                 raise ValueError(f"{key}: expected a secret value, found nothing")
@@ -111,13 +156,19 @@ class CatNode(pulumi.ComponentResource):
             "auth_token_secret": secret.metadata.name,
             "worker_min": args.get("ray_worker_min", 0),
             "worker_max": args.get("ray_worker_max", 4),
+            "pod_labels": RAY_LABELS,
         }
-        if "ray_image" in args:
-            ray_args["ray_image"] = args["ray_image"]
-        if "ray_version" in args:
-            ray_args["ray_version"] = args["ray_version"]
+        for ours, theirs in _RAY_PASSTHROUGH.items():
+            if ours in args:
+                ray_args[theirs] = args[ours]  # type: ignore[literal-required]
         ray = KubeRay(f"{name}-ray", ray_args, opts=on_cluster)
-        kubo_args: KuboArgs = {"namespace": ns, "rpc_client_labels": NODE_LABELS}
+        # Ray tasks fetch inputs from and add outputs to Kubo, so Ray pods are RPC clients too.
+        kubo_args: KuboArgs = {
+            "namespace": ns,
+            "rpc_client_labels": NODE_LABELS,
+            "rpc_extra_clients": [RAY_LABELS],
+            "swarm_annotations": _SWARM_ANNOTATIONS.get(args["plant"].get("cloud", ""), {}),
+        }
         if "kubo_image" in args:
             kubo_args["image"] = args["kubo_image"]
         if "kubo_storage_size" in args:
@@ -126,17 +177,41 @@ class CatNode(pulumi.ComponentResource):
             kubo_args["swarm_service_type"] = args["kubo_swarm_service_type"]
         kubo = Kubo(f"{name}-kubo", kubo_args, opts=on_cluster)
         labels = {**NODE_LABELS, "app.kubernetes.io/part-of": "cats-node"}
+        # The home holds the node's signing key, catalog and blocks: it must survive pod restarts.
+        # A claim of a WaitForFirstConsumer class (gp3, premium-rwo, managed-csi) binds only once its
+        # pod is scheduled, so awaiting "Bound" before creating the Deployment would never end: the
+        # claim is not awaited and the Deployment names it by plain string; the Deployment's own await
+        # (pods Ready) covers the volume.
+        home_claim = f"{name}-node-home"
+        k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-node-home",
+            metadata={
+                **object_meta(home_claim, ns, labels),
+                "annotations": {"pulumi.com/skipAwait": "true"},
+            },
+            spec={
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": args.get("node_storage_size", "50Gi")}},
+            },
+            opts=on_cluster,
+        )
         secret_env = [
             ("RAY_AUTH_TOKEN", "auth_token"),
             ("CATS_NODE_TOKEN", "node_api_token"),
         ]
         deployment_spec: Fragment = {
             "replicas": replicas,
+            # A ReadWriteOnce home cannot be mounted by the old and the new pod at once.
+            "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": NODE_LABELS},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
+                    "automountServiceAccountToken": False,
+                    "volumes": [
+                        {"name": "home", "persistentVolumeClaim": {"claimName": home_claim}}
+                    ],
                     "containers": [
                         {
                             "name": "node",
@@ -152,7 +227,7 @@ class CatNode(pulumi.ComponentResource):
                             ],
                             "env": [
                                 {"name": "CATS_RAY_ADDRESS", "value": ray.jobs_address},
-                                {"name": "CATS_KUBO_RPC", "value": kubo.rpc_address},
+                                {"name": "CATS_HOME", "value": _NODE_HOME},
                                 {"name": "RAY_AUTH_MODE", "value": "token"},
                                 *(
                                     {
@@ -168,6 +243,7 @@ class CatNode(pulumi.ComponentResource):
                             "readinessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 10},
                             "livenessProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 30},
                             "resources": container_resources("500m", "1Gi"),
+                            "volumeMounts": [{"name": "home", "mountPath": _NODE_HOME}],
                             "securityContext": restricted_security_context(),
                         }
                     ],
@@ -203,5 +279,8 @@ class CatNode(pulumi.ComponentResource):
                 "nodeAddress": self.node_address,
                 "kubeconfig": self.kubeconfig,
                 "clusterName": self.cluster_name,
+                # Outputs replace a component's state in the engine: keep what the stack rules read.
+                "configKeys": config_keys,
+                "example": example,
             }
         )

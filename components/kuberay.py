@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from ._k8s import container_resources, restricted_security_context
+from ._capacity import parse_cpu, parse_memory
+from ._k8s import container_resources, hardened_pod, restricted_security_context
 from ._validate import check_bounds, check_digest_image, check_dns_label
 
 __all__ = [
     "DEFAULT_RAY_IMAGE",
+    "DEFAULT_RAY_SIZES",
     "KUBERAY_CHART_REPO",
     "KUBERAY_CHART_VERSION",
     "RAY_WORKER_CAP",
@@ -27,6 +29,13 @@ KUBERAY_CHART_VERSION = "1.7.0"
 DEFAULT_RAY_IMAGE = "rayproject/ray:2.52.0-py311@sha256:" + "0123456789abcdef" * 4
 #: Largest ``workerMax`` a stack may ask for; the policy pack enforces the same default cap.
 RAY_WORKER_CAP = 200
+#: Default pod sizes. They fit every 4-vCPU / 16 GiB default node type after the cloud's reservations
+#: and the system DaemonSets (see components/_capacity.py; ``pods-fit-node-type`` checks it).
+DEFAULT_RAY_SIZES = {"head_cpu": "1", "head_memory": "4Gi", "worker_cpu": "3", "worker_memory": "10Gi"}
+#: uid/gid of the ``ray`` user in the rayproject/ray images.
+RAY_UID, RAY_GID = 1000, 100
+# KubeRay marks a RayCluster ready once the head and the minimum workers run; the provider waits for it.
+_WAIT_FOR_READY = "jsonpath={.status.state}=ready"
 
 
 class KubeRayArgs(TypedDict):
@@ -47,13 +56,17 @@ class KubeRayArgs(TypedDict):
     operator_namespace: NotRequired[str]
     """Namespace of the KubeRay operator (default ``kuberay-system``)."""
     head_cpu: NotRequired[str]
-    """CPU of the head pod (default ``2``)."""
+    """CPU of the head pod (default ``1``)."""
     head_memory: NotRequired[str]
-    """Memory of the head pod (default ``8Gi``)."""
+    """Memory of the head pod (default ``4Gi``)."""
     worker_cpu: NotRequired[str]
-    """CPU of each worker pod (default ``4``)."""
+    """CPU of each worker pod (default ``3``)."""
     worker_memory: NotRequired[str]
-    """Memory of each worker pod (default ``16Gi``)."""
+    """Memory of each worker pod (default ``10Gi``)."""
+    worker_gpus: NotRequired[int]
+    """NVIDIA GPUs of each worker pod (default 0)."""
+    worker_runtime_class: NotRequired[str]
+    """RuntimeClass of the worker pods (``gvisor`` for GKE Sandbox...); the cluster default when absent."""
     pod_labels: NotRequired[Mapping[str, str]]
     """Extra labels on Ray pods."""
 
@@ -97,8 +110,30 @@ class KubeRay(pulumi.ComponentResource):
             opts=child,
         )
         labels = {"app.kubernetes.io/part-of": "cats-node", **dict(args.get("pod_labels", {}))}
-        head_resources = container_resources(args.get("head_cpu", "2"), args.get("head_memory", "8Gi"))
-        worker_resources = container_resources(args.get("worker_cpu", "4"), args.get("worker_memory", "16Gi"))
+        given = cast(Mapping[str, Any], args)
+        sizes = {key: str(given.get(key, default)) for key, default in DEFAULT_RAY_SIZES.items()}
+        for key, value in sizes.items():
+            try:
+                parse_cpu(value) if key.endswith("cpu") else parse_memory(value)
+            except ValueError as exc:
+                raise ValueError(f"ray{key.title().replace('_', '')}: {exc}") from None
+        gpus = args.get("worker_gpus", 0)
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or not 0 <= gpus <= 8:
+            raise ValueError(f"rayWorkerGpus: expected an integer from 0 to 8, found {gpus!r}")
+        runtime_class = args.get("worker_runtime_class")
+        if runtime_class is not None:
+            check_dns_label("rayWorkerRuntimeClass", runtime_class)
+        head_resources = container_resources(sizes["head_cpu"], sizes["head_memory"])
+        worker_resources = container_resources(sizes["worker_cpu"], sizes["worker_memory"], gpus=gpus)
+        # Read-only root filesystems: Ray writes its session under /tmp and spills objects to it, and
+        # its object store needs a real /dev/shm; both are pod-private emptyDirs.
+        scratch = [
+            {"name": "tmp", "emptyDir": {"sizeLimit": "10Gi"}},
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": sizes["worker_memory"]}},
+        ]
+        mounts = [{"name": "tmp", "mountPath": "/tmp"}, {"name": "shm", "mountPath": "/dev/shm"}]  # noqa: S108
+        container_env = [{"name": "HOME", "value": "/tmp"}]  # noqa: S108 - the pod's own emptyDir
+        read_only = restricted_security_context({"readOnlyRootFilesystem": True, "runAsNonRoot": True})
         spec: dict[str, Any] = {
             "rayVersion": args.get("ray_version", "2.52.0"),
             "enableInTreeAutoscaling": True,
@@ -107,6 +142,7 @@ class KubeRay(pulumi.ComponentResource):
                 "idleTimeoutSeconds": 120,
                 "image": image,
                 "resources": container_resources("500m", "512Mi"),
+                "securityContext": restricted_security_context({"runAsNonRoot": True}),
             },
             "authOptions": {"mode": "token", "secretName": args["auth_token_secret"]},
             "headGroupSpec": {
@@ -114,21 +150,26 @@ class KubeRay(pulumi.ComponentResource):
                 # No tasks on the head: it keeps its memory for the GCS and the Jobs API.
                 "rayStartParams": {"num-cpus": "0", "dashboard-host": "0.0.0.0"},  # noqa: S104 - ClusterIP only
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {"labels": {**labels, "ray.io/node-type": "head"}},
                     "spec": {
+                        # The head keeps its token: the in-tree autoscaler sidecar scales through the API.
+                        **hardened_pod(RAY_UID, RAY_GID, service_account_token=True),
+                        "volumes": scratch,
                         "containers": [
                             {
                                 "name": "ray-head",
                                 "image": image,
+                                "env": container_env,
                                 "ports": [
                                     {"name": "gcs-server", "containerPort": 6379},
                                     {"name": "dashboard", "containerPort": 8265},
                                     {"name": "client", "containerPort": 10001},
                                 ],
                                 "resources": head_resources,
-                                "securityContext": restricted_security_context(),
+                                "volumeMounts": mounts,
+                                "securityContext": read_only,
                             }
-                        ]
+                        ],
                     },
                 },
             },
@@ -140,16 +181,21 @@ class KubeRay(pulumi.ComponentResource):
                     "maxReplicas": high,
                     "rayStartParams": {},
                     "template": {
-                        "metadata": {"labels": labels},
+                        "metadata": {"labels": {**labels, "ray.io/node-type": "worker"}},
                         "spec": {
+                            # Workers run submitted code: no API token, non-root, optional sandbox runtime.
+                            **hardened_pod(RAY_UID, RAY_GID, runtime_class=runtime_class),
+                            "volumes": scratch,
                             "containers": [
                                 {
                                     "name": "ray-worker",
                                     "image": image,
+                                    "env": container_env,
                                     "resources": worker_resources,
-                                    "securityContext": restricted_security_context(),
+                                    "volumeMounts": mounts,
+                                    "securityContext": read_only,
                                 }
-                            ]
+                            ],
                         },
                     },
                 }
@@ -159,7 +205,14 @@ class KubeRay(pulumi.ComponentResource):
             f"{name}-cluster",
             api_version="ray.io/v1",
             kind="RayCluster",
-            metadata={"name": name, "namespace": args["namespace"], "labels": labels},
+            metadata={
+                "name": name,
+                "namespace": args["namespace"],
+                "labels": labels,
+                # Without it the provider reports success as soon as the object exists, even with the
+                # head in ImagePullBackOff; with it `pulumi up` fails when the cluster never gets ready.
+                "annotations": {"pulumi.com/waitFor": _WAIT_FOR_READY},
+            },
             spec=spec,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[operator]),
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
@@ -30,6 +30,20 @@ def _service_spec(
     }
 
 
+def _headless_spec(selector: Mapping[str, str]) -> Fragment:
+    """The StatefulSet's governing Service: DNS identity only, no virtual IP.
+
+    pulumi-kubernetes waits for a Service with a selector until it has endpoints, except when it is
+    headless; the endpoints come from the StatefulSet, so a non-headless governing Service awaited
+    before the StatefulSet could never become ready. Ready-only addresses are published as usual.
+    """
+    return {
+        "clusterIP": "None",
+        "selector": dict(selector),
+        "ports": [{"name": "rpc", "port": 5001, "targetPort": "rpc", "protocol": "TCP"}],
+    }
+
+
 class KuboArgs(TypedDict):
     """Inputs of :class:`Kubo`."""
 
@@ -37,6 +51,10 @@ class KuboArgs(TypedDict):
     """Namespace of the Kubo objects."""
     rpc_client_labels: Mapping[str, str]
     """Pod labels admitted to the RPC API (5001) and the gateway (8080); no other pod reaches them."""
+    rpc_extra_clients: NotRequired[Sequence[Mapping[str, str]]]
+    """More pod label sets admitted to the RPC API and gateway (the Ray pods, which fetch and add blocks)."""
+    swarm_annotations: NotRequired[Mapping[str, str]]
+    """Annotations of the swarm Services (the cloud's load-balancer settings)."""
     image: NotRequired[str]
     """Kubo image pinned by digest."""
     storage_size: NotRequired[str]
@@ -91,7 +109,15 @@ class Kubo(pulumi.ComponentResource):
             volume_claim["storageClassName"] = args["storage_class"]
         probe: dict[str, Any] = {"exec": {"command": _HEALTH}, "periodSeconds": 30, "timeoutSeconds": 10}
 
-        rpc = k8s.core.v1.Service(
+        # Governing Service first, by plain name: the StatefulSet must not wait on any Service's Output.
+        governing = f"{name}-headless"
+        k8s.core.v1.Service(
+            f"{name}-headless",
+            metadata=object_meta(governing, namespace, labels),
+            spec=_headless_spec(selector),
+            opts=child,
+        )
+        k8s.core.v1.Service(
             f"{name}-rpc",
             metadata=object_meta(f"{name}-rpc", namespace, labels),
             spec=_service_spec("ClusterIP", selector, [("rpc", 5001, "TCP")]),
@@ -103,17 +129,19 @@ class Kubo(pulumi.ComponentResource):
             spec=_service_spec("ClusterIP", selector, [("gateway", 8080, "TCP")]),
             opts=child,
         )
-        swarm_spec: Fragment = _service_spec(
-            swarm_type, selector, [("swarm", 4001, "TCP"), ("swarm-udp", 4001, "UDP")]
-        )
-        # Local keeps the peer's address, which Kubo's connection manager and AutoNAT rely on.
-        swarm_spec["externalTrafficPolicy"] = "Local"
-        k8s.core.v1.Service(
-            f"{name}-swarm",
-            metadata=object_meta(f"{name}-swarm", namespace, labels),
-            spec=swarm_spec,
-            opts=child,
-        )
+        # One Service per protocol: a LoadBalancer mixing TCP and UDP is refused by several cloud
+        # controllers (the in-tree AWS one among them) and the provider would wait until it times out.
+        swarm_annotations = dict(args.get("swarm_annotations", {}))
+        for suffix, port_name, protocol in (("swarm", "swarm", "TCP"), ("swarm-udp", "swarm-udp", "UDP")):
+            swarm_spec: Fragment = _service_spec(swarm_type, selector, [(port_name, 4001, protocol)])
+            # Local keeps the peer's address, which Kubo's connection manager and AutoNAT rely on.
+            swarm_spec["externalTrafficPolicy"] = "Local"
+            k8s.core.v1.Service(
+                f"{name}-{suffix}",
+                metadata={**object_meta(f"{name}-{suffix}", namespace, labels), "annotations": swarm_annotations},
+                spec=swarm_spec,
+                opts=child,
+            )
         # Selecting the Kubo pods makes ingress deny-by-default; only these rules let traffic in.
         policy_spec: Fragment = {
             "podSelector": {"matchLabels": selector},
@@ -121,7 +149,10 @@ class Kubo(pulumi.ComponentResource):
             "ingress": [
                 {"ports": [{"port": 4001, "protocol": "TCP"}, {"port": 4001, "protocol": "UDP"}]},
                 {
-                    "from": [{"podSelector": {"matchLabels": clients}}],
+                    "from": [
+                        {"podSelector": {"matchLabels": peer}}
+                        for peer in [clients, *(dict(p) for p in args.get("rpc_extra_clients", []))]
+                    ],
                     "ports": [{"port": 5001, "protocol": "TCP"}, {"port": 8080, "protocol": "TCP"}],
                 },
             ],
@@ -133,7 +164,7 @@ class Kubo(pulumi.ComponentResource):
             opts=child,
         )
         statefulset_spec: Fragment = {
-            "serviceName": rpc.metadata.name,
+            "serviceName": governing,
             "replicas": 1,
             "selector": {"matchLabels": selector},
             "template": {

@@ -13,6 +13,7 @@ unknown stack, a program that does not run). Mocks are process-wide state: one s
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import runpy
 import sys
@@ -114,6 +115,9 @@ def _mock_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
         "masterAuth": {"clusterCaCertificate": "Q0EK"},
         "keyUriWithVersion": f"https://{name}.vault.example.invalid/keys/k/1",
         "principalId": "00000000-0000-0000-0000-000000000001",
+        "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.example.invalid/id/{name}"}]}],
+        "latestVersion": 1,
+        "email": f"{name}@cats-mock.iam.gserviceaccount.com",
     }
     state = {**outputs, **args.inputs}
     identity = state.get("identity")
@@ -124,6 +128,30 @@ def _mock_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
             "userAssignedIdentities": {i: {} for i in identity["userAssignedIdentities"]},
         }
     return state
+
+
+# What AKS returns for format=exec: kubelogin with the interactive device-code flow.
+_AKS_EXEC_KUBECONFIG = base64.b64encode(
+    json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "aks", "cluster": {"server": "https://aks.example.invalid:443"}}],
+            "users": [
+                {
+                    "name": "clusterUser",
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "kubelogin",
+                            "args": ["get-token", "--login", "devicecode", "--server-id", "6dae42f8"],
+                        }
+                    },
+                }
+            ],
+        }
+    ).encode()
+).decode()
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -148,7 +176,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             zero = "00000000-0000-0000-0000-000000000000"
             return {"clientId": zero, "objectId": zero, "subscriptionId": zero, "tenantId": zero}, []
         if function == "azure-native:containerservice:listManagedClusterUserCredentials":
-            return {"kubeconfigs": [{"name": "clusterUser", "value": "YXBpVmVyc2lvbjogdjEK"}]}, []
+            return {"kubeconfigs": [{"name": "clusterUser", "value": _AKS_EXEC_KUBECONFIG}]}, []
+        if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            region = "us-east-1"
+            return {"names": [f"{region}a", f"{region}b", f"{region}c"], "zoneIds": []}, []
         return {}, []
 
     def reset(self) -> None:

@@ -57,6 +57,10 @@ class PlantArgs(TypedDict):
     """GKE VPC network."""
     tags: NotRequired[Mapping[str, str]]
     """Tags / labels for cloud resources."""
+    deletion_protection: NotRequired[bool]
+    """GKE deletion protection (default False, so the stack can be destroyed)."""
+    admin_principal_id: NotRequired[pulumi.Input[str]]
+    """AKS: Entra object ID granted cluster admin (default: whoever runs Pulumi)."""
     kubeconfig: NotRequired[pulumi.Input[str]]
     """Kubeconfig of an existing cluster (``cloud: existing`` only)."""
     cluster_name: NotRequired[str]
@@ -102,7 +106,15 @@ class Plant(pulumi.ComponentResource):
                 "node_count_min": args.get("node_count_min", 1),
                 "node_count_max": args.get("node_count_max", 3),
             }
-            for optional in ("node_size", "kubernetes_version", "subnet_ids", "network", "tags"):
+            for optional in (
+                "node_size",
+                "kubernetes_version",
+                "subnet_ids",
+                "network",
+                "tags",
+                "deletion_protection",
+                "admin_principal_id",
+            ):
                 if optional in args:
                     managed[optional] = args[optional]
             if cloud == "aws":

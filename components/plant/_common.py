@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NotRequired, TypedDict
 
 import pulumi
@@ -38,6 +38,10 @@ class ManagedClusterArgs(TypedDict):
     """The VPC network (GKE only; ``default`` when absent)."""
     tags: NotRequired[Mapping[str, str]]
     """Tags / labels put on the cloud resources."""
+    deletion_protection: NotRequired[bool]
+    """Refuse to delete the cluster (GKE; default False so ``redeploy --destroy`` can tear it down)."""
+    admin_principal_id: NotRequired[pulumi.Input[str]]
+    """Entra object ID granted cluster admin (AKS; default: whoever runs Pulumi)."""
 
 
 def validated_common(args: ManagedClusterArgs) -> tuple[pulumi.Input[Sequence[str]], int, int]:
@@ -100,13 +104,30 @@ class ClusterComponent(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
     provider: k8s.Provider
 
-    def _finish(self, name: str, kubeconfig: pulumi.Input[str], cluster_name: pulumi.Input[str]) -> None:
-        """Create the Kubernetes provider and register the outputs (once, last)."""
+    def _finish(
+        self,
+        name: str,
+        kubeconfig: pulumi.Input[str],
+        cluster_name: pulumi.Input[str],
+        on_cluster: Callable[[pulumi.ResourceOptions], None] | None = None,
+        depends_on: Sequence[pulumi.Resource] = (),
+    ) -> None:
+        """Create the Kubernetes provider, then the cluster add-ons, and register the outputs (last).
+
+        Args:
+            name: The component's name (children are named after it).
+            kubeconfig: A kubeconfig for the cluster.
+            cluster_name: The cluster's name.
+            on_cluster: Declares the cluster-level objects (StorageClass, autoscaler) with these options.
+            depends_on: What the cluster must have before objects are deployed on it (node pools).
+        """
         self.kubeconfig = pulumi.Output.secret(kubeconfig)
         self.cluster_name = pulumi.Output.from_input(cluster_name)
         self.provider = k8s.Provider(
             f"{name}-k8s",
             k8s.ProviderArgs(kubeconfig=self.kubeconfig),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(depends_on)),
         )
+        if on_cluster is not None:
+            on_cluster(pulumi.ResourceOptions(parent=self, provider=self.provider))
         self.register_outputs({"kubeconfig": self.kubeconfig, "clusterName": self.cluster_name})

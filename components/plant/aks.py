@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+from typing import Any
 
 import pulumi
 import pulumi_azure_native as azure
+import yaml
 
+from .._capacity import DEFAULT_NODE_SIZE
 from ._common import ClusterComponent, ManagedClusterArgs, validated_common
 
-__all__ = ["AksCluster", "AksClusterArgs"]
+__all__ = ["AksCluster", "AksClusterArgs", "noninteractive_kubeconfig", "vault_name"]
 
-# Built-in role that lets the cluster identity wrap and unwrap with the KMS key.
+# Built-in roles (IDs are the same in every tenant).
+# Lets the cluster identity wrap and unwrap with the KMS key.
 _KEY_VAULT_CRYPTO_USER = "12338af0-0e69-4776-bea7-57ae8d297424"
+# With local accounts off and Azure RBAC on, Kubernetes API access is an Azure role assignment.
+_AKS_RBAC_CLUSTER_ADMIN = "b1ff04bb-8a4e-4dc4-8eb5-8693396c8b89"
+# A cluster identity must manage NICs and load balancers' IPs in a subnet it does not own.
+_NETWORK_CONTRIBUTOR = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+#: kubelogin login mode written into the kubeconfig: reuses the deployer's ``az login`` session, no prompt.
+KUBELOGIN_MODE = "azurecli"
 _CONTROL_PLANE_LOGS = [
     "kube-apiserver",
     "kube-audit-admin",
@@ -26,10 +37,48 @@ class AksClusterArgs(ManagedClusterArgs):
     """Inputs of :class:`AksCluster` (the shared managed-cluster inputs)."""
 
 
+def vault_name(project: str, stack: str, name: str) -> str:
+    """A Key Vault name within Azure's limits (3-24 of a-z, 0-9, '-'), unique per project/stack/name.
+
+    Vault names are global and the logical name plus Pulumi's random suffix can exceed 24 characters.
+    """
+    digest = hashlib.sha256(f"{project}/{stack}/{name}".encode()).hexdigest()
+    return f"kv{digest[:20]}"
+
+
+def noninteractive_kubeconfig(kubeconfig: str, login: str = KUBELOGIN_MODE) -> str:
+    """Rewrite AKS's ``exec`` kubeconfig so kubelogin never prompts (what ``kubelogin convert-kubeconfig`` does).
+
+    AKS hands out ``kubelogin get-token --login devicecode``, which waits for a person at a browser;
+    the Kubernetes provider runs unattended, so the login mode becomes ``login`` and interactive mode
+    is off.
+
+    Raises:
+        ValueError: The kubeconfig has no kubelogin user.
+    """
+    config: Any = yaml.safe_load(kubeconfig)
+    users = config.get("users") if isinstance(config, dict) else None
+    converted = 0
+    for user in users if isinstance(users, list) else []:
+        exec_spec = (user.get("user") or {}).get("exec") if isinstance(user, dict) else None
+        if not isinstance(exec_spec, dict) or exec_spec.get("command") != "kubelogin":
+            continue
+        args = [str(a) for a in exec_spec.get("args") or []]
+        if "--login" in args:
+            at = args.index("--login")
+            del args[at : at + 2]
+        exec_spec["args"] = [*args, "--login", login]
+        exec_spec["interactiveMode"] = "Never"
+        converted += 1
+    if not converted:
+        raise ValueError("AKS returned a kubeconfig without a kubelogin user; expected format=exec credentials")
+    return yaml.safe_dump(config, sort_keys=True)
+
+
 def _decode_kubeconfig(result: azure.containerservice.ListManagedClusterUserCredentialsResult) -> str:
     if not result.kubeconfigs:
         raise ValueError("AKS returned no kubeconfig for the cluster user")
-    return base64.b64decode(result.kubeconfigs[0].value).decode()
+    return noninteractive_kubeconfig(base64.b64decode(result.kubeconfigs[0].value).decode())
 
 
 class AksCluster(ClusterComponent):
@@ -45,9 +94,17 @@ class AksCluster(ClusterComponent):
         super().__init__("cats:index:AksCluster", name, None, opts)
         cidrs, low, high = validated_common(args)
         tags = dict(args.get("tags", {}))
-        child = pulumi.ResourceOptions(parent=self)
         location = args["region"]
-        client = azure.authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        azure_provider = azure.Provider(f"{name}-azure", location=location, opts=pulumi.ResourceOptions(parent=self))
+        child = pulumi.ResourceOptions(parent=self, provider=azure_provider)
+        client = azure.authorization.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=azure_provider)
+        )
+
+        def role(definition: str) -> pulumi.Output[str]:
+            return client.subscription_id.apply(
+                lambda s: f"/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{definition}"
+            )
 
         group = azure.resources.ResourceGroup(f"{name}-rg", location=location, tags=tags, opts=child)
         identity = azure.managedidentity.UserAssignedIdentity(
@@ -55,6 +112,7 @@ class AksCluster(ClusterComponent):
         )
         vault = azure.keyvault.Vault(
             f"{name}-vault",
+            vault_name=vault_name(pulumi.get_project(), pulumi.get_stack(), name),
             resource_group_name=group.name,
             location=location,
             properties={
@@ -79,18 +137,26 @@ class AksCluster(ClusterComponent):
             f"{name}-secrets-key-grant",
             principal_id=identity.principal_id,
             principal_type=azure.authorization.PrincipalType.SERVICE_PRINCIPAL,
-            role_definition_id=client.subscription_id.apply(
-                lambda s: (
-                    f"/subscriptions/{s}/providers/Microsoft.Authorization/roleDefinitions/{_KEY_VAULT_CRYPTO_USER}"
-                )
-            ),
+            role_definition_id=role(_KEY_VAULT_CRYPTO_USER),
             scope=vault.id,
             opts=child,
         )
+        grants: list[pulumi.Resource] = [grant]
         subnets = args.get("subnet_ids")
         subnet_id = (
             pulumi.Output.from_input(subnets).apply(lambda s: s[0] if s else None) if subnets else None
         )
+        if subnet_id is not None:
+            grants.append(
+                azure.authorization.RoleAssignment(
+                    f"{name}-subnet-network",
+                    principal_id=identity.principal_id,
+                    principal_type=azure.authorization.PrincipalType.SERVICE_PRINCIPAL,
+                    role_definition_id=role(_NETWORK_CONTRIBUTOR),
+                    scope=subnet_id,
+                    opts=child,
+                )
+            )
         cluster = azure.containerservice.ManagedCluster(
             f"{name}-cluster",
             resource_group_name=group.name,
@@ -129,15 +195,24 @@ class AksCluster(ClusterComponent):
                 }
             },
             tags=tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[grant]),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=grants)),
         )
-        azure.containerservice.AgentPool(
+        # Whoever runs Pulumi (or the configured admin) may use the Kubernetes API: without it the
+        # provider's first call is refused, since Azure RBAC decides and local accounts are off.
+        admin = azure.authorization.RoleAssignment(
+            f"{name}-cluster-admin",
+            principal_id=args.get("admin_principal_id", client.object_id),
+            role_definition_id=role(_AKS_RBAC_CLUSTER_ADMIN),
+            scope=cluster.id,
+            opts=child,
+        )
+        nodes = azure.containerservice.AgentPool(
             f"{name}-nodes",
             resource_group_name=group.name,
             resource_name_=cluster.name,
             agent_pool_name="workers",
             mode=azure.containerservice.AgentPoolMode.USER,
-            vm_size=args.get("node_size", "Standard_D4s_v5"),
+            vm_size=args.get("node_size", DEFAULT_NODE_SIZE["azure"]),
             count=max(low, 1),
             enable_auto_scaling=True,
             min_count=low,
@@ -146,7 +221,7 @@ class AksCluster(ClusterComponent):
             os_type=azure.containerservice.OSType.LINUX,
             type=azure.containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
             vnet_subnet_id=subnet_id,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"]),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["count"])),
         )
         workspace = azure.operationalinsights.Workspace(
             f"{name}-logs",
@@ -168,6 +243,6 @@ class AksCluster(ClusterComponent):
             resource_group_name=group.name,
             resource_name=cluster.name,
             format="exec",
-            opts=pulumi.InvokeOutputOptions(parent=self),
+            opts=pulumi.InvokeOutputOptions(parent=self, provider=azure_provider),
         )
-        self._finish(name, credentials.apply(_decode_kubeconfig), cluster.name)
+        self._finish(name, credentials.apply(_decode_kubeconfig), cluster.name, depends_on=[nodes, admin])

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,8 @@ if str(REPO) not in sys.path:
 from policies.offline import RecordingMocks, RegisteredResource  # noqa: E402
 
 MOCKS = RecordingMocks()
-SHARED_SCHEMAS = REPO.parent / "shared" / "schemas" / "kuberay-v1.7.0"
+# CI has ../shared beside the checkout; CATS_SHARED_DIR points elsewhere (a worktree's own layout).
+SHARED_SCHEMAS = Path(os.environ.get("CATS_SHARED_DIR") or REPO.parent / "shared") / "schemas" / "kuberay-v1.7.0"
 
 
 class Built:

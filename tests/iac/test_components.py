@@ -13,6 +13,7 @@ from components import (
     DEFAULT_RAY_IMAGE,
     KUBERAY_CHART_REPO,
     NODE_LABELS,
+    RAY_LABELS,
     CatNode,
 )
 
@@ -57,7 +58,10 @@ def test_eks_inputs() -> None:
     scaling = node.one("aws:eks/nodeGroup:NodeGroup").inputs["scalingConfig"]
     assert (scaling["minSize"], scaling["maxSize"]) == (1, 7)
     assert node.one("aws:eks/nodeGroup:NodeGroup").inputs["subnetIds"] == ["subnet-a", "subnet-b"]
-    assert '"enableNetworkPolicy": "true"' in node.one("aws:eks/addon:Addon").inputs["configurationValues"]
+    # Subnets given: the organization's network, no VPC of our own.
+    assert not node.of_type("aws:ec2/vpc:Vpc")
+    cni = node.one("aws:eks/addon:Addon", "cats-plant-cluster-vpc-cni").inputs
+    assert '"enableNetworkPolicy": "true"' in cni["configurationValues"]
 
 
 def test_gke_inputs() -> None:
@@ -71,7 +75,9 @@ def test_gke_inputs() -> None:
     assert "APISERVER" in cluster["loggingConfig"]["enableComponents"]
     assert cluster["datapathProvider"] == "ADVANCED_DATAPATH"
     pool = node.one("gcp:container/nodePool:NodePool").inputs
-    assert (pool["autoscaling"]["minNodeCount"], pool["autoscaling"]["maxNodeCount"]) == (0, 7)
+    # Totals over the region's zones, never per-zone counts.
+    assert (pool["autoscaling"]["totalMinNodeCount"], pool["autoscaling"]["totalMaxNodeCount"]) == (0, 7)
+    assert "maxNodeCount" not in pool["autoscaling"]
     grant = node.one("gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember").inputs
     assert (
         grant["member"]
@@ -102,7 +108,7 @@ def test_existing_creates_no_cloud_resources() -> None:
 
 def test_kuberay_inputs(built: tuple[str, Built]) -> None:
     _, node = built
-    release = node.one("kubernetes:helm.sh/v3:Release").inputs
+    release = node.one("kubernetes:helm.sh/v3:Release", "cats-ray-operator").inputs
     assert (release["chart"], release["version"]) == ("kuberay-operator", "1.7.0")
     assert release["repositoryOpts"]["repo"] == KUBERAY_CHART_REPO
     assert release["namespace"] == "kuberay-system"
@@ -130,14 +136,15 @@ def test_kubo_inputs(built: tuple[str, Built]) -> None:
     assert [p["port"] for p in services["cats-kubo-rpc"]["ports"]] == [5001]
     assert services["cats-kubo-gateway"]["type"] == "ClusterIP"
     assert services["cats-kubo-swarm"]["type"] == "LoadBalancer"
-    assert {(p["port"], p["protocol"]) for p in services["cats-kubo-swarm"]["ports"]} == {
-        (4001, "TCP"),
-        (4001, "UDP"),
-    }
+    assert [(p["port"], p["protocol"]) for p in services["cats-kubo-swarm"]["ports"]] == [(4001, "TCP")]
+    assert [(p["port"], p["protocol"]) for p in services["cats-kubo-swarm-udp"]["ports"]] == [(4001, "UDP")]
     assert services["cats-node"]["type"] == "ClusterIP"
     policy = node.one("kubernetes:networking.k8s.io/v1:NetworkPolicy").inputs["spec"]
     rpc_rule = next(r for r in policy["ingress"] if any(p["port"] == 5001 for p in r["ports"]))
-    assert rpc_rule["from"] == [{"podSelector": {"matchLabels": NODE_LABELS}}]
+    assert rpc_rule["from"] == [
+        {"podSelector": {"matchLabels": NODE_LABELS}},
+        {"podSelector": {"matchLabels": RAY_LABELS}},
+    ]
     statefulset = node.one("kubernetes:apps/v1:StatefulSet").inputs["spec"]
     container = statefulset["template"]["spec"]["containers"][0]
     assert container["image"] == DEFAULT_KUBO_IMAGE
@@ -172,6 +179,10 @@ def test_kubo_inputs(built: tuple[str, Built]) -> None:
         ({"node_image": "cats:latest"}, "nodeImage: expected an image pinned"),
         ({"ray_worker_max": 10_000}, "workerMax: expected at most"),
         ({"kubo_swarm_service_type": "ClusterIP"}, "kuboSwarmServiceType"),
+        ({"ray_worker_cpu": "four"}, "rayWorkerCpu: expected a CPU quantity"),
+        ({"ray_head_memory": "8 gigs"}, "rayHeadMemory: expected a memory quantity"),
+        ({"ray_worker_gpus": 99}, "rayWorkerGpus"),
+        ({"node_replicas": 2}, "nodeReplicas: expected 1"),
         ({"namespace": "Not_A_Label"}, "namespace: expected a lowercase DNS label"),
     ],
 )
