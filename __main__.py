@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, cast
 
 import pulumi
-from pulumi.runtime import config as runtime_config
+import yaml
 
 from components import CatNode, CatNodeArgs, PlantArgs
 
@@ -16,14 +17,22 @@ _PLANT_STRINGS = {
     "kubernetesVersion": "kubernetes_version",
     "network": "network",
     "clusterName": "cluster_name",
+    "adminPrincipalId": "admin_principal_id",
 }
 _PLANT_INTS = {"nodeCountMin": "node_count_min", "nodeCountMax": "node_count_max"}
+_PLANT_BOOLS = {"deletionProtection": "deletion_protection"}
 _PLANT_OBJECTS = {"apiAllowedCidrs": "api_allowed_cidrs", "subnetIds": "subnet_ids", "tags": "tags"}
 _NODE_STRINGS = {
     "namespace": "namespace",
     "nodeImage": "node_image",
+    "nodeStorageSize": "node_storage_size",
     "rayImage": "ray_image",
     "rayVersion": "ray_version",
+    "rayHeadCpu": "ray_head_cpu",
+    "rayHeadMemory": "ray_head_memory",
+    "rayWorkerCpu": "ray_worker_cpu",
+    "rayWorkerMemory": "ray_worker_memory",
+    "rayWorkerRuntimeClass": "ray_worker_runtime_class",
     "kuboImage": "kubo_image",
     "kuboStorageSize": "kubo_storage_size",
     "kuboSwarmServiceType": "kubo_swarm_service_type",
@@ -32,13 +41,23 @@ _NODE_INTS = {
     "nodeReplicas": "node_replicas",
     "rayWorkerMin": "ray_worker_min",
     "rayWorkerMax": "ray_worker_max",
+    "rayWorkerGpus": "ray_worker_gpus",
 }
+_NODE_BOOLS = {"example": "example"}
+
+
+def _declared_keys() -> list[str]:
+    """The ``cats:*`` keys Pulumi.yaml declares (its typed ``config:`` section)."""
+    project = yaml.safe_load((Path(__file__).parent / "Pulumi.yaml").read_text(encoding="utf-8")) or {}
+    name = str(project.get("name", "cats"))
+    return [key if ":" in key else f"{name}:{key}" for key in dict(project.get("config") or {})]
 
 
 def _config_keys() -> dict[str, bool]:
     """Every config key of this stack mapped to whether it is secret (names only, never values)."""
-    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
-    return {key: runtime_config.is_config_secret(key) for key in sorted(keys)}
+    keys = set(pulumi.runtime.get_config_env()) | set(_declared_keys())
+    present = {key for key in keys if pulumi.runtime.get_config(key) is not None}
+    return {key: pulumi.runtime.is_config_secret(key) for key in sorted(present)}
 
 
 def _read(config: pulumi.Config) -> CatNodeArgs:
@@ -49,6 +68,9 @@ def _read(config: pulumi.Config) -> CatNodeArgs:
     for key, arg in _PLANT_INTS.items():
         if (number := config.get_int(key)) is not None:
             plant[arg] = number
+    for key, arg in _PLANT_BOOLS.items():
+        if (flag := config.get_bool(key)) is not None:
+            plant[arg] = flag
     for key, arg in _PLANT_OBJECTS.items():
         if (obj := config.get_object(key)) is not None:
             plant[arg] = obj
@@ -66,6 +88,9 @@ def _read(config: pulumi.Config) -> CatNodeArgs:
     for key, arg in _NODE_INTS.items():
         if (number := config.get_int(key)) is not None:
             node[arg] = number
+    for key, arg in _NODE_BOOLS.items():
+        if (flag := config.get_bool(key)) is not None:
+            node[arg] = flag
     return cast(CatNodeArgs, node)
 
 
@@ -73,5 +98,6 @@ node = CatNode("cats", _read(pulumi.Config("cats")))
 
 pulumi.export("rayJobsAddress", node.ray_jobs_address)
 pulumi.export("kuboRpcAddress", node.kubo_rpc_address)
+pulumi.export("nodeAddress", node.node_address)
 pulumi.export("kubeconfig", node.kubeconfig)
 pulumi.export("clusterName", node.cluster_name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import runpy
 import sys
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,7 @@ from typing import Any
 
 import pulumi
 import yaml
+from google.protobuf import json_format
 from pulumi.runtime.mocks import MockMonitor
 from pulumi_policy import (
     EnforcementLevel,
@@ -38,7 +40,10 @@ from policies.rules import RESOURCE_POLICIES, STACK_POLICIES, plaintext_secret_k
 
 __all__ = [
     "SECRET_PLACEHOLDER",
+    "STACK_CONFIG_RULE",
+    "EngineMonitor",
     "OfflineError",
+    "ProgramRefused",
     "RecordingMocks",
     "RegisteredResource",
     "StackConfig",
@@ -55,6 +60,14 @@ SECRET_PLACEHOLDER = "offline-secret-placeholder"  # noqa: S105 - not a credenti
 
 class OfflineError(Exception):
     """A usage error: no such project or stack, or a program that fails to run."""
+
+
+class ProgramRefused(OfflineError):
+    """The program refused a stack value (its input checks raise ValueError): a violation, not a crash."""
+
+
+#: The rule name under which a refused stack value is reported.
+STACK_CONFIG_RULE = "stack-config-valid"
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,24 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.resources.clear()
 
 
+class EngineMonitor(MockMonitor):
+    """Pulumi's mock monitor, plus what the engine does with a component's registered outputs.
+
+    The engine replaces a component's state by the outputs it registers, and stack policies see that
+    state; recording them lets the offline run show rules the same view.
+    """
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.component_outputs: dict[str, dict[str, Any]] = {}
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        """Keep the outputs (secrets unwrapped, unknowns dropped) by URN."""
+        outputs = json_format.MessageToDict(request.outputs)
+        self.component_outputs[request.urn] = _unwrap_secrets(outputs)
+        return super().RegisterResourceOutputs(request)
+
+
 def load_stack_config(project_dir: Path, stack: str) -> StackConfig:
     """Read ``Pulumi.yaml`` and the stack file the way the Pulumi CLI would.
 
@@ -234,11 +265,14 @@ def run_program(project_dir: Path, config: StackConfig) -> list[RegisteredResour
         OfflineError: The program raised.
     """
     mocks = RecordingMocks()
-    monitor = MockMonitor(mocks)
+    monitor = EngineMonitor(mocks)
     pulumi.runtime.set_mocks(
         mocks, project=config.project, stack=config.stack, preview=False, monitor=monitor
     )
     pulumi.runtime.set_all_config(config.values, config.secret_keys)
+    # The Python language host also hands the program its config through these variables.
+    os.environ["PULUMI_CONFIG"] = json.dumps(config.values)
+    os.environ["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(config.secret_keys)
     main_file = project_dir / "__main__.py"
     if not main_file.is_file():
         raise OfflineError(f"expected the program {main_file}, found none")
@@ -246,7 +280,9 @@ def run_program(project_dir: Path, config: StackConfig) -> list[RegisteredResour
     try:
         # pulumi.runtime.test waits for every registration and re-raises the program's first error.
         pulumi.runtime.test(lambda: runpy.run_path(str(main_file), run_name="__main__"))()  # type: ignore[no-untyped-call]
-    except Exception as exc:  # any failure of the program is a usage error here
+    except ValueError as exc:  # the components' input checks: the stack asks for something refused
+        raise ProgramRefused(str(exc)) from exc
+    except Exception as exc:  # any other failure of the program is a usage error here
         raise OfflineError(f"{main_file} failed under mocks: {type(exc).__name__}: {exc}") from exc
     finally:
         sys.path.remove(str(project_dir))
@@ -258,6 +294,11 @@ def run_program(project_dir: Path, config: StackConfig) -> list[RegisteredResour
         urns[(qualified.split("$")[-1], name)] = urn
     for resource in mocks.resources:
         resource.urn = urns.get((resource.type, resource.name), "")
+    by_mock_urn = {u.replace("::pulumi:pulumi:Stack$", "::"): o for u, o in monitor.component_outputs.items()}
+    for resource in mocks.resources:
+        if not resource.custom and resource.urn in by_mock_urn:
+            # What the engine keeps as the component's state, and what stack rules see.
+            resource.inputs = by_mock_urn[resource.urn]
     return mocks.resources
 
 
@@ -356,9 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     options = _parse(argv)  # argparse exits with 2 on bad usage
     project_dir: Path = options.project.resolve()
+    violations: list[Violation] = []
+    resources: list[RegisteredResource] = []
     try:
         config = load_stack_config(project_dir, options.stack)
-        resources = run_program(project_dir, config)
+        try:
+            resources = run_program(project_dir, config)
+        except ProgramRefused as refused:
+            violations.append(Violation(STACK_CONFIG_RULE, EnforcementLevel.MANDATORY.value, str(refused)))
     except OfflineError as exc:
         if options.json:
             print(json.dumps({"stack": options.stack, "error": str(exc)}))
@@ -366,7 +412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
         return 2
     config_keys = {key: key in config.secret_keys for key in config.values}
-    violations = check_resources(resources, config_keys)
+    violations.extend(check_resources(resources, config_keys))
     mandatory = [v for v in violations if v.enforcement == EnforcementLevel.MANDATORY.value]
     if options.json:
         document = {

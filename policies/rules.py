@@ -21,10 +21,17 @@ api-endpoint-restricted          mandatory   EKS/GKE/AKS API servers open to 0.0
 bounded-autoscaling              mandatory   node pools / Ray worker groups without a max, or above
                                              the cap
 no-plaintext-secret-config       mandatory   secret-looking stack config keys stored in plaintext
+placeholder-image-digest         mandatory   the shipped placeholder digests left in place (only
+                                             the shipped example stacks are exempt)
+pod-host-access                  mandatory   host network/PID/IPC, host ports, privileged containers
+ray-auth-required                mandatory   RayClusters without token authentication
+pods-fit-node-type               mandatory   pods whose requests no node of the stack's pools fits
 secrets-encryption               advisory    cluster secrets not envelope-encrypted with a KMS key
 control-plane-logging            advisory    no audit trail of the Kubernetes API
 private-nodes                    advisory    worker nodes with public IPs
-placeholder-image-digest         advisory    the shipped placeholder digests left in place
+node-disk-encryption             advisory    EKS node volumes not encrypted, AKS without host
+                                             encryption
+example-stack                    advisory    a shipped example stack (placeholder digests) checked
 ===============================  ==========  ====================================================
 """
 
@@ -35,6 +42,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from components._capacity import Capacity, allocatable, parse_cpu, parse_memory
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -55,6 +63,11 @@ __all__ = [
     "bounded_autoscaling",
     "container_resources",
     "control_plane_logging",
+    "example_stack",
+    "node_disk_encryption",
+    "pod_host_access",
+    "pods_fit_node_type",
+    "ray_auth_required",
     "images_pinned_by_digest",
     "kubo_rpc_cluster_only",
     "kubo_rpc_network_policy",
@@ -76,6 +89,8 @@ _SECRET_KEY_RE = re.compile(
     r"(password|passwd|passphrase|token|secret|credential|kubeconfig|private_?key|api_?key|access_?key|key|keys)$",
     re.IGNORECASE,
 )
+# A GCP region (europe-west4), as opposed to a zone (europe-west4-a).
+_REGION_RE = re.compile(r"^[a-z]+-[a-z]+[0-9]+$")
 _PUBLIC_KEY_RE = re.compile(r"public_?key$", re.IGNORECASE)
 
 _POD_TEMPLATE_KINDS = {
@@ -98,6 +113,15 @@ _GKE_NODE_POOL = "gcp:container/nodePool:NodePool"
 _AKS_CLUSTER = "azure-native:containerservice:ManagedCluster"
 _AKS_AGENT_POOL = "azure-native:containerservice:AgentPool"
 _AKS_DIAGNOSTICS = "azure-native:monitor:DiagnosticSetting"
+_HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+_CAT_NODE = "cats:index:CatNode"
+#: Gateway API route kinds: each routes traffic from a Gateway (often public) to Services.
+_ROUTE_TYPES = frozenset(
+    f"kubernetes:gateway.networking.k8s.io/{version}:{kind}"
+    for version in ("v1", "v1beta1", "v1alpha2")
+    for kind in ("HTTPRoute", "GRPCRoute", "TCPRoute", "TLSRoute", "UDPRoute")
+)
 
 
 # --- reading properties -------------------------------------------------------------------------
@@ -227,6 +251,40 @@ def _ingress_backends(props: Mapping[str, Any]) -> Iterator[tuple[str, int | str
             yield str(service.get("name", "")), _port(port.get("number", port.get("name")))
 
 
+def _route_backends(props: Mapping[str, Any]) -> Iterator[tuple[str, int | str | None]]:
+    """Service backends of a Gateway API route (every rule's ``backendRefs``)."""
+    for rule in _list(_get(props, "spec", "rules")):
+        for ref in _list(_map(rule).get("backendRefs")):
+            entry = _map(ref)
+            if entry.get("kind", "Service") == "Service":
+                yield str(entry.get("name", "")), _port(entry.get("port"))
+
+
+_EXPOSING_TYPES = frozenset({"LoadBalancer", "NodePort"})
+
+
+def _helm_exposures(values: Any, path: str = "values") -> Iterator[tuple[str, str]]:
+    """Places in Helm values that ask for a LoadBalancer/NodePort service or an ingress."""
+    if isinstance(values, Mapping):
+        for key, value in values.items():
+            here = f"{path}.{key}"
+            if key in ("type", "serviceType") and value in _EXPOSING_TYPES:
+                yield here, str(value)
+            elif key in ("ingress", "enableIngress") and (
+                value is True or (isinstance(value, Mapping) and value.get("enabled") is True)
+            ):
+                yield here, "ingress"
+            else:
+                yield from _helm_exposures(value, here)
+    elif isinstance(values, list):
+        for i, value in enumerate(values):
+            yield from _helm_exposures(value, f"{path}[{i}]")
+
+
+def _helm_chart(props: Mapping[str, Any]) -> str:
+    return str(props.get("chart", "")).rsplit("/", 1)[-1].lower()
+
+
 def _validate_kubo_rpc(args: ResourceValidationArgs, report: ReportViolation) -> None:
     if args.resource_type == _SERVICE:
         hits = _exposed_ports(args.props, _KUBO_RPC_PORTS)
@@ -239,6 +297,13 @@ def _validate_kubo_rpc(args: ResourceValidationArgs, report: ReportViolation) ->
         for service, port in _ingress_backends(args.props):
             if port in _KUBO_RPC_PORTS or service.endswith("kubo-rpc"):
                 report(f"Ingress routes to Kubo RPC ({service}:{port}); the RPC API is an admin API", None)
+    elif args.resource_type in _ROUTE_TYPES:
+        for service, port in _route_backends(args.props):
+            if port in _KUBO_RPC_PORTS or service.endswith("kubo-rpc"):
+                report(f"Gateway route to Kubo RPC ({service}:{port}); the RPC API is an admin API", None)
+    elif args.resource_type == _HELM_RELEASE and any(w in _helm_chart(args.props) for w in ("kubo", "ipfs")):
+        for where, how in _helm_exposures(args.props.get("values")):
+            report(f"Helm release of {_helm_chart(args.props)!r} asks for {how} at {where}", None)
 
 
 kubo_rpc_cluster_only = ResourceValidationPolicy(
@@ -262,6 +327,18 @@ def _validate_ray_ports(args: ResourceValidationArgs, report: ReportViolation) -
                     f"Ingress routes to the Ray head ({service}:{port}); anyone reaching it can run code",
                     None,
                 )
+    elif args.resource_type in _ROUTE_TYPES:
+        for service, port in _route_backends(args.props):
+            if port in _RAY_PORTS or service.endswith("-head-svc"):
+                report(
+                    f"Gateway route to the Ray head ({service}:{port}); anyone reaching it can run code",
+                    None,
+                )
+    elif args.resource_type == _HELM_RELEASE and "ray" in _helm_chart(args.props) and _helm_chart(
+        args.props
+    ) != "kuberay-operator":
+        for where, how in _helm_exposures(args.props.get("values")):
+            report(f"Helm release of {_helm_chart(args.props)!r} asks for {how} at {where}", None)
     for spec in _ray_cluster_specs(args.resource_type, args.props):
         head = _map(spec.get("headGroupSpec"))
         service_type = head.get("serviceType") or "ClusterIP"
@@ -328,19 +405,208 @@ container_resources = ResourceValidationPolicy(
 )
 
 
-def _validate_placeholder(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    for where, container in _containers(args.resource_type, args.props):
-        image = container.get("image")
-        if isinstance(image, str) and _DIGEST_RE.search(image):
-            digest = image.rsplit(":", 1)[1]
-            if digest == digest[:16] * 4:
-                report(f"{where}: {image!r} carries the shipped placeholder digest; set the real one", None)
+def _placeholder_hits(resources: Sequence[Any]) -> Iterator[tuple[Any, str]]:
+    for resource in resources:
+        for where, container in _containers(resource.resource_type, resource.props):
+            image = container.get("image")
+            if isinstance(image, str) and _DIGEST_RE.search(image):
+                digest = image.rsplit(":", 1)[1]
+                if digest == digest[:16] * 4:
+                    yield resource, f"{where}: {image!r} carries the shipped placeholder digest"
 
 
-placeholder_image_digest = ResourceValidationPolicy(
+def _is_example(resources: Sequence[Any]) -> bool:
+    return any(r.resource_type == _CAT_NODE and r.props.get("example") is True for r in resources)
+
+
+def _validate_placeholder(args: StackValidationArgs, report: ReportViolation) -> None:
+    if _is_example(args.resources):
+        return
+    for resource, message in _placeholder_hits(args.resources):
+        report(f"{message}; the image does not exist, so `pulumi up` would fail pulling it", resource.urn)
+
+
+placeholder_image_digest = StackValidationPolicy(
     name="placeholder-image-digest",
     description="Images carry a real digest, not the repeating placeholder the program ships with.",
     validate=_validate_placeholder,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+
+
+def _validate_example(args: StackValidationArgs, report: ReportViolation) -> None:
+    if _is_example(args.resources):
+        for resource, message in _placeholder_hits(args.resources):
+            report(f"example stack: {message}; set the real digest before deploying", resource.urn)
+
+
+example_stack = StackValidationPolicy(
+    name="example-stack",
+    description="A shipped example stack (cats:example) keeps placeholder digests; it cannot deploy.",
+    validate=_validate_example,
+    enforcement_level=EnforcementLevel.ADVISORY,
+)
+
+
+def _validate_host_access(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for where, pod in _pod_specs(args.resource_type, args.props):
+        for field in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(field) is True:
+                report(f"{where}: {field} is true; the pod shares the node's namespaces", None)
+    for where, container in _containers(args.resource_type, args.props):
+        for port in _list(container.get("ports")):
+            if _map(port).get("hostPort") not in (None, 0):
+                report(
+                    f"{where}: hostPort {_port(_map(port).get('hostPort'))} publishes the port on the node",
+                    None,
+                )
+        context = _map(container.get("securityContext"))
+        if context.get("privileged") is True:
+            report(f"{where}: privileged container", None)
+        if context.get("allowPrivilegeEscalation") is True:
+            report(f"{where}: allowPrivilegeEscalation is true", None)
+
+
+pod_host_access = ResourceValidationPolicy(
+    name="pod-host-access",
+    description="No pod uses the host's network, PID or IPC namespace, host ports or privileged mode.",
+    validate=_validate_host_access,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+
+
+def _validate_ray_auth(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for spec in _ray_cluster_specs(args.resource_type, args.props):
+        mode = _get(spec, "authOptions", "mode")
+        if mode != "token":
+            report(
+                f"authOptions.mode is {mode!r}: without token auth anyone reaching a Ray port runs code", None
+            )
+
+
+ray_auth_required = ResourceValidationPolicy(
+    name="ray-auth-required",
+    description="Every RayCluster has token authentication on (authOptions.mode: token).",
+    validate=_validate_ray_auth,
+    enforcement_level=EnforcementLevel.MANDATORY,
+)
+
+
+def _requests(container: Mapping[str, Any]) -> Capacity:
+    resources = _map(container.get("resources"))
+    requests = {**_map(resources.get("limits")), **_map(resources.get("requests"))}
+    try:
+        cpu = parse_cpu(requests["cpu"]) if "cpu" in requests else 0
+        memory = parse_memory(requests["memory"]) if "memory" in requests else 0
+        gpus = int(float(requests.get("nvidia.com/gpu", 0)))
+    except (ValueError, TypeError):
+        return Capacity(0, 0)  # container-resources reports malformed or missing figures
+    return Capacity(cpu, memory, gpus)
+
+
+def _pod_requests(resource_type: str, props: Mapping[str, Any]) -> Iterator[tuple[str, Capacity]]:
+    """Each pod's effective request: its containers summed, or its largest init container."""
+    for where, pod in _pod_specs(resource_type, props):
+        total = Capacity(0, 0)
+        for container in _list(pod.get("containers")):
+            one = _requests(_map(container))
+            total = Capacity(total.cpu_m + one.cpu_m, total.memory + one.memory, total.gpus + one.gpus)
+        if where == "Ray head":
+            for spec in _ray_cluster_specs(resource_type, props):
+                if spec.get("enableInTreeAutoscaling"):
+                    # KubeRay adds the autoscaler as a sidecar of the head pod.
+                    one = _requests(_map(spec.get("autoscalerOptions")))
+                    total = Capacity(total.cpu_m + one.cpu_m, total.memory + one.memory, total.gpus)
+        for init in _list(pod.get("initContainers")):
+            one = _requests(_map(init))
+            total = Capacity(
+                max(total.cpu_m, one.cpu_m), max(total.memory, one.memory), max(total.gpus, one.gpus)
+            )
+        yield where, total
+
+
+def _pool_types(resources: Sequence[Any]) -> list[tuple[Any, str, str]]:
+    """(resource, pool, node type) of every node pool the stack declares."""
+    pools: list[tuple[Any, str, str]] = []
+    for r in resources:
+        if r.resource_type == _EKS_NODE_GROUP:
+            pools.extend((r, r.name, str(t)) for t in _list(r.props.get("instanceTypes")))
+        elif r.resource_type == _GKE_NODE_POOL:
+            pools.append((r, r.name, str(_get(r.props, "nodeConfig", "machineType"))))
+        elif r.resource_type == _AKS_AGENT_POOL:
+            pools.append((r, r.name, str(r.props.get("vmSize"))))
+        elif r.resource_type == _AKS_CLUSTER:
+            pools.extend(
+                (r, f"{r.name}/{_map(p).get('name')}", str(_map(p).get("vmSize")))
+                for p in _list(r.props.get("agentPoolProfiles"))
+            )
+    return pools
+
+
+def _validate_fit(args: StackValidationArgs, report: ReportViolation) -> None:
+    pools = _pool_types(args.resources)
+    capacities: list[tuple[str, Capacity]] = []
+    for resource, pool, node_type in pools:
+        capacity = allocatable(node_type)
+        if capacity is None:
+            report(
+                f"node pool {pool}: node type {node_type!r} is not in the capacity table "
+                "(components/_capacity.py); add its vCPUs, memory and max pods",
+                resource.urn,
+            )
+        else:
+            capacities.append((node_type, capacity))
+    custom = _map(args.get_config().get("nodeAllocatable"))
+    if custom:
+        capacities.append(
+            ("nodeAllocatable", Capacity(parse_cpu(custom["cpu"]), parse_memory(custom["memory"])))
+        )
+    if not capacities:
+        return  # an existing cluster: nothing known about its nodes unless configured
+    for resource in args.resources:
+        for where, need in _pod_requests(resource.resource_type, resource.props):
+            if not any(capacity.fits(need) for _, capacity in capacities):
+                offered = "; ".join(f"{t}: {c.describe()}" for t, c in capacities)
+                report(
+                    f"{resource.name}: {where} requests {need.describe()}, more than any node can give "
+                    f"after system reservations ({offered}); the pod would stay Pending",
+                    resource.urn,
+                )
+
+
+pods_fit_node_type = StackValidationPolicy(
+    name="pods-fit-node-type",
+    description="Every pod's requests fit the allocatable capacity of a node type of the stack's pools.",
+    validate=_validate_fit,
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "nodeAllocatable": {
+                "type": "object",
+                "description": "Allocatable CPU and memory of the nodes of an existing cluster",
+                "properties": {"cpu": {"type": "string"}, "memory": {"type": "string"}},
+            }
+        }
+    ),
+)
+
+
+def _validate_disk_encryption(args: StackValidationArgs, report: ReportViolation) -> None:
+    for r in args.resources:
+        if r.resource_type == _EKS_NODE_GROUP and not r.props.get("launchTemplate"):
+            report(f"{r.name}: no launch template encrypting the node volumes", r.urn)
+        elif r.resource_type == _LAUNCH_TEMPLATE:
+            for mapping in _list(r.props.get("blockDeviceMappings")):
+                if str(_get(mapping, "ebs", "encrypted")).lower() != "true":
+                    report(f"{r.name}: block device {_map(mapping).get('deviceName')!r} is not encrypted", r.urn)
+        elif r.resource_type == _AKS_AGENT_POOL and r.props.get("enableEncryptionAtHost") is not True:
+            report(f"{r.name}: enableEncryptionAtHost is not true (temp disks and caches unencrypted)", r.urn)
+
+
+node_disk_encryption = StackValidationPolicy(
+    name="node-disk-encryption",
+    description="Node disks are encrypted at rest (EKS launch templates, AKS encryption at host).",
+    validate=_validate_disk_encryption,
     enforcement_level=EnforcementLevel.ADVISORY,
 )
 
@@ -421,12 +687,20 @@ def _validate_autoscaling(args: ResourceValidationArgs, report: ReportViolation)
             )
         else:
             scaling = _map(autoscaling)
-            _check_max(
-                "autoscaling.maxNodeCount",
-                scaling.get("maxNodeCount", scaling.get("totalMaxNodeCount")),
-                nodes,
-                report,
-            )
+            if scaling.get("totalMaxNodeCount") is not None:
+                _check_max("autoscaling.totalMaxNodeCount", scaling.get("totalMaxNodeCount"), nodes, report)
+            else:
+                # maxNodeCount is per zone: a regional pool has it in every zone (three by default).
+                zones = len(_list(props.get("nodeLocations"))) or (
+                    3 if _REGION_RE.match(str(props.get("location", ""))) else 1
+                )
+                per_zone = _number(scaling.get("maxNodeCount"))
+                _check_max(
+                    f"autoscaling.maxNodeCount x {zones} zone(s)",
+                    None if per_zone is None else per_zone * zones,
+                    nodes,
+                    report,
+                )
     elif args.resource_type == _GKE_CLUSTER:
         if _get(props, "clusterAutoscaling", "enabled") is True and not _list(
             _get(props, "clusterAutoscaling", "resourceLimits")
@@ -678,12 +952,17 @@ RESOURCE_POLICIES: list[ResourceValidationPolicy] = [
     bounded_autoscaling,
     secrets_encryption,
     private_nodes,
-    placeholder_image_digest,
+    pod_host_access,
+    ray_auth_required,
 ]
 STACK_POLICIES: list[StackValidationPolicy] = [
     kubo_rpc_network_policy,
     no_plaintext_secret_config,
+    placeholder_image_digest,
+    pods_fit_node_type,
     control_plane_logging,
+    node_disk_encryption,
+    example_stack,
 ]
 #: Every rule of the pack, in the order reports list them.
 POLICIES: list[ResourceValidationPolicy | StackValidationPolicy] = [*RESOURCE_POLICIES, *STACK_POLICIES]
