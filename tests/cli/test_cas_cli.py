@@ -180,7 +180,9 @@ def test_add_skips_hidden_entries_like_ipfs_add_and_says_so(
     assert cats(capsys, "add", "-n", "--hidden", str(tree))[1].strip() == with_hidden["cid"]
 
 
-def test_add_profiles_and_cid_version_agree(capsys: pytest.CaptureFixture[str], cats_home: Path, tree: Path) -> None:
+def test_add_profiles_and_cid_version_agree(
+    capsys: pytest.CaptureFixture[str], cats_home: Path, tree: Path
+) -> None:
     v0 = cats(capsys, "add", "-n", "--cid-version", "0", str(tree))[1].strip()
     assert cats(capsys, "add", "-n", "--profile", "unixfs-v0-2015", str(tree))[1].strip() == v0
     rc, out, _ = cats(capsys, "add", "-n", "--profile", "unixfs-v1-2025", str(tree), "--json")
