@@ -156,7 +156,7 @@ def show(cid: str, as_json: bool) -> None:
 
 @cli.group()
 def car() -> None:
-    """Export and import CAR (v1) files, compatible with `ipfs dag export/import`."""
+    """Export and import CAR files (v1, and v2 with an index), compatible with `ipfs dag export/import`."""
 
 
 @car.command("export")
@@ -168,11 +168,19 @@ def car() -> None:
     required=True,
     help="The CAR file to write ('-' for stdout).",
 )
+@click.option(
+    "--version",
+    "car_version",
+    type=click.Choice(["1", "2"]),
+    default="1",
+    show_default=True,
+    help="1: CARv1 as `ipfs dag export`; 2: CARv2 with a MultihashIndexSorted index (go-car, Lassie).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def car_export(cid: str, output: Path, as_json: bool) -> None:
+def car_export(cid: str, output: Path, car_version: str, as_json: bool) -> None:
     """Write the whole DAG under CID to a CAR file."""
     root = _cid_arg(cid)
-    count = cas_ops.car_export(state().home, root, output)
+    count = cas_ops.car_export(state().home, root, output, version=int(car_version))
     if str(output) != "-":
         emit(
             as_json, {"root": root, "blocks": count, "output": output}, f"exported {count} blocks to {output}"
@@ -184,7 +192,10 @@ def car_export(cid: str, output: Path, as_json: bool) -> None:
 @click.option("--pin/--no-pin", default=True, show_default=True, help="Pin the CAR's roots.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def car_import(path: Path, pin: bool, as_json: bool) -> None:
-    """Import a CAR file; every block is verified, and nothing is stored unless all are valid."""
+    """Import a CAR (v1 or v2) file; every block is verified, and nothing is stored unless all are valid.
+
+    A CARv2's index is not read: the blocks of its data payload are checked one by one.
+    """
     roots = cas_ops.car_import(state().home, path, pin=pin)
     emit(as_json, {"roots": roots}, "\n".join(str(r) for r in roots) or "imported (no roots)")
 

@@ -8,6 +8,7 @@ prints. They hold the repository's write lock while they add and pin, so a concu
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -199,17 +200,28 @@ def _describe_unixfs(data: bytes | None) -> dict[str, Any]:
     return out
 
 
-def car_export(home: Path, cid: CID, output: Path) -> int:
-    """Write the DAG under ``cid`` as a CARv1 file (``-`` for stdout); returns the block count."""
+def car_export(home: Path, cid: CID, output: Path, *, version: int = 1) -> int:
+    """Write the DAG under ``cid`` as a CAR file (``-`` for stdout); returns the block count.
+
+    ``version`` 1 is ``ipfs dag export``'s CARv1; 2 a CARv2 with an index.
+    """
+    if version not in (1, 2):
+        raise InvalidInputError(f"expected --version 1 or 2, found {version!r}")
     repo = open_repo(home)
     if str(output) == "-":
-        return export_car(repo.blocks, [cid], sys.stdout.buffer)
+        if version == 1:
+            return export_car(repo.blocks, [cid], sys.stdout.buffer)
+        with tempfile.TemporaryFile(prefix=".car-export-") as spool:  # CARv2 needs a seekable file
+            count = export_car(repo.blocks, [cid], spool, version=2)
+            spool.seek(0)
+            shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
+        return count
     # Write beside the target and rename, so a failure never leaves a half CAR under its name.
     output = output.expanduser()
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
     try:
         with os.fdopen(fd, "wb") as out:
-            count = export_car(repo.blocks, [cid], out)
+            count = export_car(repo.blocks, [cid], out, version=version)
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
