@@ -319,10 +319,16 @@ def _safe_link_target(raw: bytes, rel: str, cid: CID) -> str:
             f"expected a non-empty symlink target without NUL or '\\' at {cid}, found {target!r}"
         )
     if posixpath.isabs(target):
-        raise UnsafePathError(f"refusing absolute symlink target {target!r} for {rel!r} ({cid})")
+        raise UnsafePathError(
+            f"refusing absolute symlink target {target!r} for {rel!r} ({cid}); "
+            "write symlinks as stored with verbatim_symlinks (cats get --verbatim-symlinks)"
+        )
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
     if resolved == ".." or resolved.startswith("../"):
-        raise UnsafePathError(f"refusing symlink {rel!r} -> {target!r}: it points outside the target ({cid})")
+        raise UnsafePathError(
+            f"refusing symlink {rel!r} -> {target!r}: it points outside the target ({cid}); "
+            "write symlinks as stored with verbatim_symlinks (cats get --verbatim-symlinks)"
+        )
     return target
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,16 +28,21 @@ def _content_arg(value: str) -> CID:
     return cas_ops.resolve(state().home, value)
 
 
-def _tree_size(path: Path) -> int:
+def _tree_size(path: Path, hidden: bool) -> int:
+    """File bytes the add will read (for the progress bar): what the importer skips is not counted."""
     if path.is_file():
         return path.stat().st_size
     total = 0
-    for root, _dirs, files in os.walk(path):
+    for root, dirs, files in os.walk(path):
+        if not hidden:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
+            if not hidden and name.startswith("."):
                 continue
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(root, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
     return total
 
 
@@ -77,7 +84,7 @@ def add(
     As in Kubo, names starting with a dot are skipped unless -H is given, and symlinks are
     stored as links (a symlink given as PATH too; write PATH/ to add what it points to).
     """
-    total = _tree_size(Path(path)) if not os.path.islink(path) else 0
+    total = _tree_size(Path(path), hidden) if not os.path.islink(path) else 0
     with progress(
         f"adding {os.path.basename(os.path.normpath(path))}", total, enabled=not as_json
     ) as advance:

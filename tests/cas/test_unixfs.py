@@ -791,3 +791,28 @@ def test_add_directory_from_links_equals_add_path(tmp_path: Path, threshold: int
         add_directory([*entries, entries[0]], store)
     with pytest.raises(UnsafePathError, match="plain entry name"):
         add_directory([("../x", entries[0][1], 1)], store)
+
+
+def test_get_verbatim_symlinks_writes_links_as_stored_and_never_through_them(tmp_path: Path) -> None:
+    store = MemoryBlockStore()
+    outside = tmp_path / "outside"
+    d = dir_with(store, {"f": put_raw(store, b"data")})
+    root = dir_with(
+        store,
+        {
+            "abs": symlink(store, str(outside).encode()),
+            "up": symlink(store, b"../../outside"),
+            "d": d,
+            "s": symlink(store, b"d/f"),
+        },
+    )
+    with pytest.raises(UnsafePathError, match="verbatim"):
+        get(store, root, tmp_path / "refused")
+    get(store, root, tmp_path / "out" / "tree", verbatim_symlinks=True)
+    out = tmp_path / "out" / "tree"
+    assert os.readlink(out / "abs") == str(outside)
+    assert os.readlink(out / "up") == "../../outside"
+    assert (out / "s").read_bytes() == b"data"
+    assert not outside.exists(), "nothing is written through a link"
+    get(store, symlink(store, b"/etc/hostname"), tmp_path / "lone", verbatim_symlinks=True)
+    assert os.readlink(tmp_path / "lone") == "/etc/hostname"
