@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the independent UnixFS oracles used by tests/cas/test_oracles.py. Idempotent.
+# Installs the independent oracles used by tests/cas/test_oracles.py and test_carv2.py. Idempotent.
 #   - Debian ipfs-cid (/usr/bin/ipfs_cid): Kubo's default CIDv0 of one file.
-#   - npm ipfs-unixfs-importer, pinned in tests/oracle/package-lock.json.
+#   - npm ipfs-unixfs-importer and @ipld/car (CARv1/CARv2), pinned in tests/oracle/package-lock.json.
 # Without them those tests skip with a reason; the fixed vectors still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."

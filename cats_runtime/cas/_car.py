@@ -21,6 +21,7 @@ from typing import IO, Any, BinaryIO, Final
 
 from ..errors import CARFormatError, DecodeError, InvalidInputError, StoreError
 from ._blockstore import FSBlockStore
+from ._carv2 import CARV2_HEADER_SIZE, CARV2_PRAGMA, decode_v2_header, write_car_v2
 from ._cid import CID, Block
 from ._dagcbor import decode as decode_dagcbor
 from ._dagcbor import encode as encode_dagcbor
@@ -80,10 +81,12 @@ def _dag_blocks(source: BlockSource, roots: list[CID]) -> Iterator[Block]:
                 yield block
 
 
-def export_car(source: BlockSource, roots: list[CID], out: BinaryIO | IO[bytes]) -> int:
+def export_car(source: BlockSource, roots: list[CID], out: BinaryIO | IO[bytes], *, version: int = 1) -> int:
     """Write the complete DAGs under ``roots`` as a CARv1, like ``ipfs dag export``.
 
     Blocks are streamed depth-first pre-order (each root's DAG in turn), each block once.
+    ``version=2`` writes a CARv2 with a ``MultihashIndexSorted`` index instead (as go-car and
+    Lassie do); ``out`` must then be seekable.
 
     Returns:
         The number of blocks written.
@@ -93,22 +96,31 @@ def export_car(source: BlockSource, roots: list[CID], out: BinaryIO | IO[bytes])
             write to a temporary file when that matters).
         IntegrityError: a block does not match its CID.
     """
+    if version == 2:
+        _header_bytes(roots)  # refuse bad roots before anything is written
+        return write_car_v2(out, roots, _dag_blocks(source, roots))
+    if version != 1:
+        raise InvalidInputError(f"expected CAR version 1 or 2, found {version!r}")
     return write_car(out, roots, _dag_blocks(source, roots))
 
 
 class CarReader:
-    """A CARv1 being read: :attr:`roots` from the header, then iterate for verified blocks.
+    """A CARv1 or CARv2 being read: :attr:`roots` from the header, then iterate for verified blocks.
 
-    Iterating consumes the stream, so a reader can be iterated once.
+    A CARv2 is read as its CARv1 data payload: the 40-byte header gives where the payload starts
+    and how long it is; the index after it is never read (an index is not verified data, and
+    every block is hash-checked anyway). Iterating consumes the stream, so a reader can be
+    iterated once.
 
     Attributes:
-        roots: the header's root CIDs.
-        version: always 1.
+        roots: the (payload's) header's root CIDs.
+        version: 1, or 2 for a CARv2.
     """
 
     def __init__(self, stream: BinaryIO | IO[bytes], *, max_section: int = MAX_SECTION) -> None:
         self._stream = stream
         self._offset = 0
+        self._end: int | None = None  # end of a CARv2 data payload (absolute offset)
         self._max_section = max_section
         self._started = False
         self.version = 1
@@ -116,6 +128,11 @@ class CarReader:
 
     def _read(self, n: int, what: str) -> bytes:
         start = self._offset
+        if self._end is not None and start + n > self._end:
+            raise CARFormatError(
+                f"expected the {what} at byte {start} to end within the CARv2 data payload "
+                f"(ending at byte {self._end}), found {n} bytes"
+            )
         chunks: list[bytes] = []
         remaining = n
         while remaining:
@@ -131,8 +148,12 @@ class CarReader:
     def _varint(self, what: str) -> int | None:
         """Read a varint; ``None`` on a clean end of stream before its first byte."""
         start = self._offset
+        if self._end is not None and start >= self._end:
+            return None  # the CARv2 payload ends here; its index may follow
         value = 0
         for i in range(_VARINT_MAX_BYTES):
+            if self._end is not None and self._offset >= self._end:
+                raise CARFormatError(f"truncated {what} varint at byte {start}: the CARv2 data payload ends")
             b = self._stream.read(1)
             if not b:
                 if i == 0:
@@ -164,9 +185,18 @@ class CarReader:
                 f"expected the header at byte {start} to be a map, found {type(header).__name__}"
             )
         version = header.get("version")
+        if version == 2 and not isinstance(version, bool) and start == 1 and self._end is None:
+            if raw != CARV2_PRAGMA[1:]:
+                raise CARFormatError(
+                    f"expected the CARv2 pragma {{'version': 2}} at byte 0, found {header!r}"
+                )
+            self._enter_payload()
+            self.version = 2
+            return self._read_header()
         if version != 1 or isinstance(version, bool):
-            extra = " (CARv2 is not supported; unwrap it to CARv1)" if version == 2 else ""
-            raise CARFormatError(f"expected CAR header version 1 at byte {start}, found {version!r}{extra}")
+            raise CARFormatError(
+                f"expected CAR header version 1 (or a CARv2) at byte {start}, found {version!r}"
+            )
         if set(header) != {"roots", "version"}:
             raise CARFormatError(
                 f"expected header keys ['roots', 'version'] at byte {start}, found {sorted(header)}"
@@ -175,6 +205,17 @@ class CarReader:
         if not isinstance(roots, list) or not roots or not all(isinstance(r, CID) for r in roots):
             raise CARFormatError(f"expected a non-empty list of root CIDs in the header at byte {start}")
         return tuple(roots)
+
+    def _enter_payload(self) -> None:
+        header = decode_v2_header(self._read(CARV2_HEADER_SIZE, "CARv2 header"))
+        self._skip(header.data_offset - self._offset, "CARv2 padding before the data payload")
+        self._end = header.data_offset + header.data_size
+
+    def _skip(self, n: int, what: str) -> None:
+        while n > 0:
+            step = min(n, 1 << 16)
+            self._read(step, what)
+            n -= step
 
     def __iter__(self) -> Iterator[Block]:
         if self._started:
@@ -203,7 +244,7 @@ class CarReader:
 
 
 def read_car(stream: BinaryIO | IO[bytes], *, max_section: int = MAX_SECTION) -> CarReader:
-    """Open a CARv1 stream: reads and checks the header now, blocks as they are iterated.
+    """Open a CARv1 or CARv2 stream: reads and checks the header now, blocks as they are iterated.
 
     Raises:
         CARFormatError: the header is malformed (later: a malformed section).
@@ -215,7 +256,7 @@ def read_car(stream: BinaryIO | IO[bytes], *, max_section: int = MAX_SECTION) ->
 def import_car(
     store: BlockStore, stream: BinaryIO | IO[bytes], *, max_section: int = MAX_SECTION
 ) -> list[CID]:
-    """Add every block of a CARv1 to ``store``, all or nothing.
+    """Add every block of a CARv1 (or a CARv2's data payload) to ``store``, all or nothing.
 
     The whole stream is read and verified first, new blocks being spooled to a temporary file
     (next to the store when it is an :class:`FSBlockStore`, so large imports do not fill

@@ -20,7 +20,15 @@ from ._cid import CID
 from ._dagpb import PBLink, PBNode
 from ._unixfs_pb import UnixFSData, UnixFSType
 
-__all__ = ["HAMT_FANOUT", "MURMUR3_X64_64", "build_hamt", "hamt_entries", "murmur3_x64_128", "murmur3_x64_64"]
+__all__ = [
+    "HAMT_FANOUT",
+    "MURMUR3_X64_64",
+    "build_hamt",
+    "hamt_entries",
+    "hamt_find",
+    "murmur3_x64_128",
+    "murmur3_x64_64",
+]
 
 MURMUR3_X64_64: Final = 0x22
 _M64 = (1 << 64) - 1
@@ -159,6 +167,45 @@ def hamt_entries(root: PBNode, unixfs: UnixFSData, load: Loader) -> Iterator[tup
                 "expected the HAMT bitfield to list exactly the occupied slots, found a mismatch"
             )
         stack.extend(reversed(children))
+
+
+def hamt_find(root: PBNode, unixfs: UnixFSData, name: str, load: Loader) -> tuple[PBLink | None, list[CID]]:
+    """Look ``name`` up in a sharded directory by its hash, loading only the shards on its way.
+
+    Args:
+        root: the shard's root node.
+        unixfs: its decoded UnixFS Data (Type=HAMTShard).
+        name: the entry name.
+        load: fetches and decodes a sub-shard.
+
+    Returns:
+        The entry's link (None when absent) and the CIDs of the sub-shards traversed, in order
+        (a verifying client needs those blocks to check the lookup).
+
+    Raises:
+        DecodeError: a shard on the way is malformed.
+    """
+    fanout = check_shard(unixfs)
+    bits = fanout.bit_length() - 1
+    pad = len(f"{fanout - 1:X}")
+    raw = name.encode("utf-8")
+    node, data, depth = root, unixfs, 0
+    traversed: list[CID] = []
+    while True:
+        if check_shard(data) != fanout:
+            raise DecodeError(f"expected sub-shards with fanout {fanout}, found {data.fanout}")
+        prefix = f"{_slot(raw, depth, bits):0{pad}X}"
+        found = next((link for link in node.links if (link.name or "")[:pad] == prefix), None)
+        if found is None:
+            return None, traversed
+        label = found.name or ""
+        if len(label) != pad:
+            return (found if label[pad:] == name else None), traversed
+        node, data = load(found.cid)
+        if data.type != UnixFSType.HAMT_SHARD:
+            raise DecodeError(f"expected a HAMTShard sub-shard at {found.cid}, found {data.type_name}")
+        traversed.append(found.cid)
+        depth += 1
 
 
 HAMT_FANOUT: Final = 256

@@ -11,7 +11,8 @@ The implementation is split by direction; this module is the one place to import
 from __future__ import annotations
 
 from ._hamt import murmur3_x64_64
-from ._unixfs_export import cat, get, links, ls, stat
+from ._profiles import DEFAULT_PROFILE, PROFILES, ImportProfile, get_profile
+from ._unixfs_export import cat, get, links, ls, resolve_path, split_path, stat
 from ._unixfs_import import (
     CHUNK_SIZE,
     HAMT_SHARDING_SIZE,
@@ -25,6 +26,12 @@ from ._unixfs_pb import AddResult, DirEntry, NodeInfo, UnixFSData, UnixFSType, d
 
 __all__ = [
     "CHUNK_SIZE",
+    "DEFAULT_PROFILE",
+    "PROFILES",
+    "ImportProfile",
+    "get_profile",
+    "resolve_path",
+    "split_path",
     "HAMT_SHARDING_SIZE",
     "MAX_LINKS",
     "AddResult",

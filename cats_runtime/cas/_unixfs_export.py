@@ -20,15 +20,22 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import DecodeError, InvalidInputError, StoreError, UnsafePathError, UnsupportedCodecError
+from ..errors import (
+    DecodeError,
+    InvalidInputError,
+    NotFoundError,
+    StoreError,
+    UnsafePathError,
+    UnsupportedCodecError,
+)
 from ._cid import CID, DAG_PB, RAW
 from ._dagpb import PBLink, PBNode, decode_pbnode
-from ._hamt import hamt_entries
+from ._hamt import hamt_entries, hamt_find
 from ._store import BlockSource
 from ._unixfs_import import _get_pool
 from ._unixfs_pb import DirEntry, Kind, NodeInfo, UnixFSData, UnixFSType, decode_unixfs
 
-__all__ = ["cat", "get", "ls", "stat"]
+__all__ = ["cat", "get", "ls", "resolve_path", "split_path", "stat"]
 
 Progress = Callable[[int], None]
 _FILE_TYPES = (UnixFSType.FILE, UnixFSType.RAW)
@@ -235,6 +242,66 @@ def stat(source: BlockSource, cid: CID) -> NodeInfo:
     )
 
 
+# -- paths ------------------------------------------------------------------------------------
+def split_path(text: str) -> tuple[str, list[str]]:
+    """``CID/a/b`` (optionally ``/ipfs/CID/a/b``) -> ``("CID", ["a", "b"])``; empty segments dropped.
+
+    Raises:
+        InvalidInputError: a segment is ``.`` or ``..`` (UnixFS names never are).
+    """
+    text = text.removeprefix("/ipfs/")
+    head, _, rest = text.partition("/")
+    segments = [segment for segment in rest.split("/") if segment]
+    for segment in segments:
+        if segment in (".", ".."):
+            raise InvalidInputError(
+                f"expected plain path segments after the CID, found {segment!r} in {text!r}"
+            )
+    return head, segments
+
+
+def resolve_path(source: BlockSource, root: CID, segments: list[str]) -> tuple[CID, list[CID]]:
+    """Follow UnixFS directory entries from ``root`` (flat and HAMT-sharded directories).
+
+    Symlinks are not followed (as the trustless gateway and ``ipfs resolve`` do not): a path
+    through one is refused.
+
+    Returns:
+        The CID the path names, and every block CID read on the way to it (``root`` first,
+        HAMT sub-shards included), which is what a client needs to verify the resolution.
+
+    Raises:
+        NotFoundError: an entry of the path does not exist.
+        InvalidInputError: the path goes through something that is not a directory.
+        DecodeError, BlockNotFoundError, IntegrityError: from the blocks.
+    """
+    cid = root
+    traversed: list[CID] = []
+    for depth, name in enumerate(segments):
+        traversed.append(cid)
+        _, node, unixfs = _load(source, cid)
+        where = "/".join(segments[:depth]) or str(root)
+        if node is None or unixfs is None or unixfs.type not in _DIR_TYPES:
+            raise InvalidInputError(
+                f"expected a directory at {where} to resolve {name!r} in it, found a {_kind(unixfs)}"
+            )
+        if unixfs.type == UnixFSType.HAMT_SHARD:
+
+            def load(sub: CID) -> tuple[PBNode, UnixFSData]:
+                if sub.codec != DAG_PB:
+                    raise DecodeError(f"expected a dag-pb HAMT sub-shard at {sub}, found {sub.codec_name}")
+                return _decode(sub, source.get(sub))
+
+            link, shards = hamt_find(node, unixfs, name, load)
+            traversed += shards
+        else:
+            link = next((lk for lk in node.links if lk.name == name), None)
+        if link is None:
+            raise NotFoundError(f"expected an entry {name!r} in {where}, found none")
+        cid = link.cid
+    return cid, traversed
+
+
 # -- get --------------------------------------------------------------------------------------
 def _safe_name(name: str, where: CID) -> str:
     if name in ("", ".", "..") or any(c in name for c in "/\\\x00"):
@@ -252,10 +319,16 @@ def _safe_link_target(raw: bytes, rel: str, cid: CID) -> str:
             f"expected a non-empty symlink target without NUL or '\\' at {cid}, found {target!r}"
         )
     if posixpath.isabs(target):
-        raise UnsafePathError(f"refusing absolute symlink target {target!r} for {rel!r} ({cid})")
+        raise UnsafePathError(
+            f"refusing absolute symlink target {target!r} for {rel!r} ({cid}); "
+            "write symlinks as stored with verbatim_symlinks (cats get --verbatim-symlinks)"
+        )
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(rel), target))
     if resolved == ".." or resolved.startswith("../"):
-        raise UnsafePathError(f"refusing symlink {rel!r} -> {target!r}: it points outside the target ({cid})")
+        raise UnsafePathError(
+            f"refusing symlink {rel!r} -> {target!r}: it points outside the target ({cid}); "
+            "write symlinks as stored with verbatim_symlinks (cats get --verbatim-symlinks)"
+        )
     return target
 
 
@@ -298,17 +371,31 @@ def _write_file(
         raise
 
 
-def get(source: BlockSource, cid: CID, target: Path, *, progress: Progress | None = None) -> None:
+def get(
+    source: BlockSource,
+    cid: CID,
+    target: Path,
+    *,
+    progress: Progress | None = None,
+    verbatim_symlinks: bool = False,
+) -> None:
     """Write a UnixFS file, symlink or directory tree at ``target``, never outside it.
 
     On any error the file being written is removed, so no truncated file is left behind;
     in a directory tree, the entries finished before the error stay.
+
+    Symlinks are made after every file and directory exists, and files are opened with
+    ``O_EXCL | O_NOFOLLOW``, so nothing is ever written through a link. By default a link
+    that points outside ``target`` (absolute, ``..`` beyond the root, or through other links)
+    is refused; with ``verbatim_symlinks`` every link is written as stored, as ``ipfs get``
+    does (a link is data: writing it follows nothing).
 
     Args:
         source: where blocks come from (verified on read).
         cid: the root.
         target: must not exist, or be an empty directory when ``cid`` is a directory.
         progress: called with the number of file bytes written, as they are.
+        verbatim_symlinks: write absolute and out-of-tree symlinks as stored instead of refusing.
 
     Raises:
         InvalidInputError: ``target`` exists (and is not an empty directory for a directory root).
@@ -327,13 +414,16 @@ def get(source: BlockSource, cid: CID, target: Path, *, progress: Progress | Non
                 f"expected {target} not to exist (or be an empty directory for a directory), found it there"
             )
     root = os.path.abspath(target)
-    symlinks: list[tuple[str, str]] = []
+    symlinks: list[tuple[str, str | bytes]] = []
     if kind == "file":
         _write_file(source, cid, first, root, progress)
         return
     if kind == "symlink":
         unixfs = first[2]
         assert unixfs is not None
+        if verbatim_symlinks:
+            _make_symlinks(root, [("", _verbatim_target(unixfs.data or b"", cid))], check=False)
+            return
         link_target = _safe_link_target(unixfs.data or b"", posixpath.basename(root), cid)
         # A lone symlink's target is relative to the target's parent, which is outside the tree.
         raise UnsafePathError(
@@ -358,7 +448,15 @@ def get(source: BlockSource, cid: CID, target: Path, *, progress: Progress | Non
             elif child_kind == "symlink":
                 child_unixfs = loaded[2]
                 assert child_unixfs is not None
-                symlinks.append((child_rel, _safe_link_target(child_unixfs.data or b"", child_rel, link.cid)))
+                raw_target = child_unixfs.data or b""
+                symlinks.append(
+                    (
+                        child_rel,
+                        _verbatim_target(raw_target, link.cid)
+                        if verbatim_symlinks
+                        else _safe_link_target(raw_target, child_rel, link.cid),
+                    )
+                )
             else:
                 try:
                     os.mkdir(path)
@@ -369,15 +467,24 @@ def get(source: BlockSource, cid: CID, target: Path, *, progress: Progress | Non
                 except OSError as exc:
                     raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
                 stack.append((link.cid, loaded, child_rel))
-    _make_symlinks(root, symlinks)
+    _make_symlinks(root, symlinks, check=not verbatim_symlinks)
 
 
-def _make_symlinks(root: str, symlinks: list[tuple[str, str]]) -> None:
+def _verbatim_target(raw: bytes, cid: CID) -> bytes:
+    # Bytes as stored (Kubo writes them so); only what no file system accepts is refused.
+    if not raw or b"\x00" in raw:
+        raise UnsafePathError(f"expected a non-empty symlink target without NUL at {cid}, found {raw!r}")
+    return raw
+
+
+def _make_symlinks(root: str, symlinks: list[tuple[str, str | bytes]], *, check: bool = True) -> None:
     # Created last, so no file or directory above was written through one of them.
     real_root = os.path.realpath(root)
     made: list[str] = []
     for rel, link_target in symlinks:
-        path = os.path.join(root, *rel.split("/"))
+        path = os.path.join(root, *rel.split("/")) if rel else root
+        if isinstance(link_target, bytes):
+            link_target = os.fsdecode(link_target)
         try:
             os.symlink(link_target, path)
         except FileExistsError:
@@ -385,6 +492,8 @@ def _make_symlinks(root: str, symlinks: list[tuple[str, str]]) -> None:
         except OSError as exc:
             raise StoreError(f"cannot create symlink {path}: {exc.strerror or exc}") from exc
         made.append(path)
+    if not check:
+        return
     # Lexically safe links can still escape through each other (a -> ., b -> a/../..): resolve.
     for path in made:
         resolved = os.path.realpath(path)

@@ -2,8 +2,13 @@
 
 Settings are Kubo's ``ipfs add --cid-version=1`` (raw leaves) by default and plain ``ipfs add``
 with ``cid_version=0`` (dag-pb leaves): fixed 256 KiB chunks, balanced layout with at most
-174 links per node, sha2-256. Directories are added like ``ipfs add -r --hidden``: every
-entry is included unless an ``exclude`` pattern matches its name.
+174 links per node, sha2-256. Directories are added like ``ipfs add -r``: entries whose name
+starts with ``.`` are skipped (at any depth; the tree's root itself never is) unless
+``hidden=True`` (``ipfs add -r -H``), and so is any entry an ``exclude`` pattern matches.
+Symlinks are stored as Kubo stores them: a UnixFS Symlink node holding the link's target bytes
+exactly as ``readlink`` returns them, whether relative, absolute or pointing outside the tree
+(they are data; the importer never follows one). A symlink given as the path itself is read
+with ``lstat`` as Kubo's argument handling does, so it too becomes a Symlink node.
 
 Speed: the file is read with ``readinto`` into a few reused segment buffers, and the chunks of
 each segment are hashed in a small thread pool (hashlib releases the GIL on large buffers)
@@ -18,21 +23,30 @@ import fnmatch
 import hashlib
 import io
 import os
+import stat as stat_module
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import BinaryIO, Final, NamedTuple
 
 from ..errors import InvalidInputError, StoreError, UnsafePathError
 from ._cid import CID, Block
 from ._dagpb import pb_varint
-from ._hamt import build_hamt
+from ._hamt import HAMT_FANOUT, build_hamt
+from ._profiles import DEFAULT_PROFILE, ImportProfile, ShardStrategy, get_profile
 from ._store import BlockStore
 from ._unixfs_pb import AddResult
 
-__all__ = ["CHUNK_SIZE", "HAMT_SHARDING_SIZE", "MAX_LINKS", "add_bytes", "add_path", "add_stream"]
+__all__ = [
+    "CHUNK_SIZE",
+    "DEFAULT_PROFILE",
+    "HAMT_SHARDING_SIZE",
+    "MAX_LINKS",
+    "add_bytes",
+    "add_path",
+    "add_stream",
+]
 
 CHUNK_SIZE: Final = 262_144
 """Kubo's default chunker, ``size-262144``."""
@@ -66,10 +80,15 @@ class _Options(NamedTuple):
     chunk_size: int
     max_links: int
     shard_threshold: int = HAMT_SHARDING_SIZE
+    shard_strategy: ShardStrategy = "links-bytes"
 
 
 def _check_options(
-    cid_version: int, chunk_size: int, max_links: int, shard_threshold: int = HAMT_SHARDING_SIZE
+    cid_version: int,
+    chunk_size: int,
+    max_links: int,
+    shard_threshold: int = HAMT_SHARDING_SIZE,
+    shard_strategy: ShardStrategy = "links-bytes",
 ) -> _Options:
     if cid_version not in (0, 1):
         raise InvalidInputError(f"expected cid_version 0 or 1, found {cid_version!r}")
@@ -79,7 +98,28 @@ def _check_options(
         raise InvalidInputError(f"expected max_links of at least 2, found {max_links}")
     if shard_threshold < 0:
         raise InvalidInputError(f"expected a non-negative shard threshold, found {shard_threshold}")
-    return _Options(cid_version, chunk_size, max_links, shard_threshold)
+    if shard_strategy not in ("links-bytes", "block-bytes"):
+        raise InvalidInputError(
+            f"expected shard strategy links-bytes or block-bytes, found {shard_strategy!r}"
+        )
+    return _Options(cid_version, chunk_size, max_links, shard_threshold, shard_strategy)
+
+
+def _profile_options(profile: ImportProfile | str) -> _Options:
+    if isinstance(profile, str):
+        profile = get_profile(profile)
+    if profile.raw_leaves != (profile.cid_version == 1) or profile.hamt_fanout != HAMT_FANOUT:
+        # Kubo ties raw leaves to CIDv1; other combinations are not produced here.
+        raise InvalidInputError(
+            f"expected raw leaves exactly with CIDv1 and fanout {HAMT_FANOUT} in profile {profile.name!r}"
+        )
+    return _check_options(
+        profile.cid_version,
+        profile.chunk_size,
+        profile.max_links,
+        profile.hamt_threshold,
+        profile.hamt_strategy,
+    )
 
 
 # -- the thread pool --------------------------------------------------------------------------
@@ -469,22 +509,7 @@ def _add_file(path: str, sink: _Sink, opts: _Options, progress: Progress | None)
 
 
 # -- directories ------------------------------------------------------------------------------
-def _directory_node(links: list[tuple[bytes, _Node]], sink: _Sink, opts: _Options) -> _Node:
-    """One directory from its named entries: a single dag-pb block, or a HAMT when it is large."""
-    links = sorted(links, key=lambda item: item[0])
-    prefix = _V0_PREFIX if opts.cid_version == 0 else _V1_PB_PREFIX
-    # Kubo's estimate of a directory block: name bytes + CID bytes per link; above the
-    # threshold (strictly, as current Kubo and the npm importer) the directory is a HAMT.
-    estimate = sum(len(raw) + len(node.cid) for raw, node in links)
-    if estimate > opts.shard_threshold:
-
-        def emit(block: bytes) -> tuple[bytes, int]:
-            cid = prefix + hashlib.sha256(block).digest()
-            sink.add(cid, block)
-            return cid, len(block)
-
-        cid, tsize = build_hamt([(raw, node.cid, node.tsize) for raw, node in links], emit)
-        return _Node(cid, tsize, 0)
+def _flat_directory(links: list[tuple[bytes, _Node]]) -> tuple[bytes, int]:
     parts: list[bytes] = []
     tsize = 0
     for raw, node in links:
@@ -494,7 +519,30 @@ def _directory_node(links: list[tuple[bytes, _Node]], sink: _Sink, opts: _Option
         parts += (b"\x12", pb_varint(len(body)), body)
         tsize += node.tsize
     parts.append(_DIR_DATA)
-    block = b"".join(parts)
+    return b"".join(parts), tsize
+
+
+def _directory_node(links: list[tuple[bytes, _Node]], sink: _Sink, opts: _Options) -> _Node:
+    """One directory from its named entries: a single dag-pb block, or a HAMT when it is large."""
+    links = sorted(links, key=lambda item: item[0])
+    prefix = _V0_PREFIX if opts.cid_version == 0 else _V1_PB_PREFIX
+    block, tsize = _flat_directory(links)
+    if opts.shard_strategy == "links-bytes":
+        # Kubo's (boxo's) estimate of a directory block: name bytes + CID bytes per link.
+        estimate = sum(len(raw) + len(node.cid) for raw, node in links)
+    else:
+        estimate = len(block)  # IPIP-499 unixfs-v1-2025: the exact encoded size
+    # Strictly above the threshold, as current boxo and the npm importer do (older go-unixfs and
+    # boxo releases used >=: a directory exactly at the threshold was sharded there).
+    if estimate > opts.shard_threshold:
+
+        def emit(block: bytes) -> tuple[bytes, int]:
+            cid = prefix + hashlib.sha256(block).digest()
+            sink.add(cid, block)
+            return cid, len(block)
+
+        cid, hamt_tsize = build_hamt([(raw, node.cid, node.tsize) for raw, node in links], emit)
+        return _Node(cid, hamt_tsize, 0)
     cid = prefix + hashlib.sha256(block).digest()
     sink.add(cid, block)
     return _Node(cid, len(block) + tsize, 0)
@@ -522,20 +570,27 @@ def _symlink_node(target: bytes, sink: _Sink, opts: _Options) -> _Node:
     return _Node(cid, len(block), 0)
 
 
-def _within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+def _is_hidden(name: str) -> bool:
+    """Kubo's rule (boxo ``files.Filter``): a name starting with a dot is hidden."""
+    return name.startswith(".")
 
 
 class _DirWalker:
     def __init__(
-        self, root: str, sink: _Sink, opts: _Options, exclude: Sequence[str], progress: Progress | None
+        self,
+        sink: _Sink,
+        opts: _Options,
+        exclude: Sequence[str],
+        progress: Progress | None,
+        hidden: bool,
     ):
-        self.root = root
         self.sink = sink
         self.opts = opts
         self.exclude = tuple(exclude)
         self.progress = progress
+        self.hidden = hidden
         self.size = 0
+        self.skipped_hidden = 0
 
     def _count(self, n: int) -> None:
         self.size += n
@@ -550,11 +605,14 @@ class _DirWalker:
             raise StoreError(f"cannot list directory {path}: {exc.strerror or exc}") from exc
         for entry in entries:
             name = entry.name
+            if not self.hidden and _is_hidden(name):
+                self.skipped_hidden += 1
+                continue
             if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.exclude):
                 continue
             raw_name = _check_name(name, path)
             if entry.is_symlink():
-                node = self._add_symlink(entry.path)
+                node = _add_symlink(entry.path, self.sink, self.opts)
             elif entry.is_dir(follow_symlinks=False):
                 node = self.add_dir(entry.path)
             elif entry.is_file(follow_symlinks=False):
@@ -566,27 +624,39 @@ class _DirWalker:
             links.append((raw_name, node))
         return _directory_node(links, self.sink, self.opts)
 
-    def _add_symlink(self, path: str) -> _Node:
-        try:
-            target = os.readlink(path)
-            resolved = os.path.realpath(path)
-        except OSError as exc:
-            raise StoreError(f"cannot read symlink {path}: {exc.strerror or exc}") from exc
-        if os.path.isabs(target):
-            raise UnsafePathError(
-                f"symlink {path} has the absolute target {target!r}; only relative targets inside "
-                "the added tree can be added"
-            )
-        if not _within(resolved, self.root):
-            raise UnsafePathError(
-                f"symlink {path} -> {target!r} resolves to {resolved}, outside the added tree {self.root}"
-            )
-        return _symlink_node(os.fsencode(target), self.sink, self.opts)
+
+def _add_symlink(path: str, sink: _Sink, opts: _Options) -> _Node:
+    # The target is data, stored byte for byte as Kubo does; it is never resolved or followed.
+    try:
+        target = os.readlink(os.fsencode(path))
+    except OSError as exc:
+        raise StoreError(f"cannot read symlink {path}: {exc.strerror or exc}") from exc
+    return _symlink_node(target, sink, opts)
 
 
 # -- public API -------------------------------------------------------------------------------
+def _resolve_options(
+    profile: ImportProfile | str | None,
+    cid_version: int,
+    chunk_size: int,
+    max_links: int,
+    shard_threshold: int,
+) -> _Options:
+    if profile is None:
+        return _check_options(cid_version, chunk_size, max_links, shard_threshold)
+    custom = (cid_version, chunk_size, max_links, shard_threshold) != (
+        1,
+        CHUNK_SIZE,
+        MAX_LINKS,
+        HAMT_SHARDING_SIZE,
+    )
+    if custom:
+        raise InvalidInputError("expected either a profile or individual import settings, found both")
+    return _profile_options(profile)
+
+
 def add_path(
-    path: Path,
+    path: str | os.PathLike[str],
     store: BlockStore | None,
     *,
     cid_version: int = 1,
@@ -595,14 +665,18 @@ def add_path(
     chunk_size: int = CHUNK_SIZE,
     max_links: int = MAX_LINKS,
     shard_threshold: int = HAMT_SHARDING_SIZE,
+    hidden: bool = False,
+    profile: ImportProfile | str | None = None,
 ) -> AddResult:
-    """Add a file or a directory tree, as ``ipfs add [-r --hidden] [--cid-version=1]`` would.
+    """Add a file, directory tree or symlink, as ``ipfs add [-r] [-H] [--cid-version=1]`` would.
 
-    A symlink given as ``path`` itself is followed; symlinks inside a directory become UnixFS
-    Symlink nodes, and must be relative and resolve inside the tree.
+    ``path`` is read with ``lstat`` as Kubo reads its arguments: a symlink given as ``path``
+    becomes a UnixFS Symlink node (write ``path/`` to add the directory it points to). Inside a
+    directory, symlinks become Symlink nodes holding their target verbatim, and entries whose
+    name starts with ``.`` are skipped unless ``hidden`` (the result counts them).
 
     Args:
-        path: a regular file or a directory.
+        path: a regular file, a directory or a symlink.
         store: where blocks go; ``None`` only computes the CID.
         cid_version: 1 (raw leaves, Kubo's ``--cid-version=1``) or 0 (plain ``ipfs add``).
         exclude: fnmatch patterns (case-sensitive) matched against each entry name in the tree.
@@ -611,30 +685,42 @@ def add_path(
         max_links: links per node of the balanced layout; Kubo's 174 unless testing.
         shard_threshold: a directory whose names + CIDs exceed this many bytes becomes a HAMT
             (Kubo's ``Import.UnixFSHAMTDirectorySizeThreshold``, 256 KiB).
+        hidden: include entries whose name starts with a dot (Kubo's ``-H/--hidden``).
+        profile: a named profile (see ``PROFILES``) instead of the four settings above.
 
     Returns:
-        The root CID, the content bytes and the cumulative DAG size.
+        The root CID, the content bytes, the cumulative DAG size and how many hidden entries
+        were skipped.
 
     Raises:
-        UnsafePathError: a symlink is absolute or resolves outside the tree, or a name is unsafe.
-        InvalidInputError: special files, non-UTF-8 names, bad options.
+        UnsafePathError: an entry name is unsafe.
+        InvalidInputError: special files, non-UTF-8 names, bad options, nothing at ``path``.
         StoreError: the tree cannot be read.
     """
-    opts = _check_options(cid_version, chunk_size, max_links, shard_threshold)
-    root = os.path.realpath(path)
+    opts = _resolve_options(profile, cid_version, chunk_size, max_links, shard_threshold)
+    text = os.fspath(path)
+    try:
+        st = os.lstat(text)
+    except FileNotFoundError:
+        raise InvalidInputError(f"expected a file or directory to add, found nothing at {path}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    skipped = 0
     with _Sink(store) as sink:
-        if os.path.isdir(root):
-            walker = _DirWalker(root, sink, opts, exclude, progress)
-            node = walker.add_dir(root)
+        if stat_module.S_ISLNK(st.st_mode):
+            node = _add_symlink(text, sink, opts)
+            size = 0
+        elif stat_module.S_ISDIR(st.st_mode):
+            walker = _DirWalker(sink, opts, exclude, progress, hidden)
+            node = walker.add_dir(text)
             size = walker.size
-        elif os.path.isfile(root):
-            node = _add_file(root, sink, opts, progress)
+            skipped = walker.skipped_hidden
+        elif stat_module.S_ISREG(st.st_mode):
+            node = _add_file(text, sink, opts, progress)
             size = node.filesize
-        elif not os.path.exists(root):
-            raise InvalidInputError(f"expected a file or directory to add, found nothing at {path}")
         else:
             raise InvalidInputError(f"expected a regular file or directory, found a special file at {path}")
-    return AddResult(CID.from_bytes(node.cid), size, node.tsize)
+    return AddResult(CID.from_bytes(node.cid), size, node.tsize, skipped)
 
 
 def add_directory(
@@ -643,6 +729,7 @@ def add_directory(
     *,
     cid_version: int = 1,
     shard_threshold: int = HAMT_SHARDING_SIZE,
+    profile: ImportProfile | str | None = None,
 ) -> AddResult:
     """A UnixFS directory of existing DAGs, built as ``ipfs add -r`` would build it.
 
@@ -656,12 +743,13 @@ def add_directory(
         store: where the directory blocks go; ``None`` only computes the CID.
         cid_version: 1 or 0, as for :func:`add_path`.
         shard_threshold: as for :func:`add_path`.
+        profile: as for :func:`add_path` (only its CID version and HAMT settings matter here).
 
     Raises:
         UnsafePathError: an entry name is unsafe (``.``, ``..``, ``/``, NUL, empty).
         InvalidInputError: two entries share a name, or the options are invalid.
     """
-    opts = _check_options(cid_version, CHUNK_SIZE, MAX_LINKS, shard_threshold)
+    opts = _resolve_options(profile, cid_version, CHUNK_SIZE, MAX_LINKS, shard_threshold)
     links: list[tuple[bytes, _Node]] = []
     seen: set[bytes] = set()
     for name, cid, tsize in entries:

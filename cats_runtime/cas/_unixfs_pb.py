@@ -209,11 +209,14 @@ class AddResult:
         cid: the root CID (Kubo's ``ipfs add`` result for the same settings).
         size: content bytes consumed (sum of file sizes).
         dag_size: cumulative size of the DAG (the Tsize a parent would record; Kubo's ``Size``).
+        skipped_hidden: entries skipped because their name starts with a dot (``ipfs add -r``
+            without ``-H``).
     """
 
     cid: CID
     size: int
     dag_size: int = 0
+    skipped_hidden: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import click
 
 from ..cas import CID
+from ..cas._profiles import DEFAULT_PROFILE, PROFILES
 from ..operations import cas_ops
 from ._app import cli, emit, progress, state
 
@@ -20,27 +23,45 @@ def _cid_arg(value: str) -> CID:
     return CID.decode(value)  # InvalidCIDError reaches the boundary as one clear line
 
 
-def _tree_size(path: Path) -> int:
+def _content_arg(value: str) -> CID:
+    """``CID`` or ``CID/path/in/it`` (as ``ipfs cat`` takes), resolved through UnixFS directories."""
+    return cas_ops.resolve(state().home, value)
+
+
+def _tree_size(path: Path, hidden: bool) -> int:
+    """File bytes the add will read (for the progress bar): what the importer skips is not counted."""
     if path.is_file():
         return path.stat().st_size
     total = 0
-    for root, _dirs, files in os.walk(path):
+    for root, dirs, files in os.walk(path):
+        if not hidden:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except OSError:
+            if not hidden and name.startswith("."):
                 continue
+            with contextlib.suppress(OSError):
+                st = os.lstat(os.path.join(root, name))
+                if stat.S_ISREG(st.st_mode):
+                    total += st.st_size
     return total
 
 
 @cli.command()
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.argument("path", type=click.Path(exists=True))
 @click.option(
     "--cid-version",
     type=click.Choice(["0", "1"]),
-    default="1",
-    show_default=True,
-    help="1 equals `ipfs add --cid-version=1` (raw leaves); 0 equals plain `ipfs add`.",
+    default=None,
+    help="1 (default) equals `ipfs add --cid-version=1` (raw leaves); 0 equals plain `ipfs add`.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=None,
+    help=f"Named import settings (default {DEFAULT_PROFILE.name}); unixfs-v0-2015 = --cid-version 0.",
+)
+@click.option(
+    "-H", "--hidden", is_flag=True, help="Include files whose name starts with a dot (`ipfs add -r -H`)."
 )
 @click.option("--only-hash", "-n", is_flag=True, help="Compute the CID without storing anything.")
 @click.option("--pin/--no-pin", default=True, show_default=True, help="Pin the root so gc keeps it.")
@@ -49,39 +70,67 @@ def _tree_size(path: Path) -> int:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def add(
-    path: Path, cid_version: str, only_hash: bool, pin: bool, exclude: tuple[str, ...], as_json: bool
+    path: str,
+    cid_version: str | None,
+    profile: str | None,
+    hidden: bool,
+    only_hash: bool,
+    pin: bool,
+    exclude: tuple[str, ...],
+    as_json: bool,
 ) -> None:
-    """Add a file or directory and print its CID (identical to Kubo's `ipfs add`)."""
-    total = _tree_size(path)
-    with progress(f"adding {path.name}", total, enabled=not as_json) as advance:
+    """Add a file or directory and print its CID (identical to Kubo's `ipfs add -r`).
+
+    As in Kubo, names starting with a dot are skipped unless -H is given, and symlinks are
+    stored as links (a symlink given as PATH too; write PATH/ to add what it points to).
+    """
+    total = _tree_size(Path(path), hidden) if not os.path.islink(path) else 0
+    with progress(
+        f"adding {os.path.basename(os.path.normpath(path))}", total, enabled=not as_json
+    ) as advance:
         result = cas_ops.add(
             state().home,
             path,
-            cid_version=int(cid_version),
+            cid_version=None if cid_version is None else int(cid_version),
+            profile=profile,
+            hidden=hidden,
             only_hash=only_hash,
             pin=pin and not only_hash,
             exclude=exclude,
             progress=advance,
         )
+    if result.skipped_hidden and not as_json:
+        click.echo(
+            f"skipped {result.skipped_hidden} hidden entr{'y' if result.skipped_hidden == 1 else 'ies'} "
+            "(names starting with '.'); -H includes them",
+            err=True,
+        )
     emit(
         as_json,
-        {"cid": result.cid, "size": result.size, "stored": not only_hash, "pinned": result.pinned},
+        {
+            "cid": result.cid,
+            "size": result.size,
+            "stored": not only_hash,
+            "pinned": result.pinned,
+            "skipped_hidden": result.skipped_hidden,
+            "profile": result.profile.name,
+        },
         str(result.cid),
     )
 
 
 @cli.command()
-@click.argument("cid", type=str)
+@click.argument("cid", type=str, metavar="CID[/PATH]")
 def cat(cid: str) -> None:
     """Write a file's bytes to stdout, verifying every block."""
     out = sys.stdout.buffer
-    for chunk in cas_ops.cat(state().home, _cid_arg(cid)):
+    for chunk in cas_ops.cat(state().home, _content_arg(cid)):
         out.write(chunk)
     out.flush()
 
 
 @cli.command()
-@click.argument("cid", type=str)
+@click.argument("cid", type=str, metavar="CID[/PATH]")
 @click.option(
     "-o",
     "--output",
@@ -89,27 +138,32 @@ def cat(cid: str) -> None:
     required=True,
     help="Where to write the file or directory (must not exist, or be an empty directory).",
 )
+@click.option(
+    "--verbatim-symlinks",
+    is_flag=True,
+    help="Write absolute and out-of-tree symlinks as stored (as `ipfs get`); they are never followed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def get(cid: str, output: Path, as_json: bool) -> None:
+def get(cid: str, output: Path, verbatim_symlinks: bool, as_json: bool) -> None:
     """Write a file or directory tree to OUTPUT, verifying every block."""
-    root = _cid_arg(cid)
+    root = _content_arg(cid)
     with progress(f"getting {root}", None, enabled=not as_json) as advance:
-        cas_ops.get(state().home, root, output, progress=advance)
+        cas_ops.get(state().home, root, output, progress=advance, verbatim_symlinks=verbatim_symlinks)
     emit(as_json, {"cid": root, "output": output}, f"wrote {output}")
 
 
 @cli.command()
-@click.argument("cid", type=str)
+@click.argument("cid", type=str, metavar="CID[/PATH]")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def show(cid: str, as_json: bool) -> None:
     """Show a block: records as DAG-JSON, dag-pb/UnixFS nodes and raw blocks summarized."""
-    info = cas_ops.show(state().home, _cid_arg(cid))
+    info = cas_ops.show(state().home, _content_arg(cid))
     emit(as_json, info.to_json(), info.to_text)
 
 
 @cli.group()
 def car() -> None:
-    """Export and import CAR (v1) files, compatible with `ipfs dag export/import`."""
+    """Export and import CAR files (v1, and v2 with an index), compatible with `ipfs dag export/import`."""
 
 
 @car.command("export")
@@ -121,11 +175,19 @@ def car() -> None:
     required=True,
     help="The CAR file to write ('-' for stdout).",
 )
+@click.option(
+    "--version",
+    "car_version",
+    type=click.Choice(["1", "2"]),
+    default="1",
+    show_default=True,
+    help="1: CARv1 as `ipfs dag export`; 2: CARv2 with a MultihashIndexSorted index (go-car, Lassie).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def car_export(cid: str, output: Path, as_json: bool) -> None:
+def car_export(cid: str, output: Path, car_version: str, as_json: bool) -> None:
     """Write the whole DAG under CID to a CAR file."""
     root = _cid_arg(cid)
-    count = cas_ops.car_export(state().home, root, output)
+    count = cas_ops.car_export(state().home, root, output, version=int(car_version))
     if str(output) != "-":
         emit(
             as_json, {"root": root, "blocks": count, "output": output}, f"exported {count} blocks to {output}"
@@ -137,7 +199,10 @@ def car_export(cid: str, output: Path, as_json: bool) -> None:
 @click.option("--pin/--no-pin", default=True, show_default=True, help="Pin the CAR's roots.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def car_import(path: Path, pin: bool, as_json: bool) -> None:
-    """Import a CAR file; every block is verified, and nothing is stored unless all are valid."""
+    """Import a CAR (v1 or v2) file; every block is verified, and nothing is stored unless all are valid.
+
+    A CARv2's index is not read: the blocks of its data payload are checked one by one.
+    """
     roots = cas_ops.car_import(state().home, path, pin=pin)
     emit(as_json, {"roots": roots}, "\n".join(str(r) for r in roots) or "imported (no roots)")
 

@@ -19,10 +19,10 @@ from ..operations import (
     build_function,
     endorse_code,
     fetch_from_peers,
+    import_input,
     load_params_file,
     local_structure,
     make_order,
-    parse_input,
     parse_param,
     store_structure,
     submit_order,
@@ -348,10 +348,12 @@ def submit(
         values: dict[str, Any] = load_params_file(params_file) if params_file else {}
         values.update(parse_param(p) for p in params)
         with Node.open(home) as local:
-            named = [parse_input(local, text) for text in inputs]
+            parsed = [import_input(local, text) for text in inputs]
             _, function = build_function(function_spec, local.store, mode=mode)  # type: ignore[arg-type]
             structure = store_structure(local_structure(), local.store)
-            _, order = make_order(local, function, dict(named), values, seed, structure)
+            imports = {p.name: p.imported for p in parsed if p.imported is not None}
+            named = {p.name: p.cid for p in parsed}
+            _, order = make_order(local, function, named, values, seed, structure, imports)
     answer = submit_order(home, order, node_url, bearer, endorsements=endorsements)
     if wait:
         answer = wait_for_run(node_url, str(answer["run"]), timeout=timeout)

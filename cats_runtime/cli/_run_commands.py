@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from ..cas import CID
+from ..cas._profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from ..errors import FunctionFailedError, InvalidInputError, VerificationError
 from ..operations import (
     LINEAGE_FORMATS,
@@ -19,9 +20,9 @@ from ..operations import (
     VerifyOutcome,
     build_function,
     build_structure,
+    import_input,
     lineage,
     load_params_file,
-    parse_input,
     parse_param,
     read_log,
     rebuild_catalog,
@@ -73,7 +74,17 @@ def _advance(advance: Callable[[int], None]) -> Callable[[int, int], None]:
     multiple=True,
     required=True,
     metavar="NAME=CID|PATH",
-    help="A named input; a local path is added to the store first. Repeatable.",
+    help="A named input; a local path is added to the store first, as `cats add` adds it. Repeatable.",
+)
+@click.option(
+    "-H", "--hidden", is_flag=True, help="Include hidden files (names starting with '.') of path inputs."
+)
+@click.option(
+    "--profile",
+    type=click.Choice(sorted(PROFILES)),
+    default=DEFAULT_PROFILE.name,
+    show_default=True,
+    help="UnixFS import settings for path inputs (recorded in the Order).",
 )
 @click.option(
     "--param",
@@ -126,6 +137,8 @@ def run_command(
     function_spec: str,
     mode: str,
     inputs: tuple[str, ...],
+    hidden: bool,
+    profile: str,
     params: tuple[str, ...],
     params_file: Path | None,
     seed: int,
@@ -148,9 +161,18 @@ def run_command(
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
     values.update(parse_param(p) for p in params)
     with _node() as node:
-        named = [parse_input(node, text) for text in inputs]
+        parsed = [import_input(node, text, hidden=hidden, profile=get_profile(profile)) for text in inputs]
+        named = [(p.name, p.cid) for p in parsed]
         if len({n for n, _ in named}) != len(named):
             raise InvalidInputError(f"expected distinct input names, found {[n for n, _ in named]}")
+        for p in parsed:
+            if p.skipped_hidden and not as_json:
+                click.echo(
+                    f"input {p.name}: skipped {p.skipped_hidden} hidden "
+                    f"entr{'y' if p.skipped_hidden == 1 else 'ies'} (names starting with '.'); "
+                    "-H includes them",
+                    err=True,
+                )
         _, function = build_function(
             function_spec,
             node.store,
@@ -165,6 +187,7 @@ def run_command(
                 node,
                 function=function,
                 inputs=dict(named),
+                imports={p.name: p.imported for p in parsed if p.imported is not None},
                 params=values,
                 seed=seed,
                 structure=structure,

@@ -132,7 +132,7 @@ def run_task(spec: TaskSpec, source: BlockSource, *, workdir: Path | None = None
             with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
                 fn(ctx)
             store = MemoryBlockStore()
-            root = _unixfs.add_path(output, store).cid
+            root = _unixfs.add_path(output, store, hidden=True).cid  # every file the task wrote
             blocks = [(cid.buffer, store.get(cid)) for cid in store]
         except (Exception, SystemExit) as exc:  # a function calling sys.exit() failed too
             buffer.write(traceback.format_exc())

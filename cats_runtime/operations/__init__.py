@@ -35,9 +35,11 @@ from ._policy import PolicyReport, PolicyViolation, StackPolicyResult, check_pol
 from ._redeploy import RedeployOutcome, materialize_program, redeploy, required_secrets
 from ._run import (
     Execution,
+    ParsedInput,
     RunOutcome,
     execute_order,
     find_parents,
+    import_input,
     load_params_file,
     make_order,
     parse_input,
@@ -101,6 +103,8 @@ __all__: list[str] = [
     "local_structure",
     "make_order",
     "parse_function_spec",
+    "ParsedInput",
+    "import_input",
     "parse_input",
     "parse_param",
     "read_log",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -102,12 +103,12 @@ def build_function(
     if image is not None and not _IMAGE_RE.match(image):
         raise InvalidInputError(f"expected --image sha256:<64 lowercase hex>, found {image!r}")
     code_dir, entrypoint = parse_function_spec(spec)
-    code = _unixfs.add_path(code_dir, store, exclude=ignore).cid
+    code = _unixfs.add_path(os.path.realpath(code_dir), store, exclude=ignore, hidden=True).cid
     req: CID | None = None
     if requirements is not None:
         if not requirements.is_file():
             raise InvalidInputError(f"expected a requirements file, found nothing at {requirements}")
-        req = _unixfs.add_path(requirements, store).cid
+        req = _unixfs.add_path(os.path.realpath(requirements), store).cid
     record = FunctionRecord(
         name=name or entrypoint.split(":")[1],
         code=code,

@@ -20,6 +20,7 @@ from typing import Any, Final, Literal
 from .. import __version__
 from ..cas import CID, BlockStore, _unixfs
 from ..cas._dagpb import PBLink
+from ..cas._profiles import DEFAULT_PROFILE, ImportProfile
 from ..errors import BlockNotFoundError, InvalidCIDError, InvalidInputError, LimitError, RecordError
 from ..execution import (
     DatumRef,
@@ -35,6 +36,7 @@ from ..records import (
     BOMRecord,
     DatumResult,
     FunctionRecord,
+    InputImport,
     InvoiceRecord,
     OrderRecord,
     StructureRecord,
@@ -49,7 +51,10 @@ __all__ = [
     "Execution",
     "RunOutcome",
     "execute_order",
+    "ParsedInput",
     "find_parents",
+    "import_input",
+    "import_record",
     "load_params_file",
     "make_order",
     "parse_input",
@@ -97,8 +102,37 @@ def load_params_file(path: Path) -> dict[str, Any]:
     return {str(k): _check_json(v, str(k)) for k, v in value.items()}
 
 
-def parse_input(node: Node, text: str) -> tuple[str, CID]:
-    """``name=CID`` or ``name=PATH``; a path is added (and pinned) first. Exactly one must apply."""
+@dataclass(frozen=True)
+class ParsedInput:
+    """One ``--input``: its name and CID, and how it was imported when it came from a path.
+
+    Attributes:
+        name: The input name.
+        cid: Its content.
+        imported: The UnixFS settings of the import (None when given as a CID).
+        skipped_hidden: Entries skipped because their name starts with a dot.
+    """
+
+    name: str
+    cid: CID
+    imported: InputImport | None = None
+    skipped_hidden: int = 0
+
+
+def import_record(profile: ImportProfile, hidden: bool) -> InputImport:
+    """The Order's record of an import made with ``profile``."""
+    settings = profile.to_json()
+    return InputImport(profile=settings.pop("name"), hidden=hidden, **settings)
+
+
+def import_input(
+    node: Node, text: str, *, hidden: bool = False, profile: ImportProfile = DEFAULT_PROFILE
+) -> ParsedInput:
+    """``name=CID`` or ``name=PATH``; a path is added (and pinned) first. Exactly one must apply.
+
+    A path is added as ``cats add`` adds it (hidden entries skipped unless ``hidden``), except
+    that a symlink given as the path is followed: the input is what it points to.
+    """
     name, sep, value = text.partition("=")
     if not sep or not value:
         raise InvalidInputError(f"expected --input name=CID or name=PATH, found {text!r}")
@@ -107,9 +141,19 @@ def parse_input(node: Node, text: str) -> tuple[str, CID]:
     path = Path(value).expanduser()
     if path.exists():
         with node.repo.write_lock():
-            cid = _unixfs.add_path(path, node.store).cid
-            node.repo.pins.add(cid, name=f"input:{name}")
-        return name, cid
+            result = _unixfs.add_path(path.resolve(), node.store, hidden=hidden, profile=profile)
+            node.repo.pins.add(result.cid, name=f"input:{name}")
+        return ParsedInput(name, result.cid, import_record(profile, hidden), result.skipped_hidden)
+    return ParsedInput(name, _existing_cid(node, name, value))
+
+
+def parse_input(node: Node, text: str) -> tuple[str, CID]:
+    """``name=CID`` or ``name=PATH`` as :func:`import_input` reads it, as ``(name, CID)``."""
+    parsed = import_input(node, text)
+    return parsed.name, parsed.cid
+
+
+def _existing_cid(node: Node, name: str, value: str) -> CID:
     try:
         cid = CID.decode(value)
     except InvalidCIDError:
@@ -120,7 +164,7 @@ def parse_input(node: Node, text: str) -> tuple[str, CID]:
         raise BlockNotFoundError(
             f"input {name!r}: block {cid} is not in the store at {node.home} (add or fetch it)"
         )
-    return name, cid
+    return cid
 
 
 # -- Orders ------------------------------------------------------------------------------------
@@ -145,8 +189,9 @@ def make_order(
     params: Mapping[str, Any],
     seed: int,
     structure: CID,
+    imports: Mapping[str, InputImport] | None = None,
 ) -> tuple[OrderRecord, CID]:
-    """Build and store the Order (parents found in the catalog)."""
+    """Build and store the Order (parents found in the catalog; ``imports`` per path input)."""
     if not inputs:
         raise InvalidInputError("expected at least one --input name=CID|PATH, found none")
     for name in inputs:
@@ -163,6 +208,7 @@ def make_order(
         params=dict(params),
         seed=seed,
         parents=find_parents(node, inputs),
+        imports=dict(imports or {}),
     )
     try:
         block = order.to_block()
@@ -496,6 +542,7 @@ def run(
     address: str | None = None,
     cas_url: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    imports: Mapping[str, InputImport] | None = None,
 ) -> RunOutcome:
     """Make the Order (local Structure by default) and run it. See :func:`run_order`."""
     if isinstance(structure, CID):
@@ -504,7 +551,7 @@ def run(
             raise RecordError(f"expected {structure_cid} to be a cats/structure record")
     else:
         structure_cid = store_structure(structure or local_structure(), node.store)
-    order, order_cid = make_order(node, function, inputs, params or {}, seed, structure_cid)
+    order, order_cid = make_order(node, function, inputs, params or {}, seed, structure_cid, imports)
     return run_order(
         node, order, order_cid, force=force, address=address, cas_url=cas_url, on_progress=on_progress
     )

@@ -140,7 +140,7 @@ def build_structure(program_dir: Path, stack: str, store: BlockStore | None) -> 
             )
         (root / stack_rel).parent.mkdir(parents=True, exist_ok=True)
         (root / stack_rel).write_text(sanitized, encoding="utf-8")
-        program = _unixfs.add_path(root, store, exclude=DEFAULT_IGNORE).cid
+        program = _unixfs.add_path(root, store, exclude=DEFAULT_IGNORE, hidden=True).cid
     return StructureRecord(cloud=cloud, stack=stack, program=program, outputs=[])
 
 

@@ -8,6 +8,7 @@ prints. They hold the repository's write lock while they add and pin, so a concu
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +19,8 @@ from typing import Any, BinaryIO
 from ..cas import CID, DAG_CBOR, DAG_PB, RAW, Repo, _dagcbor, _dagjson, _unixfs
 from ..cas._car import export_car, import_car
 from ..cas._dagpb import decode_pbnode
+from ..cas._profiles import DEFAULT_PROFILE, ImportProfile, get_profile
+from ..cas._unixfs_export import resolve_path, split_path
 from ..cas._unixfs_pb import decode_unixfs
 from ..errors import InvalidInputError, UnsupportedCodecError
 
@@ -35,6 +38,7 @@ __all__ = [
     "pin_rm",
     "repo_gc",
     "repo_verify",
+    "resolve",
     "show",
 ]
 
@@ -51,32 +55,69 @@ class AddOutcome:
     cid: CID
     size: int
     pinned: bool
+    skipped_hidden: int = 0
+    profile: ImportProfile = DEFAULT_PROFILE
 
 
 def add(
     home: Path,
-    path: Path,
+    path: str | os.PathLike[str],
     *,
-    cid_version: int = 1,
+    cid_version: int | None = None,
     only_hash: bool = False,
     pin: bool = True,
     exclude: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
+    hidden: bool = False,
+    profile: str | None = None,
 ) -> AddOutcome:
-    """Add a file or directory; with ``only_hash`` nothing is written anywhere."""
-    if cid_version not in (0, 1):
-        raise InvalidInputError(f"expected --cid-version 0 or 1, found {cid_version!r}")
-    if only_hash:
-        result = _unixfs.add_path(path, None, cid_version=cid_version, exclude=exclude, progress=progress)
-        return AddOutcome(result.cid, result.size, False)
-    repo = open_repo(home)
-    with repo.write_lock():
+    """Add a file, directory or symlink as ``ipfs add -r`` does; with ``only_hash`` nothing is written.
+
+    ``cid_version`` 0 selects the ``unixfs-v0-2015`` profile (plain ``ipfs add``); give at most
+    one of ``cid_version`` and ``profile``.
+    """
+    chosen = _choose_profile(cid_version, profile)
+    name = os.path.basename(os.path.normpath(os.fspath(path)))
+    store = None if only_hash else open_repo(home)
+    if store is None:
         result = _unixfs.add_path(
-            path, repo.blocks, cid_version=cid_version, exclude=exclude, progress=progress
+            path, None, exclude=exclude, progress=progress, hidden=hidden, profile=chosen
+        )
+        return AddOutcome(result.cid, result.size, False, result.skipped_hidden, chosen)
+    with store.write_lock():
+        result = _unixfs.add_path(
+            path, store.blocks, exclude=exclude, progress=progress, hidden=hidden, profile=chosen
         )
         if pin:
-            repo.pins.add(result.cid, name=path.name)
-    return AddOutcome(result.cid, result.size, pin)
+            store.pins.add(result.cid, name=name)
+    return AddOutcome(result.cid, result.size, pin, result.skipped_hidden, chosen)
+
+
+def _choose_profile(cid_version: int | None, profile: str | None) -> ImportProfile:
+    if profile is not None:
+        if cid_version is not None:
+            raise InvalidInputError("expected --cid-version or --profile, found both")
+        return get_profile(profile)
+    if cid_version is None or cid_version == 1:
+        return DEFAULT_PROFILE
+    if cid_version == 0:
+        return get_profile("unixfs-v0-2015")
+    raise InvalidInputError(f"expected --cid-version 0 or 1, found {cid_version!r}")
+
+
+def resolve(home: Path, text: str) -> CID:
+    """``CID`` or ``CID/a/b`` (also ``/ipfs/CID/a/b``): the CID the UnixFS path names.
+
+    Raises:
+        InvalidCIDError: the first segment is not a CID.
+        NotFoundError: an entry of the path does not exist.
+        InvalidInputError: the path goes through a file or symlink.
+    """
+    head, segments = split_path(text)
+    root = CID.decode(head)
+    if not segments:
+        return root
+    return resolve_path(open_repo(home).blocks, root, segments)[0]
 
 
 def cat(home: Path, cid: CID) -> Iterator[bytes]:
@@ -84,9 +125,16 @@ def cat(home: Path, cid: CID) -> Iterator[bytes]:
     return _unixfs.cat(open_repo(home).blocks, cid)
 
 
-def get(home: Path, cid: CID, output: Path, *, progress: Callable[[int], None] | None = None) -> None:
+def get(
+    home: Path,
+    cid: CID,
+    output: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    verbatim_symlinks: bool = False,
+) -> None:
     """Write a UnixFS file or directory at ``output`` (never outside it)."""
-    _unixfs.get(open_repo(home).blocks, cid, output, progress=progress)
+    _unixfs.get(open_repo(home).blocks, cid, output, progress=progress, verbatim_symlinks=verbatim_symlinks)
 
 
 @dataclass(frozen=True)
@@ -152,17 +200,28 @@ def _describe_unixfs(data: bytes | None) -> dict[str, Any]:
     return out
 
 
-def car_export(home: Path, cid: CID, output: Path) -> int:
-    """Write the DAG under ``cid`` as a CARv1 file (``-`` for stdout); returns the block count."""
+def car_export(home: Path, cid: CID, output: Path, *, version: int = 1) -> int:
+    """Write the DAG under ``cid`` as a CAR file (``-`` for stdout); returns the block count.
+
+    ``version`` 1 is ``ipfs dag export``'s CARv1; 2 a CARv2 with an index.
+    """
+    if version not in (1, 2):
+        raise InvalidInputError(f"expected --version 1 or 2, found {version!r}")
     repo = open_repo(home)
     if str(output) == "-":
-        return export_car(repo.blocks, [cid], sys.stdout.buffer)
+        if version == 1:
+            return export_car(repo.blocks, [cid], sys.stdout.buffer)
+        with tempfile.TemporaryFile(prefix=".car-export-") as spool:  # CARv2 needs a seekable file
+            count = export_car(repo.blocks, [cid], spool, version=2)
+            spool.seek(0)
+            shutil.copyfileobj(spool, sys.stdout.buffer, 1 << 20)
+        return count
     # Write beside the target and rename, so a failure never leaves a half CAR under its name.
     output = output.expanduser()
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent or Path("."))
     try:
         with os.fdopen(fd, "wb") as out:
-            count = export_car(repo.blocks, [cid], out)
+            count = export_car(repo.blocks, [cid], out, version=version)
         os.replace(tmp, output)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -39,6 +39,7 @@ __all__ = [
     "Cloud",
     "DatumResult",
     "FunctionRecord",
+    "InputImport",
     "InvoiceRecord",
     "Mode",
     "OrderRecord",
@@ -169,6 +170,41 @@ class StructureRecord(Record):
 
 
 @record
+class InputImport(Checked):
+    """How an Order's input was imported from a path, so the CID can be re-derived from the bytes.
+
+    Every UnixFS setting that decides the CID (a named profile and its values, which stay
+    meaningful even if the name is redefined later), plus whether hidden entries were included.
+    """
+
+    FIELDS: ClassVar[Mapping[str, Kind]] = {
+        "profile": _NAME,
+        "cid_version": Int(0, 1),
+        "raw_leaves": Bool(),
+        "hash": Choice(("sha2-256",)),
+        "chunker": Text("a chunker 'size-N'", pattern=r"size-[1-9][0-9]{0,7}"),
+        "layout": Choice(("balanced",)),
+        "max_links": Int(2, 1 << 20),
+        "hamt_threshold": Int(0, 1 << 40),
+        "hamt_strategy": Choice(("links-bytes", "block-bytes")),
+        "hamt_fanout": Int(2, 1 << 16),
+        "hidden": Bool(),
+    }
+
+    profile: str
+    cid_version: int
+    raw_leaves: bool
+    hash: str
+    chunker: str
+    layout: str
+    max_links: int
+    hamt_threshold: int
+    hamt_strategy: str
+    hamt_fanout: int
+    hidden: bool
+
+
+@record
 class OrderRecord(Record):
     """A request to run a Function on inputs: the ``cats/order@1`` record.
 
@@ -181,6 +217,8 @@ class OrderRecord(Record):
         params: Parameter name -> JSON value, passed to the function.
         seed: Seed for any randomness, in ``[0, 2**63)``.
         parents: BOMs whose outputs are among the inputs (a set: stored sorted by CID bytes, unique).
+        imports: Input name -> the UnixFS settings it was imported with, for every input added
+            from a path (inputs given as CIDs have none: the Order did not import them).
     """
 
     TYPE: ClassVar[str] = "cats/order@1"
@@ -191,6 +229,7 @@ class OrderRecord(Record):
         "params": Params(),
         "seed": Int(0, 2**63 - 1),
         "parents": Seq(_RECORD_LINK, as_set=True),
+        "imports": Map(_INPUT_NAME, Struct(InputImport)),
     }
 
     function: CID
@@ -199,6 +238,12 @@ class OrderRecord(Record):
     params: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
     parents: Sequence[CID] = ()
+    imports: Mapping[str, InputImport] = field(default_factory=dict)
+
+    def _check(self) -> None:
+        unknown = sorted(set(self.imports) - set(self.inputs))
+        if unknown:
+            raise FieldError("imports", f"expected names of inputs, found {unknown[0]!r}, which is no input")
 
 
 @record

@@ -4,6 +4,10 @@ Follows specs.ipfs.tech/http-gateways/trustless-gateway: ``?format=raw`` / ``Acc
 application/vnd.ipld.raw`` answers one block; ``?format=car`` / ``Accept: application/vnd.ipld.car``
 streams a CARv1 of the DAG (``dag-scope`` ``all`` by default, ``entity`` and ``block``
 supported), depth-first (``order=dfs``), duplicates sent once unless ``dups=y`` is asked for.
+Content paths ``/ipfs/{cid}/a/b`` are resolved through UnixFS directories (HAMT shards included):
+a CAR then starts with every block needed to verify the path, and ``entity-bytes=from:to``
+limits a file to the blocks covering that byte range (negative offsets count from the end,
+``*`` is the end). ``Content-Location`` names the ``?format=`` URL when Accept chose it.
 The node never fetches on a gateway request: a block it does not hold is 404 (or 412 with
 ``Cache-Control: only-if-cached``), so these requests cannot make the node reach out anywhere.
 Writes are deliberately not offered (no ``POST /blocks``): blocks enter a node only through an
@@ -17,11 +21,12 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..cas import CID, DAG_PB, IDENTITY, UnixFSType, _dagcbor, decode_pbnode, decode_unixfs
+from ..cas import CID, DAG_PB, IDENTITY, UnixFSType, _dagcbor, decode_pbnode, decode_unixfs, resolve_path
 from ..cas._varint import encode_varint
 from ..cas._walk import links_of
 from ..errors import (
@@ -134,15 +139,48 @@ def _negotiate(request: Request) -> _Wanted:
 
 
 def _scope(request: Request) -> Scope:
-    if "entity-bytes" in request.query_params:
-        raise InvalidInputError("expected no entity-bytes parameter: byte ranges are not supported here")
-    value = request.query_params.get("dag-scope", "all")
+    value = request.query_params.get(
+        "dag-scope", "entity" if "entity-bytes" in request.query_params else "all"
+    )
     if value not in ("block", "entity", "all"):
         raise InvalidInputError(f"expected dag-scope=block|entity|all, found {value!r}")
     return value  # type: ignore[return-value]
 
 
 Reader = Callable[[CID], bytes]
+ByteRange = tuple[int, int | None]  # (from, to) as given: negative counts from the end, None is '*'
+
+
+def _entity_bytes(request: Request) -> ByteRange | None:
+    text = request.query_params.get("entity-bytes")
+    if text is None:
+        return None
+    start, sep, end = text.partition(":")
+    try:
+        lo = int(start)
+        hi = None if end == "*" else int(end)
+    except ValueError:
+        lo, hi, sep = 0, None, ""
+    if not sep or not start.lstrip("-").isdigit() or (hi is not None and not end.lstrip("-").isdigit()):
+        raise InvalidInputError(f"expected entity-bytes=from:to (integers, to may be '*'), found {text!r}")
+    if request.query_params.get("dag-scope", "entity") != "entity":
+        raise InvalidInputError(
+            "expected entity-bytes with dag-scope=entity (it implies it), found another scope"
+        )
+    return lo, hi
+
+
+class _ReaderSource:
+    """The gateway's reader as a block source, for resolving content paths."""
+
+    def __init__(self, read: Reader) -> None:
+        self._read = read
+
+    def get(self, cid: CID) -> bytes:
+        return self._read(cid)
+
+    def has(self, cid: CID) -> bool:
+        return True
 
 
 def _reader(state: NodeState) -> Reader:
@@ -205,12 +243,74 @@ def _entity_links(cid: CID, data: bytes) -> tuple[list[CID], bool]:
 _MAX_DUPLICATES = 100_000
 
 
-def _dag(read: Reader, root: CID, root_data: bytes, scope: Scope, dups: bool) -> Iterator[tuple[CID, bytes]]:
-    """Blocks of the requested scope, depth-first pre-order (the root first)."""
-    if scope == "block":
-        yield root, root_data
-        return
+def _file_size(cid: CID, data: bytes) -> int | None:
+    """The byte length of a UnixFS file rooted at this block, or None when it is no file."""
+    if cid.codec != DAG_PB:
+        return len(data) if cid.codec == 0x55 or cid.hash_code == IDENTITY else None
+    node = decode_pbnode(data)
+    if node.data is None:
+        return None
+    try:
+        fs = decode_unixfs(node.data)
+    except DecodeError:
+        return None
+    if fs.type not in (UnixFSType.FILE, UnixFSType.RAW):
+        return None
+    return len(fs.data or b"") + sum(fs.blocksizes)
+
+
+def _range_blocks(read: Reader, root: CID, root_data: bytes, lo: int, hi: int) -> Iterator[tuple[CID, bytes]]:
+    """The blocks of a UnixFS file needed to verify bytes ``[lo, hi]``, depth-first pre-order."""
+    stack: list[tuple[CID, bytes | None, int]] = [(root, root_data, 0)]  # (cid, bytes, file offset)
+    while stack:
+        cid, data, offset = stack.pop()
+        if data is None:
+            data = read(cid)
+        yield cid, data
+        if cid.codec != DAG_PB:
+            continue
+        node = decode_pbnode(data)
+        fs = decode_unixfs(node.data or b"")
+        if len(fs.blocksizes) != len(node.links):
+            raise DecodeError(f"expected one blocksize per link in {cid}, found a mismatch")
+        child = offset + len(fs.data or b"")
+        wanted: list[tuple[CID, bytes | None, int]] = []
+        for link, size in zip(node.links, fs.blocksizes, strict=True):
+            if child <= hi and child + size > lo:
+                wanted.append((link.cid, None, child))
+            child += size
+        stack.extend(reversed(wanted))
+
+
+def _dag(
+    read: Reader,
+    root: CID,
+    root_data: bytes,
+    scope: Scope,
+    dups: bool,
+    prefix: tuple[CID, ...] = (),
+    byte_range: tuple[int, int] | None = None,
+) -> Iterator[tuple[CID, bytes]]:
+    """Blocks of the requested scope, depth-first pre-order (the root first).
+
+    ``prefix`` are the blocks that verify the content path leading to ``root``, sent first;
+    ``byte_range`` (inclusive, resolved) limits a UnixFS file to the blocks covering it.
+    """
     seen: set[CID] = set()
+    for cid in prefix:
+        if cid.to_v1() not in seen:
+            seen.add(cid.to_v1())
+            yield cid, read(cid)
+    if scope == "block":
+        if dups or root.to_v1() not in seen:
+            yield root, root_data
+        return
+    if byte_range is not None:
+        for cid, data in _range_blocks(read, root, root_data, *byte_range):
+            if dups or cid.to_v1() not in seen:
+                seen.add(cid.to_v1())
+                yield cid, data
+        return
     repeats = 0
     # (cid, its bytes when already read, whole subtree (True) or entity rules (False))
     stack: list[tuple[CID, bytes | None, bool]] = [(root, root_data, scope == "all")]
@@ -244,11 +344,11 @@ def _car_header(root: CID) -> bytes:
     return encode_varint(len(header)) + header
 
 
-def _car_body(read: Reader, root: CID, root_data: bytes, scope: Scope, dups: bool) -> Iterator[bytes]:
+def _car_body(root: CID, blocks: Iterator[tuple[CID, bytes]]) -> Iterator[bytes]:
     parts: list[bytes] = [_car_header(root)]
     pending = 0
     try:
-        for cid, data in _dag(read, root, root_data, scope, dups):
+        for cid, data in blocks:
             if cid.hash_code == IDENTITY:
                 continue  # the spec forbids identity blocks in CAR responses
             raw = bytes(cid)
@@ -264,14 +364,26 @@ def _car_body(read: Reader, root: CID, root_data: bytes, scope: Scope, dups: boo
         yield b"".join(parts)
 
 
-def _common_headers(cid: CID, etag: str) -> dict[str, str]:
-    return {
+def _common_headers(cid: CID, etag: str, path: str = "", roots: tuple[CID, ...] = ()) -> dict[str, str]:
+    headers = {
         "ETag": etag,
         "Cache-Control": _IMMUTABLE,
-        "X-Ipfs-Path": f"/ipfs/{cid}",
+        "X-Ipfs-Path": f"/ipfs/{cid}{path}",
         "X-Content-Type-Options": "nosniff",
         "Vary": "Accept",
     }
+    if roots:
+        headers["X-Ipfs-Roots"] = ",".join(str(r) for r in roots)
+    return headers
+
+
+def _content_location(request: Request, fmt: str) -> dict[str, str]:
+    """``Content-Location`` when Accept, not ``?format=``, chose the response format (spec SHOULD)."""
+    if "format" in request.query_params:
+        return {}
+    items = request.query_params.multi_items()
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe=':*')}" for k, v in items)
+    return {"Content-Location": f"{quote(request.url.path)}?format={fmt}" + (f"&{query}" if query else "")}
 
 
 def _not_modified(request: Request, etag: str) -> bool:
@@ -280,6 +392,9 @@ def _not_modified(request: Request, etag: str) -> bool:
         return False
     tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
     return "*" in tags or etag in tags
+
+
+_MAX_SEGMENTS: Final = 64  # deeper content paths are refused (spec: guard against resource exhaustion)
 
 
 @router.api_route(
@@ -298,43 +413,106 @@ def _not_modified(request: Request, etag: str) -> bool:
 )
 def get_ipfs(cid: str, request: Request) -> Response:
     """Serve one block (``format=raw``) or the DAG under it (``format=car``), verified on read."""
+    return _serve(cid, "", request)
+
+
+@router.api_route(
+    "/ipfs/{cid}/{path:path}",
+    methods=["GET", "HEAD"],
+    summary="Fetch the block or DAG a UnixFS content path names (trustless gateway)",
+    response_class=Response,
+    responses={
+        200: {"content": {RAW_MEDIA_TYPE: {}, CAR_MEDIA_TYPE: {}}, "description": "A block or a CAR stream"},
+        400: {"description": "Malformed CID or path, or the path goes through a file"},
+        404: {"description": "The root block or an entry of the path is not here"},
+    },
+)
+def get_ipfs_path(cid: str, path: str, request: Request) -> Response:
+    """Resolve ``path`` through UnixFS directories, then serve as ``/ipfs/{cid}`` does."""
+    return _serve(cid, path, request)
+
+
+def _serve(cid: str, path: str, request: Request) -> Response:
     root = CID.decode(cid)
+    segments = [s for s in path.split("/") if s]
+    if len(segments) > _MAX_SEGMENTS:
+        raise InvalidInputError(
+            f"expected a content path of at most {_MAX_SEGMENTS} segments, found {len(segments)}"
+        )
+    if any(s in (".", "..") for s in segments):
+        raise InvalidInputError(f"expected plain path segments, found {path[:100]!r}")
     wanted = _negotiate(request)
     scope = _scope(request) if wanted.kind == "car" else "block"
+    requested_range = _entity_bytes(request) if wanted.kind == "car" else None
+    if wanted.kind == "raw" and ("entity-bytes" in request.query_params):
+        raise InvalidInputError("expected entity-bytes only with format=car, found it with format=raw")
     read = _reader(node_state(request))
     try:
-        data = read(root)
+        root_data = read(root)
     except BlockNotFoundError:
         if "only-if-cached" in request.headers.get("cache-control", ""):
             return Response(status_code=412, headers={"X-Content-Type-Options": "nosniff"})
         raise
+    target, data, prefix, logical = root, root_data, (), (root,)
+    if segments:
+        target, traversed = resolve_path(_ReaderSource(read), root, segments)
+        prefix = tuple(traversed)
+        logical = _logical_roots(read, root, segments)
+        data = read(target)
+    suffix = "/" + "/".join(quote(s) for s in segments) if segments else ""
     head = request.method == "HEAD"
     if wanted.kind == "raw":
-        etag = f'"{root}.raw"'
-        headers = _common_headers(root, etag)
+        etag = f'"{target}.raw"'
+        headers = _common_headers(root, etag, suffix, logical if segments else ())
+        headers.update(_content_location(request, "raw"))
         if _not_modified(request, etag):
             return Response(status_code=304, headers=headers)
-        headers["Content-Disposition"] = f'attachment; filename="{root}.bin"'
+        headers["Content-Disposition"] = f'attachment; filename="{target}.bin"'
         headers["Content-Length"] = str(len(data))
         return Response(b"" if head else data, media_type=RAW_MEDIA_TYPE, headers=headers)
+    byte_range: tuple[int, int] | None = None
+    if requested_range is not None:
+        size = _file_size(target, data)
+        if size is not None:
+            byte_range = _resolve_range(requested_range, size)
+            if byte_range is None:
+                scope = "block"  # a zero-length range: the root block tells the client the size
     dups = "y" if wanted.dups else "n"
-    variant = hashlib.sha256(f"{scope};{dups}".encode()).hexdigest()[:12]
+    variant_text = f"{scope};{dups};{path};{requested_range}"
+    variant = hashlib.sha256(variant_text.encode()).hexdigest()[:12]
     etag = f'"{root}.car.{variant}"'
-    headers = _common_headers(root, etag)
+    headers = _common_headers(root, etag, suffix, logical)
+    headers.update(_content_location(request, "car"))
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
-    headers["Content-Disposition"] = f'attachment; filename="{root}.car"'
-    headers["X-Ipfs-Roots"] = str(root)
+    headers["Content-Disposition"] = f'attachment; filename="{target}.car"'
     media = f"{CAR_MEDIA_TYPE}; version=1; order=dfs; dups={dups}"
     if head:
         return Response(b"", headers={**headers, "Content-Type": media})
-    return StreamingResponse(
-        _car_body(read, root, data, scope, wanted.dups), headers={**headers, "Content-Type": media}
-    )
+    blocks = _dag(read, target, data, scope, wanted.dups, prefix, byte_range)
+    return StreamingResponse(_car_body(root, blocks), headers={**headers, "Content-Type": media})
 
 
-@router.api_route("/ipfs/{cid}/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
-def get_ipfs_path(cid: str, path: str) -> Response:
-    """Content paths are not resolved by this gateway."""
-    CID.decode(cid)
-    raise InvalidInputError(f"expected /ipfs/<cid> without a path, found path {path[:100]!r} (not supported)")
+def _resolve_range(requested: ByteRange, size: int) -> tuple[int, int] | None:
+    """``entity-bytes`` against a file of ``size`` bytes: inclusive offsets, None for an empty range.
+
+    Raises:
+        InvalidInputError: the range lies entirely outside the file (the spec's 400).
+    """
+    lo, hi = requested
+    start = max(0, size + lo) if lo < 0 else lo
+    end = size - 1 if hi is None else (size + hi if hi < 0 else min(hi, size - 1))
+    if start >= size and (size or hi is not None):  # 0:* of an empty file is that (empty) file
+        raise InvalidInputError(f"expected entity-bytes starting inside the file of {size} bytes, found {lo}")
+    if end < start or size == 0:
+        return None
+    return start, end
+
+
+def _logical_roots(read: Reader, root: CID, segments: list[str]) -> tuple[CID, ...]:
+    """One CID per path segment (``X-Ipfs-Roots``): the root, then each entry resolved."""
+    source = _ReaderSource(read)
+    roots = [root]
+    for depth in range(1, len(segments) + 1):
+        roots.append(resolve_path(source, root, segments[:depth])[0])
+    return tuple(roots)

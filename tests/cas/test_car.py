@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -185,10 +187,46 @@ def test_header_not_a_map() -> None:
         _read_all(_header(b"\x80"))
 
 
-def test_header_version_2_is_refused() -> None:
-    pragma = bytes.fromhex("0aa16776657273696f6e02")  # the CARv2 pragma
-    with pytest.raises(CARFormatError, match=r"version 1 at byte 1, found 2 \(CARv2 is not supported"):
+def test_a_bare_carv2_pragma_and_other_versions_are_refused() -> None:
+    pragma = bytes.fromhex("0aa16776657273696f6e02")  # the CARv2 pragma, no header after it
+    with pytest.raises(CARFormatError, match=r"truncated CARv2 header at byte 11"):
         _read_all(pragma)
+    from cats_runtime.cas import dagcbor_encode
+
+    with pytest.raises(CARFormatError, match=r"version 1 \(or a CARv2\) at byte 1, found 3"):
+        _read_all(_header(dagcbor_encode({"roots": [], "version": 3})))
+
+
+class _FlipSpoolFirst(FSBlockStore):
+    """A real FSBlockStore that, when the import hands it the spooled blocks, first flips a byte
+    of the spool file: the window between verifying blocks (while spooling) and storing them.
+
+    The spool is found as the deleted file the import opened in this store's directory.
+    """
+
+    flipped = False
+
+    def put_many(self, blocks: Iterable[Block]) -> None:
+        root = str(self.root.resolve())
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                if target.startswith(root) and target.endswith("(deleted)"):
+                    first = os.pread(int(fd), 1, 0)
+                    if first:
+                        os.pwrite(int(fd), bytes([first[0] ^ 1]), 0)
+                        self.flipped = True
+        super().put_many(blocks)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to find the spool file")
+def test_a_byte_flipped_in_the_spool_is_caught_before_storing(tmp_path: Path) -> None:
+    store = _FlipSpoolFirst(tmp_path / "blocks")
+    before = _snapshot(store)
+    with pytest.raises(IntegrityError, match="CAR import spool"):
+        import_car(store, io.BytesIO(SPEC_CAR))
+    assert store.flipped, "the test must have found and changed the spool"
+    assert _snapshot(store) == before
 
 
 def test_header_with_extra_keys_or_no_roots() -> None:

@@ -479,5 +479,6 @@ def test_jsipfs_gateway_as_peer(jsipfs: Daemon) -> None:  # noqa: F811
         # js-ipfs deviation: its gateway predates the trustless protocol (it ignores ?format=raw and
         # cannot render a dag-cbor node), so blocks that are not raw leaves are refused or fail
         # verification rather than served. The client must never accept such an answer.
-        with pytest.raises((IntegrityError, PeerError, BlockNotFoundError)):
+        # js-ipfs 0.18.1 answers HTTP 500 for the dag-cbor block (checked: the one error raised).
+        with pytest.raises(PeerError, match="HTTP 500"):
             gateway.get(cbor.cid)

@@ -42,11 +42,15 @@ needs_ipfs_cid = pytest.mark.skipif(
 )
 
 
-def npm_oracle(path: Path, options: dict[str, int], *, v0: bool, blocks: bool = False) -> dict[str, Any]:
+def npm_oracle(
+    path: Path, options: dict[str, int], *, v0: bool, blocks: bool = False, profile: str | None = None
+) -> dict[str, Any]:
     assert NODE is not None
     cmd = [NODE, str(SCRIPT), str(path)]
     if v0:
         cmd.append("--v0")
+    if profile is not None:
+        cmd += ["--profile", profile]
     if blocks:
         cmd.append("--blocks")
     for key, value in options.items():
@@ -73,7 +77,7 @@ def test_vectors_match_the_npm_importer(case: dict[str, Any], tmp_path: Path) ->
     options = add_options(case)
     for version in (1, 0):
         theirs = npm_oracle(root, options, v0=version == 0)["cid"]
-        ours = str(add_path(root, None, cid_version=version, **options).cid)
+        ours = str(add_path(root, None, cid_version=version, hidden=True, **options).cid)
         assert ours == theirs, f"CIDv{version} differs from the npm importer"
         assert theirs == case[f"cid_v{version}"], "tests/data/unixfs_vectors.json is stale: regenerate it"
 
@@ -116,7 +120,7 @@ def test_random_trees_match_the_npm_importer(seed: int, tmp_path: Path) -> None:
     options = {"chunk_size": rng.choice([64, 1000]), "max_links": rng.choice([2, 5]), "shard_threshold": 300}
     for version in (1, 0):
         theirs = npm_oracle(root, options, v0=version == 0)["cid"]
-        assert str(add_path(root, None, cid_version=version, **options).cid) == theirs
+        assert str(add_path(root, None, cid_version=version, hidden=True, **options).cid) == theirs
 
 
 @needs_npm
@@ -144,3 +148,96 @@ def test_hamt_reader_reads_the_npm_importers_shards(version: int, tmp_path: Path
     assert os.readlink(tmp_path / "out" / "alias") == "entry-1.txt"
     # Written back, the tree hashes to the oracle's CID again.
     assert str(add_path(tmp_path / "out", None, cid_version=version, shard_threshold=1000).cid) == out["cid"]
+
+
+# -- Kubo parity (issue 13): hidden files, symlinks, the HAMT boundary, named profiles -------------
+@needs_npm
+def test_hidden_entries_are_skipped_as_ipfs_add_r_and_included_with_h(tmp_path: Path) -> None:
+    # The npm importer takes the entries it is given; given the tree without its dot-entries it
+    # is `ipfs add -r`, given everything it is `ipfs add -r -H`.
+    full = tmp_path / "full"
+    (full / ".git" / "objects").mkdir(parents=True)
+    (full / ".git" / "objects" / "x").write_bytes(b"blob")
+    (full / "src").mkdir()
+    (full / "src" / ".DS_Store").write_bytes(b"\0\1")
+    (full / "src" / "m.py").write_text("print(1)\n")
+    (full / ".env").write_text("A=1\n")
+    (full / "README").write_text("hi\n")
+    visible = tmp_path / "full-visible"
+    shutil.copytree(full, visible, ignore=lambda _d, names: [n for n in names if n.startswith(".")])
+    for version in (1, 0):
+        plain = add_path(full, None, cid_version=version)
+        assert plain.skipped_hidden == 3
+        assert str(plain.cid) == npm_oracle(visible, {}, v0=version == 0)["cid"]
+        assert (
+            str(add_path(full, None, cid_version=version, hidden=True).cid)
+            == npm_oracle(full, {}, v0=version == 0)["cid"]
+        )
+
+
+@needs_npm
+def test_absolute_and_out_of_tree_symlinks_match_the_npm_importer(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "f").write_text("f")
+    os.symlink("/etc/passwd", root / "abs")
+    os.symlink("../../outside", root / "sub" / "up")
+    os.symlink("f", root / "sub" / "rel")
+    os.symlink("missing/target", root / "dangling")
+    for version in (1, 0):
+        assert (
+            str(add_path(root, None, cid_version=version).cid) == npm_oracle(root, {}, v0=version == 0)["cid"]
+        )
+
+
+def _boundary_tree(path: Path, extra: int) -> Path:
+    # 4096 empty files with 28-byte names: each link is 28 name bytes + a 36-byte CIDv1, so the
+    # links-bytes estimate is exactly 4096 * 64 = 262144 (the threshold); ``extra`` lengthens
+    # one name by that many bytes.
+    path.mkdir()
+    for i in range(4096):
+        name = f"{i:028d}" + ("x" * extra if i == 0 else "")
+        (path / name).write_bytes(b"")
+    return path
+
+
+def test_hamt_boundary_exactly_at_the_threshold_stays_flat_one_byte_above_shards(tmp_path: Path) -> None:
+    at = add_path(_boundary_tree(tmp_path / "at", 0), None)
+    above = add_path(_boundary_tree(tmp_path / "above", 1), None)
+    store = MemoryBlockStore()
+    add_path(tmp_path / "at", store)
+    add_path(tmp_path / "above", store)
+    assert not stat(store, at.cid).sharded, "exactly at 256 KiB: flat (boxo and the npm importer use >)"
+    assert stat(store, above.cid).sharded, "one byte above: a HAMT"
+
+
+@needs_npm
+def test_hamt_boundary_matches_the_npm_importer(tmp_path: Path) -> None:
+    for extra in (0, 1):
+        tree = _boundary_tree(tmp_path / f"t{extra}", extra)
+        assert str(add_path(tree, None).cid) == npm_oracle(tree, {}, v0=False)["cid"]
+
+
+@needs_npm
+def test_named_profiles_match_the_npm_importers_cid_profiles(tmp_path: Path) -> None:
+    # unixfs-v1-2025 measures the encoded block (block-bytes), Kubo's default the links: 4400
+    # names of 20 bytes are ~246 KB of links but ~281 KB of block, so only the 2025 profile
+    # shards this directory. A 2.5 MiB file shows the chunk size and the link count.
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    for i in range(4400):
+        (wide / f"{i:020d}").write_bytes(b"")
+    big = tmp_path / "big.bin"
+    big.write_bytes(random.Random(7).randbytes(2_621_440 + 17))
+    store = MemoryBlockStore()
+    assert not stat(store, add_path(wide, store, profile="kubo-cidv1").cid).sharded
+    assert stat(store, add_path(wide, store, profile="unixfs-v1-2025").cid).sharded
+    for target in (wide, big):
+        for name, theirs in (("unixfs-v1-2025", "unixfs-v1-2025"), ("unixfs-v0-2015", "unixfs-v0-2015")):
+            assert (
+                str(add_path(target, None, profile=name).cid)
+                == npm_oracle(target, {}, v0=False, profile=theirs)["cid"]
+            ), f"{name} differs from the npm importer's profile for {target.name}"
+        assert (
+            str(add_path(target, None, profile="kubo-cidv1").cid) == npm_oracle(target, {}, v0=False)["cid"]
+        )

@@ -199,22 +199,56 @@ def test_exclude_patterns_match_entry_names(tmp_path: Path) -> None:
     assert cid != add_path(root, None).cid
 
 
-def test_symlink_outside_the_tree_is_refused(tmp_path: Path) -> None:
+def symlink_target(store: MemoryBlockStore, cid: CID) -> bytes | None:
+    fs = decode_unixfs(decode_pbnode(store.get(cid)).data or b"")
+    assert fs.type == UnixFSType.SYMLINK
+    return fs.data
+
+
+def test_absolute_and_outside_symlinks_are_stored_verbatim_as_kubo_does(tmp_path: Path) -> None:
+    # Kubo's `ipfs add -r` stores every symlink as a UnixFS Symlink node with its target bytes;
+    # it never follows one, so a link to a secret adds the link, not the secret.
     root = tmp_path / "tree"
     root.mkdir()
     (tmp_path / "secret").write_text("no")
     os.symlink("../secret", root / "leak")
-    with pytest.raises(UnsafePathError, match="outside the added tree"):
-        add_path(root, None)
+    os.symlink("/etc/passwd", root / "abs")
+    store = MemoryBlockStore()
+    cid = add_path(root, store).cid
+    entries = {e.name: e for e in ls(store, cid)}
+    assert symlink_target(store, entries["leak"].cid) == b"../secret"
+    assert symlink_target(store, entries["abs"].cid) == b"/etc/passwd"
+    assert add_path(root, None).cid == cid and len(ls(store, cid)) == 2  # the secret's bytes are no entry
 
 
-def test_absolute_symlink_is_refused(tmp_path: Path) -> None:
-    root = tmp_path / "tree"
-    root.mkdir()
-    (root / "a").write_text("a")
-    os.symlink(str(root / "a"), root / "abs")
-    with pytest.raises(UnsafePathError, match="absolute target"):
-        add_path(root, None)
+def test_a_symlink_given_as_the_path_is_a_symlink_node(tmp_path: Path) -> None:
+    # Kubo lstat()s its arguments: `ipfs add link` adds the link itself; `link/` what it points to.
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_text("x")
+    os.symlink("d", tmp_path / "link")
+    store = MemoryBlockStore()
+    result = add_path(tmp_path / "link", store)
+    assert stat(store, result.cid).kind == "symlink"
+    assert symlink_target(store, result.cid) == b"d"
+    # (a str: pathlib drops the trailing slash)
+    assert add_path(str(tmp_path / "link") + "/", None).cid == add_path(tmp_path / "d", None).cid
+
+
+def test_hidden_entries_are_skipped_unless_asked_for(tmp_path: Path) -> None:
+    root = tmp_path / ".tree"  # the root itself is never filtered, as in Kubo
+    (root / ".git").mkdir(parents=True)
+    (root / ".git" / "HEAD").write_text("ref")
+    (root / "sub").mkdir()
+    (root / "sub" / ".DS_Store").write_bytes(b"\0")
+    (root / "a.txt").write_text("a")
+    store = MemoryBlockStore()
+    skipped = add_path(root, store)
+    assert skipped.skipped_hidden == 2
+    assert [e.name for e in ls(store, skipped.cid)] == ["a.txt", "sub"]
+    assert ls(store, ls(store, skipped.cid)[1].cid) == []
+    full = add_path(root, store, hidden=True)
+    assert full.skipped_hidden == 0
+    assert [e.name for e in ls(store, full.cid)] == [".git", "a.txt", "sub"]
 
 
 def test_symlinks_inside_become_unixfs_symlinks(tmp_path: Path) -> None:
@@ -757,3 +791,28 @@ def test_add_directory_from_links_equals_add_path(tmp_path: Path, threshold: int
         add_directory([*entries, entries[0]], store)
     with pytest.raises(UnsafePathError, match="plain entry name"):
         add_directory([("../x", entries[0][1], 1)], store)
+
+
+def test_get_verbatim_symlinks_writes_links_as_stored_and_never_through_them(tmp_path: Path) -> None:
+    store = MemoryBlockStore()
+    outside = tmp_path / "outside"
+    d = dir_with(store, {"f": put_raw(store, b"data")})
+    root = dir_with(
+        store,
+        {
+            "abs": symlink(store, str(outside).encode()),
+            "up": symlink(store, b"../../outside"),
+            "d": d,
+            "s": symlink(store, b"d/f"),
+        },
+    )
+    with pytest.raises(UnsafePathError, match="verbatim"):
+        get(store, root, tmp_path / "refused")
+    get(store, root, tmp_path / "out" / "tree", verbatim_symlinks=True)
+    out = tmp_path / "out" / "tree"
+    assert os.readlink(out / "abs") == str(outside)
+    assert os.readlink(out / "up") == "../../outside"
+    assert (out / "s").read_bytes() == b"data"
+    assert not outside.exists(), "nothing is written through a link"
+    get(store, symlink(store, b"/etc/hostname"), tmp_path / "lone", verbatim_symlinks=True)
+    assert os.readlink(tmp_path / "lone") == "/etc/hostname"

@@ -70,7 +70,7 @@ CASES = load_vectors()
 def test_vector_cid(case: dict[str, Any], version: int, tmp_path: Path) -> None:
     target = tmp_path / "root"
     materialize(case["tree"], target)
-    result = add_path(target, None, cid_version=version, **add_options(case))
+    result = add_path(target, None, cid_version=version, hidden=True, **add_options(case))
     assert str(result.cid) == case[f"cid_v{version}"]
 
 
@@ -80,7 +80,7 @@ def test_vector_file_roundtrip(case: dict[str, Any], tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.write_bytes(data)
     store = MemoryBlockStore()
-    result = add_path(target, store, **add_options(case))
+    result = add_path(target, store, hidden=True, **add_options(case))
     assert str(result.cid) == case["cid_v1"]
     assert result.size == len(data)
     assert b"".join(cat(store, CID.decode(case["cid_v1"]))) == data
@@ -96,7 +96,7 @@ def test_vector_dir_roundtrip(case: dict[str, Any], tmp_path: Path) -> None:
     source = tmp_path / "src"
     materialize(case["tree"], source)
     store = MemoryBlockStore()
-    cid = add_path(source, store, **add_options(case)).cid
+    cid = add_path(source, store, hidden=True, **add_options(case)).cid
     out = tmp_path / "out"
     get(store, cid, out)
-    assert add_path(out, None, **add_options(case)).cid == cid
+    assert add_path(out, None, hidden=True, **add_options(case)).cid == cid

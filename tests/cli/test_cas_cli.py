@@ -162,3 +162,53 @@ def test_bad_input_is_one_line_and_a_meaningful_exit_code(
     assert err.startswith("error:") and match in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not Path("/tmp/never-written-by-cats").exists()
+
+
+def test_add_skips_hidden_entries_like_ipfs_add_and_says_so(
+    capsys: pytest.CaptureFixture[str], cats_home: Path, tree: Path
+) -> None:
+    plain = cats(capsys, "add", "-n", str(tree))[1].strip()
+    (tree / ".git").mkdir()
+    (tree / ".git" / "HEAD").write_text("ref\n")
+    (tree / "sub" / ".DS_Store").write_bytes(b"\0")
+    rc, out, err = cats(capsys, "add", "-n", str(tree))
+    assert rc == 0 and out.strip() == plain, "hidden entries must not change the CID (ipfs add -r)"
+    assert "skipped 2 hidden entries" in err and "-H" in err
+    rc, out, err = cats(capsys, "add", "-n", "-H", str(tree), "--json")
+    with_hidden = json.loads(out)
+    assert with_hidden["cid"] != plain and with_hidden["skipped_hidden"] == 0 and "skipped" not in err
+    assert cats(capsys, "add", "-n", "--hidden", str(tree))[1].strip() == with_hidden["cid"]
+
+
+def test_add_profiles_and_cid_version_agree(
+    capsys: pytest.CaptureFixture[str], cats_home: Path, tree: Path
+) -> None:
+    v0 = cats(capsys, "add", "-n", "--cid-version", "0", str(tree))[1].strip()
+    assert cats(capsys, "add", "-n", "--profile", "unixfs-v0-2015", str(tree))[1].strip() == v0
+    rc, out, _ = cats(capsys, "add", "-n", "--profile", "unixfs-v1-2025", str(tree), "--json")
+    assert rc == 0 and json.loads(out)["profile"] == "unixfs-v1-2025"
+    rc, _, err = cats(capsys, "add", "-n", "--profile", "unixfs-v1-2025", "--cid-version", "0", str(tree))
+    assert rc == 2 and "found both" in err and "Traceback" not in err
+
+
+def test_cat_get_show_accept_cid_slash_path(
+    capsysbinary: pytest.CaptureFixture[bytes], cats_home: Path, tree: Path, tmp_path: Path
+) -> None:
+    def run(*args: str) -> tuple[int, bytes, str]:
+        with pytest.raises(SystemExit) as exc:
+            main(list(args))
+        out, err = capsysbinary.readouterr()
+        return int(exc.value.code or 0), out, err.decode()
+
+    root = run("add", str(tree))[1].decode().strip()
+    rc, out, err = run("cat", f"{root}/sub/b.bin")
+    assert rc == 0 and out == (tree / "sub" / "b.bin").read_bytes(), err
+    rc, _, err = run("get", f"/ipfs/{root}/sub", "-o", str(tmp_path / "sub"))
+    assert rc == 0, err
+    assert (tmp_path / "sub" / "b.bin").read_bytes() == (tree / "sub" / "b.bin").read_bytes()
+    rc, out, _ = run("show", f"{root}/a.txt")
+    assert rc == 0 and out.startswith(b"raw block") and b"6 bytes" in out
+    rc, _, err = run("cat", f"{root}/missing.txt")
+    assert rc != 0 and "'missing.txt'" in err and "Traceback" not in err
+    rc, _, err = run("cat", f"{root}/a.txt/deeper")
+    assert rc == 2 and "expected a directory" in err

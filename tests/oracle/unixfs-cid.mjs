@@ -1,7 +1,7 @@
 // Independent oracle for tests/cas/test_oracles.py: prints the UnixFS CID that the npm
 // ipfs-unixfs-importer computes for a file or directory tree.
 //
-// usage: node unixfs-cid.mjs PATH [--v0] [--chunk BYTES] [--max-links N]
+// usage: node unixfs-cid.mjs PATH [--v0 | --profile NAME] [--chunk BYTES] [--max-links N]
 //                                 [--shard-threshold BYTES] [--blocks]
 // --v0 uses the 'unixfs-v0-2015' profile (plain `ipfs add`); the default is the importer's
 // defaults (`ipfs add --cid-version=1`). --blocks also prints every block (base64) so a test
@@ -19,6 +19,7 @@ let dumpBlocks = false
 for (let i = 1; i < args.length; i++) {
   const a = args[i]
   if (a === '--v0') opts.profile = 'unixfs-v0-2015'
+  else if (a === '--profile') opts.profile = args[++i]
   else if (a === '--chunk') opts.chunker = fixedSize({ chunkSize: Number(args[++i]) })
   else if (a === '--max-links') opts.layout = balanced({ maxChildrenPerNode: Number(args[++i]) })
   else if (a === '--shard-threshold') opts.shardSplitThresholdBytes = Number(args[++i])

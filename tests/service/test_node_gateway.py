@@ -116,7 +116,7 @@ def test_missing_block_is_404_and_412_when_only_if_cached(served: tuple[NodeProc
         ("/ipfs/bafkqaaa", {"Accept": "text/html"}, 400, "verifiable"),
         ("/ipfs/bafkqaaa", {"Accept": f"{CAR}; version=2"}, 406, "version=1"),
         ("/ipfs/bafkqaaa?format=json", {}, 400, "format=raw or format=car"),
-        ("/ipfs/bafkqaaa/a/path?format=car", {}, 400, "without a path"),
+        ("/ipfs/bafkqaaa/a/path?format=car", {}, 400, "expected a directory"),
         ("/ipfs/bafkqaaa?format=car&dag-scope=most", {}, 400, "dag-scope"),
         ("/ipfs/bafkqaaa?format=car&entity-bytes=0:10", {}, 400, "entity-bytes"),
     ],
