@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from . import (
     _cas_commands,  # noqa: F401
+    _env_commands,  # noqa: F401
     _iac_commands,  # noqa: F401
     _node_commands,  # noqa: F401
     _run_commands,  # noqa: F401

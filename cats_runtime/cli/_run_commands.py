@@ -128,7 +128,7 @@ def _advance(advance: Callable[[int], None]) -> Callable[[int, int], None]:
 @click.option(
     "--requirements",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Pinned requirements file recorded in the Function.",
+    help="Pinned requirements (every line name==version; see `cats lock`): the Function's Environment.",
 )
 @click.option("--image", metavar="sha256:DIGEST", help="Container image digest recorded in the Function.")
 @click.option("--name", help="Human name of the Function (default: the callable's name).")

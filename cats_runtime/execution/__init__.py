@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from ._context import Context, Datum
+from ._environment import (
+    BuiltEnvironment,
+    EnvRun,
+    build_environment,
+    check_compatible,
+    clear_environment_cache,
+    distributions_digest,
+    environment_cache_dir,
+    load_environment,
+    run_in_environment,
+    uv_binary,
+)
 from ._jobs import JobsExecutor, auth_token
 from ._materialize import (
     ENTRYPOINT_RE,
@@ -31,6 +43,8 @@ from ._task import DatumRef, TaskResult, TaskSpec, run_task
 __all__ = [
     "ENTRYPOINT_RE",
     "MAX_RETRIES",
+    "BuiltEnvironment",
+    "EnvRun",
     "Context",
     "Datum",
     "DatumRef",
@@ -43,6 +57,12 @@ __all__ = [
     "TaskSpec",
     "accept_result",
     "auth_token",
+    "build_environment",
+    "check_compatible",
+    "clear_environment_cache",
+    "distributions_digest",
+    "environment_cache_dir",
+    "load_environment",
     "code_cache_dir",
     "ensure_ray",
     "load_entrypoint",
@@ -53,6 +73,8 @@ __all__ = [
     "open_source",
     "ray_version",
     "remove_tree",
+    "run_in_environment",
     "run_locally",
     "run_task",
+    "uv_binary",
 ]

@@ -16,8 +16,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
@@ -192,6 +192,7 @@ class TaskOutcome:
     host: str
     started_ms: int
     finished_ms: int
+    facts: Mapping[str, str] = field(default_factory=dict)
 
 
 def check_result(result: TaskResult) -> tuple[TaskOutcome, list[Block]]:
@@ -214,6 +215,7 @@ def check_result(result: TaskResult) -> tuple[TaskOutcome, list[Block]]:
         result.host,
         result.started_ms,
         result.finished_ms,
+        dict(result.facts),
     )
     return outcome, blocks
 
@@ -265,7 +267,10 @@ class RayExecutor:
         code_ref: Any = []
         if self.source.kind == "inline" and tasks:
             assert self.ship is not None
-            code_ref = ray.put(_collect(self.ship, CID.decode(tasks[0].code)))
+            shipped = _collect(self.ship, CID.decode(tasks[0].code))
+            if tasks[0].environment is not None:  # the Environment record and its wheels
+                shipped += _collect(self.ship, CID.decode(tasks[0].environment))
+            code_ref = ray.put(shipped)
         refs = []
         for spec in tasks:
             data: list[tuple[bytes, bytes]] = []

@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 from ..cas import CID, BlockSource, MemoryBlockStore, _unixfs
 from ._context import Context, Datum
-from ._materialize import load_entrypoint, materialize, materialize_code, remove_tree
+from ._environment import build_environment, environment_cache_dir, run_in_environment
+from ._materialize import _package_name, load_entrypoint, materialize, materialize_code, remove_tree
 
 __all__ = ["DatumRef", "TaskResult", "TaskSpec", "run_task"]
 
@@ -45,6 +46,9 @@ class TaskSpec:
         params: JSON parameters.
         seed: The Order's seed.
         datum: The entry of the mapped input this task processes, or None in batch mode.
+        environment: CID of the Function's Environment record, or None (run in this process).
+        env_cache: Where the driver keeps built Environments (used when this worker sees that
+            directory, else the worker's own cache).
     """
 
     key: str
@@ -54,6 +58,8 @@ class TaskSpec:
     params: dict[str, Any]
     seed: int
     datum: DatumRef | None = None
+    environment: str | None = None
+    env_cache: str | None = None
 
 
 @dataclass
@@ -70,6 +76,7 @@ class TaskResult:
         host: Hostname of the worker (goes into the Invoice's executor facts).
         started_ms: Wall-clock start in ms since the epoch.
         finished_ms: Wall-clock end.
+        facts: What the task observed about where it ran (``interpreter``, ``distributions``).
     """
 
     key: str
@@ -81,6 +88,44 @@ class TaskResult:
     host: str = ""
     started_ms: int = 0
     finished_ms: int = 0
+    facts: dict[str, str] = field(default_factory=dict)
+
+
+class _FunctionFailed(Exception):
+    """The function failed in its Environment's process (which already logged the traceback)."""
+
+
+def _call_in_environment(
+    spec: TaskSpec, source: BlockSource, code: CID, code_dir: Path, ctx: Context, tmp: Path
+) -> tuple[str, dict[str, str]]:
+    assert spec.environment is not None
+    hint = Path(spec.env_cache) if spec.env_cache else None
+    cache = hint if hint is not None and hint.is_dir() else environment_cache_dir()
+    built = build_environment(source, CID.decode(spec.environment), cache)
+    (tmp / "run").mkdir()
+    datum = None
+    if ctx.datum is not None:
+        datum = {
+            "input": ctx.datum.input,
+            "name": ctx.datum.name,
+            "path": str(ctx.datum.path),
+            "cid": ctx.datum.cid,
+        }
+    outcome = run_in_environment(
+        built,
+        code_dir=code_dir,
+        package=_package_name(code),
+        entrypoint=spec.entrypoint,
+        inputs=ctx.inputs,
+        output=ctx.output,
+        params=spec.params,
+        seed=spec.seed,
+        datum=datum,
+        workdir=tmp / "run",
+    )
+    if not outcome.ok:
+        raise _FunctionFailed(outcome.log, outcome.error, dict(outcome.facts))
+    return outcome.log, dict(outcome.facts)
 
 
 class _LogHandler(logging.Handler):
@@ -109,10 +154,14 @@ def run_task(spec: TaskSpec, source: BlockSource, *, workdir: Path | None = None
     logger = logging.Logger(f"cats.function.{spec.key}", logging.DEBUG)  # unregistered: freed with the task
     logger.addHandler(_LogHandler(buffer))
     logger.propagate = False
+    facts: dict[str, str] = {}
     try:
         try:
             code = CID.decode(spec.code)
-            fn = load_entrypoint(materialize_code(source, code), spec.entrypoint, code)
+            code_dir = materialize_code(source, code)
+            # With an Environment the function runs in that Environment's interpreter (a child
+            # process that cannot import the node's packages); without one, in this process.
+            fn = None if spec.environment is not None else load_entrypoint(code_dir, spec.entrypoint, code)
             inputs: dict[str, Path] = {}
             (tmp / "inputs").mkdir()
             for name, cid_text in sorted(spec.inputs.items()):
@@ -129,23 +178,33 @@ def run_task(spec: TaskSpec, source: BlockSource, *, workdir: Path | None = None
             ctx = Context(
                 inputs=inputs, output=output, params=spec.params, seed=spec.seed, log=logger, datum=datum
             )
-            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-                fn(ctx)
+            if fn is None:
+                child_log, facts = _call_in_environment(spec, source, code, code_dir, ctx, tmp)
+                buffer.write(child_log)
+            else:
+                with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                    fn(ctx)
             store = MemoryBlockStore()
             root = _unixfs.add_path(output, store, hidden=True).cid  # every file the task wrote
             blocks = [(cid.buffer, store.get(cid)) for cid in store]
         except (Exception, SystemExit) as exc:  # a function calling sys.exit() failed too
-            buffer.write(traceback.format_exc())
+            if isinstance(exc, _FunctionFailed):
+                child_log, error, facts = exc.args
+                buffer.write(child_log)
+            else:
+                buffer.write(traceback.format_exc())
+                error = f"{type(exc).__name__}: {exc}"
             return TaskResult(
                 spec.key,
                 "failed",
                 None,
                 [],
                 buffer.getvalue(),
-                f"{type(exc).__name__}: {exc}",
+                error,
                 socket.gethostname(),
                 started,
                 _now_ms(),
+                facts,
             )
     finally:
         remove_tree(tmp)
@@ -159,4 +218,5 @@ def run_task(spec: TaskSpec, source: BlockSource, *, workdir: Path | None = None
         socket.gethostname(),
         started,
         _now_ms(),
+        facts,
     )

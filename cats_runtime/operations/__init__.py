@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 from ._access import AllowList, Endorsement, TokenStore, endorse_code, endorsement_payload
+from ._environments import (
+    Pin,
+    environment_drift,
+    lock_requirements,
+    parse_requirements,
+    read_requirements,
+    resolve_environment,
+)
 from ._function import DEFAULT_IGNORE, build_function, parse_function_spec
 from ._identity import (
     NodeIdentity,
@@ -82,6 +90,12 @@ __all__: list[str] = [
     "wait_for_run",
     "verify_bom_signature",
     "verify_signature",
+    "Pin",
+    "environment_drift",
+    "lock_requirements",
+    "parse_requirements",
+    "read_requirements",
+    "resolve_environment",
     "DEFAULT_IGNORE",
     "LINEAGE_FORMATS",
     "Execution",

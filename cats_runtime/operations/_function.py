@@ -12,6 +12,7 @@ from ..cas import CID, BlockStore, _unixfs
 from ..errors import InvalidInputError
 from ..execution import ENTRYPOINT_RE
 from ..records import FunctionRecord
+from ._environments import Pin, project_pins, read_requirements, resolve_environment
 
 __all__ = ["DEFAULT_IGNORE", "Mode", "build_function", "parse_function_spec"]
 
@@ -90,24 +91,37 @@ def build_function(
         spec: ``DIR:module:callable``.
         store: Where the code blocks and the record block go (None: only compute the CID).
         mode: ``batch`` (one call with all inputs) or ``map`` (one call per datum).
-        requirements: A pinned requirements file; its UnixFS CID is recorded.
+        requirements: A pinned requirements file (every requirement ``==``); its UnixFS CID is
+            recorded and its wheels become the Function's Environment. Without it, a
+            ``pyproject.toml`` plus ``uv.lock``/``pylock.toml`` in the code directory is used.
         image: A container image digest ``sha256:<64 hex>``.
         name: A human name; defaults to the callable's name.
         ignore: Exclude patterns used when hashing (recorded in the Function).
 
     Returns:
         The record and its CID.
+
+    Raises:
+        InvalidInputError: a bad spec, or requirements that are malformed, unpinned, or not
+            available as wheels (checked before anything is stored).
     """
     if mode not in ("batch", "map"):
         raise InvalidInputError(f"expected --mode batch or map, found {mode!r}")
     if image is not None and not _IMAGE_RE.match(image):
         raise InvalidInputError(f"expected --image sha256:<64 lowercase hex>, found {image!r}")
     code_dir, entrypoint = parse_function_spec(spec)
-    code = _unixfs.add_path(os.path.realpath(code_dir), store, exclude=ignore, hidden=True).cid
-    req: CID | None = None
+    # Requirements are parsed before anything is hashed or stored: a bad file stops here.
+    pins: list[Pin] | None = None
     if requirements is not None:
         if not requirements.is_file():
             raise InvalidInputError(f"expected a requirements file, found nothing at {requirements}")
+        pins = read_requirements(requirements)
+    elif (declared := project_pins(code_dir)) is not None:
+        pins = declared[0]
+    environment = resolve_environment(pins, store)[1] if pins is not None else None
+    code = _unixfs.add_path(os.path.realpath(code_dir), store, exclude=ignore, hidden=True).cid
+    req: CID | None = None
+    if requirements is not None:
         req = _unixfs.add_path(os.path.realpath(requirements), store).cid
     record = FunctionRecord(
         name=name or entrypoint.split(":")[1],
@@ -118,6 +132,7 @@ def build_function(
         requirements=req,
         image=image,
         ignore=list(ignore),
+        environment=environment,
     )
     block = record.to_block()
     if store is not None:

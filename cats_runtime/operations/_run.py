@@ -13,7 +13,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -30,6 +30,7 @@ from ..execution import (
     SourceDesc,
     TaskOutcome,
     TaskSpec,
+    environment_cache_dir,
     ray_version,
 )
 from ..records import (
@@ -43,6 +44,7 @@ from ..records import (
     memo_entries,
     memo_key,
 )
+from ._environments import environment_facts, prepare_environment
 from ._node import Node
 from ._structure import local_structure, store_structure
 
@@ -352,6 +354,13 @@ def execute_order(
                     DatumRef(mapped, e.name, str(e.cid)),
                 )
             )
+    # The Environment is checked and built once here, before any task starts: a mismatched
+    # interpreter fails the whole run in one line, and tasks on this machine find it built.
+    environment = None
+    if function.environment is not None:
+        env_cache = environment_cache_dir(node.home)
+        environment = prepare_environment(store, function.environment, env_cache)
+        specs = [replace(s, environment=str(function.environment), env_cache=str(env_cache)) for s in specs]
     total = len(specs)
     done = 0
 
@@ -418,6 +427,11 @@ def execute_order(
             "driver": socket.gethostname(),
             "workers": ",".join(hosts),
             "cluster": executor.cluster or "none",
+            **(
+                environment_facts(function.environment, environment, (o.facts for o in outcomes))
+                if function.environment is not None and environment is not None
+                else {}
+            ),
         },
         started_ms=started,
         finished_ms=_now_ms(),

@@ -13,6 +13,7 @@ from ..cas import CID, DAG_CBOR, RAW, BlockSource, _dagcbor, _unixfs
 from ..cas._walk import links_of
 from ..errors import BlockNotFoundError, DecodeError, RecordError, VerificationError
 from ..records import BOMRecord, FunctionRecord, InvoiceRecord, OrderRecord, VerificationRecord, decode_record
+from ._environments import environment_drift
 from ._identity import verify_bom_signature
 from ._node import Node
 from ._run import execute_order
@@ -122,6 +123,9 @@ def verify(
         else:
             verdict = "mismatch"
             differences = diff_trees(node.store, bom.output, invoice.output)
+        claimed = node.load(bom.invoice)
+        if isinstance(claimed, InvoiceRecord):  # drift of the Environment is reported, match or not
+            differences += environment_drift(claimed.executor, invoice.executor)
         record = VerificationRecord(
             bom=bom_cid,
             invoice=ex.invoice_cid,

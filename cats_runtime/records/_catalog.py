@@ -211,6 +211,7 @@ class Catalog:
     def _index_one(self, db: sqlite3.Connection, cid: CID, record: Any) -> None:
         from . import (
             BOMRecord,
+            EnvironmentRecord,
             FunctionRecord,
             InvoiceRecord,
             OrderRecord,
@@ -275,7 +276,7 @@ class Catalog:
                 "INSERT OR IGNORE INTO verifications VALUES (?, ?, ?, ?)",
                 (c, str(record.bom), str(record.invoice), record.verdict),
             )
-        elif not isinstance(record, StructureRecord):
+        elif not isinstance(record, StructureRecord | EnvironmentRecord):
             raise TypeError(f"expected a CATs record, found {type(record).__name__}")
 
     # -- queries ----------------------------------------------------------------------------

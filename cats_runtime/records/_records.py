@@ -1,4 +1,4 @@
-"""The six CATs record types (Function, Structure, Order, Invoice, BOM, Verification).
+"""The CATs record types (Function, Structure, Order, Invoice, BOM, Verification, Environment).
 
 Each is a frozen, keyword-only dataclass with ``TYPE = "cats/<kind>@1"``; ``docs/records.md``
 explains every field. Field rules live in each class's ``FIELDS`` table (checked both when a
@@ -38,6 +38,8 @@ __all__ = [
     "BOMRecord",
     "Cloud",
     "DatumResult",
+    "Distribution",
+    "EnvironmentRecord",
     "FunctionRecord",
     "InputImport",
     "InvoiceRecord",
@@ -112,6 +114,8 @@ class FunctionRecord(Record):
         requirements: The pinned requirements file, or None.
         image: A container image digest ``"sha256:<64 hex>"``, or None.
         ignore: Exclude patterns applied when hashing ``code`` (a set: stored sorted, unique).
+        environment: The EnvironmentRecord the code runs in (its pinned distributions), or None
+            when it needs only the standard library.
     """
 
     TYPE: ClassVar[str] = "cats/function@1"
@@ -124,6 +128,7 @@ class FunctionRecord(Record):
         "requirements": Optional(_ANY_LINK),
         "image": Optional(_IMAGE),
         "ignore": Seq(_PATTERN, as_set=True),
+        "environment": Optional(_RECORD_LINK),
     }
 
     name: str
@@ -134,6 +139,7 @@ class FunctionRecord(Record):
     requirements: CID | None = None
     image: str | None = None
     ignore: Sequence[str] = ()
+    environment: CID | None = None
 
 
 @record
@@ -450,11 +456,101 @@ class VerificationRecord(Record):
             raise FieldError("found", "expected a CID different from 'expected' (the verdict is 'mismatch')")
 
 
+# -- environments --------------------------------------------------------------------------
+
+_DIST_NAME: Final = Text(
+    "a normalized distribution name (lowercase letters, digits, single '-' between them)",
+    pattern=r"[a-z0-9]+(?:-[a-z0-9]+)*",
+)
+_VERSION: Final = Text(
+    "a version such as '1.26.4' (letters, digits, '.', '+', '!', '-', '_')",
+    pattern=r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,127}",
+)
+_WHEEL: Final = Text(
+    "a wheel file name '<name>-<version>-<python>-<abi>-<platform>.whl'",
+    pattern=r"[A-Za-z0-9_.]+-[A-Za-z0-9_.+!]+(?:-[0-9][A-Za-z0-9_.]*)?-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl",
+)
+_SHA256: Final = Text("a sha256 digest (64 lowercase hex)", pattern=r"[0-9a-f]{64}")
+
+
+@record
+class Distribution(Checked):
+    """One installed distribution of an Environment (not a record of its own: no ``type``).
+
+    Attributes:
+        name: The normalized distribution name (``canonicalize_name``).
+        version: The exact version installed.
+        filename: The wheel's file name (it carries the wheel's Python, ABI and platform tags).
+        sha256: The wheel file's sha256, as a ``--hash=sha256:`` pin would state it.
+        size: The wheel's size in bytes.
+        wheel: The wheel file itself, as a UnixFS file.
+    """
+
+    FIELDS: ClassVar[Mapping[str, Kind]] = {
+        "name": _DIST_NAME,
+        "version": _VERSION,
+        "filename": _WHEEL,
+        "sha256": _SHA256,
+        "size": Int(0, 2**63 - 1, "a size in bytes, in [0, 2**63 - 1]"),
+        "wheel": _ANY_LINK,
+    }
+
+    name: str
+    version: str
+    filename: str
+    sha256: str
+    size: int
+    wheel: CID
+
+
+@record
+class EnvironmentRecord(Record):
+    """The exact Python environment code runs in: the ``cats/environment@1`` record.
+
+    Attributes:
+        python: The interpreter's ``major.minor`` version.
+        implementation: The interpreter implementation, lowercase (``"cpython"``).
+        platform: The platform the wheels were resolved for (``sysconfig.get_platform()``,
+            e.g. ``"linux-x86_64"``).
+        distributions: Every distribution installed, sorted by name, one per name.
+    """
+
+    TYPE: ClassVar[str] = "cats/environment@1"
+    FIELDS: ClassVar[Mapping[str, Kind]] = {
+        "python": _PYTHON,
+        "implementation": Text("an implementation name such as 'cpython'", pattern=r"[a-z][a-z0-9_]{0,31}"),
+        "platform": Text("a platform such as 'linux-x86_64'", pattern=r"[A-Za-z0-9_.-]{1,64}"),
+        "distributions": Seq(Struct(Distribution)),
+    }
+
+    python: str
+    implementation: str
+    platform: str
+    distributions: Sequence[Distribution] = ()
+
+    def _check(self) -> None:
+        names = [d.name for d in self.distributions]
+        for i in range(1, len(names)):
+            if names[i] <= names[i - 1]:
+                raise FieldError(
+                    f"distributions[{i}].name",
+                    f"expected names sorted and unique, found {names[i]!r} after {names[i - 1]!r}",
+                )
+
+
 # -- dispatch ------------------------------------------------------------------------------
 
 RECORD_TYPES: Final[Mapping[str, type[Record]]] = {
     cls.TYPE: cls
-    for cls in (FunctionRecord, StructureRecord, OrderRecord, InvoiceRecord, BOMRecord, VerificationRecord)
+    for cls in (
+        FunctionRecord,
+        StructureRecord,
+        OrderRecord,
+        InvoiceRecord,
+        BOMRecord,
+        VerificationRecord,
+        EnvironmentRecord,
+    )
 }
 """Every record class by its wire ``type``."""
 

@@ -146,6 +146,7 @@ def test_wire_form_has_type_and_every_field_even_when_null() -> None:
         "cats/invoice@1",
         "cats/bom@1",
         "cats/verification@1",
+        "cats/environment@1",
     }
 
 

@@ -1,0 +1,381 @@
+"""Build a Function's Environment from the CAS, never from a package index, and run code in it.
+
+Contract of the cache (``<cache>/<environment CID>/``, a virtualenv): an entry is complete
+exactly when its marker file ``.cats-environment`` names the CID and every distribution's
+``.dist-info`` directory is present. Entries are built in a private temporary directory
+beside the cache and renamed into place, so a reader never sees a half-built entry; two
+builders racing both build, one rename wins and the other's copy is discarded. An entry that
+fails the check (interrupted by a crash before the rename completed its work, or damaged by
+hand) is moved aside and rebuilt.
+
+Wheels come out of the CAS (every block verified against its CID), are checked against the
+Environment's sha256 and installed by ``uv`` with ``--offline --no-index --require-hashes
+--no-deps``: nothing is resolved, nothing is downloaded, and only the recorded distributions
+are installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from ..cas import CID, DAG_CBOR, BlockSource, _unixfs
+from ..errors import ExecutionError, IntegrityError, RecordError
+from ..records import EnvironmentRecord, decode_record
+from ._materialize import remove_tree
+
+__all__ = [
+    "BuiltEnvironment",
+    "EnvRun",
+    "build_environment",
+    "check_compatible",
+    "clear_environment_cache",
+    "distributions_digest",
+    "environment_cache_dir",
+    "load_environment",
+    "install_environment",
+    "run_in_environment",
+    "uv_binary",
+]
+
+MARKER: Final = ".cats-environment"
+_LAUNCHER: Final = Path(__file__).with_name("_env_launcher.py")
+_CONTEXT: Final = Path(__file__).with_name("_context.py")
+
+
+@dataclass(frozen=True)
+class BuiltEnvironment:
+    """An Environment ready to run code: the interpreter and the directories to import from.
+
+    Run the interpreter as ``python -I -S`` with exactly ``site_packages`` (plus the code and
+    the context API) on ``sys.path``: the node's own packages are then out of reach.
+
+    Attributes:
+        python: The interpreter.
+        site_packages: The Environment's installed distributions (empty: the standard library only).
+    """
+
+    python: Path
+    site_packages: list[Path]
+
+
+def uv_binary() -> Path:
+    """The ``uv`` executable shipped in the ``uv`` wheel (a runtime dependency).
+
+    Raises:
+        ExecutionError: the ``uv`` package is not installed.
+    """
+    try:
+        import uv
+    except ImportError:
+        raise ExecutionError("expected the 'uv' package (pip install uv), found it missing") from None
+    return Path(uv.find_uv_bin())
+
+
+def environment_cache_dir(home: Path | None = None) -> Path:
+    """Where built Environments live: ``$CATS_ENV_CACHE``, else ``<home>/envs``, else a temp dir."""
+    root = os.environ.get("CATS_ENV_CACHE")
+    if root:
+        return Path(root)
+    if home is not None:
+        return home / "envs"
+    return Path(tempfile.gettempdir()) / "cats-envs"
+
+
+def load_environment(source: BlockSource, cid: CID) -> EnvironmentRecord:
+    """The verified, strictly decoded Environment record ``cid``.
+
+    Raises:
+        RecordError: ``cid`` is not a ``cats/environment`` record.
+    """
+    if cid.codec != DAG_CBOR:
+        raise RecordError(
+            f"expected an Environment record (dag-cbor) at {cid}, found a {cid.codec_name} block"
+        )
+    record = decode_record(source.get(cid))
+    if not isinstance(record, EnvironmentRecord):
+        raise RecordError(f"expected {cid} to be a cats/environment record, found {record.TYPE}")
+    return record
+
+
+def _node_interpreter() -> str:
+    impl = "CPython" if sys.implementation.name == "cpython" else sys.implementation.name
+    return f"{impl} {sys.version_info.major}.{sys.version_info.minor} on {sysconfig.get_platform()}"
+
+
+def check_compatible(env: EnvironmentRecord, cid: CID) -> None:
+    """Refuse an Environment this interpreter cannot run, naming both sides in one line.
+
+    Checks the implementation, Python ``major.minor``, the platform, and that every wheel's tags
+    are among those this interpreter supports.
+
+    Raises:
+        ExecutionError: the Environment was resolved for another interpreter or platform.
+    """
+    from packaging.tags import sys_tags
+    from packaging.utils import parse_wheel_filename
+
+    impl = "CPython" if env.implementation == "cpython" else env.implementation
+    wanted = f"{impl} {env.python} on {env.platform}"
+    here = _node_interpreter()
+    if wanted != here:
+        raise ExecutionError(f"environment {cid} needs {wanted}; this node runs {here}")
+    supported = set(sys_tags())
+    for dist in env.distributions:
+        tags = parse_wheel_filename(dist.filename)[3]
+        if not tags & supported:
+            raise ExecutionError(
+                f"environment {cid}: wheel {dist.filename} does not fit this node's {here} (its tags are "
+                "not among those the interpreter supports)"
+            )
+
+
+def distributions_digest(pairs: Iterable[tuple[str, str]]) -> str:
+    """``sha256:<hex>`` of the sorted ``name==version`` lines (names normalized as pip does).
+
+    The same function runs inside the task (over what is importable) and on the record (over
+    what was declared), so equal digests mean the task saw exactly the declared distributions.
+    """
+    lines = sorted({f"{re.sub(r'[-_.]+', '-', n).lower()}=={v}" for n, v in pairs})
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def _site_packages(venv: Path) -> Path:
+    return venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+
+
+def _complete(venv: Path, cid: CID, env: EnvironmentRecord | None) -> bool:
+    try:
+        marker = json.loads((venv / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(marker, dict) or marker.get("environment") != str(cid):
+        return False
+    site = _site_packages(venv)
+    names = marker.get("dist_info", [])
+    if not isinstance(names, list) or not (venv / "bin" / "python").exists():
+        return False
+    if env is not None and len(names) != len(env.distributions):
+        return False
+    return all(isinstance(n, str) and (site / n / "RECORD").is_file() for n in names)
+
+
+def _built(venv: Path) -> BuiltEnvironment:
+    return BuiltEnvironment(python=venv / "bin" / "python", site_packages=[_site_packages(venv)])
+
+
+def _export_wheels(source: BlockSource, env: EnvironmentRecord, cid: CID, dest: Path) -> Path:
+    dest.mkdir()
+    lines: list[str] = []
+    for dist in env.distributions:
+        if "/" in dist.filename or dist.filename.startswith("."):
+            raise RecordError(f"environment {cid}: unsafe wheel file name {dist.filename!r}")
+        path = dest / dist.filename
+        _unixfs.get(source, dist.wheel, path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != dist.sha256:
+            raise IntegrityError(
+                f"environment {cid}: expected wheel {dist.filename} to hash to sha256 {dist.sha256}, "
+                f"found {digest}"
+            )
+        lines.append(f"{dist.name}=={dist.version} --hash=sha256:{dist.sha256}")
+    reqs = dest.parent / "requirements.txt"
+    reqs.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return reqs
+
+
+def _uv_env(tmp: Path) -> dict[str, str]:
+    # Nothing of the caller's configuration reaches uv: no index, no config file, no network,
+    # a private cache (deleted with the build directory), never a downloaded interpreter.
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp),
+        "UV_OFFLINE": "1",
+        "UV_NO_CONFIG": "1",
+        "UV_CACHE_DIR": str(tmp / "uv-cache"),
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_NO_PROGRESS": "1",
+    }
+
+
+def _run_uv(args: list[str], tmp: Path, what: str) -> None:
+    proc = subprocess.run(  # noqa: S603 (the uv binary, arguments are our own paths)
+        [str(uv_binary()), *args], capture_output=True, text=True, check=False, env=_uv_env(tmp)
+    )
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()] or ["no output"]
+        raise ExecutionError(f"{what}: uv failed: {lines[-1].strip()}")
+
+
+def install_environment(venv: Path, wheels: Path, requirements: Path, scratch: Path) -> None:
+    """Create ``venv`` and install exactly ``requirements`` from ``wheels``, offline, hashes required."""
+    _run_uv(
+        ["venv", "--quiet", "--relocatable", "--no-project", "--python", sys.executable, str(venv)],
+        scratch,
+        "creating the environment",
+    )
+    _run_uv(
+        [
+            *("pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "--offline"),
+            *("--no-index", "--find-links", str(wheels), "--require-hashes", "--no-deps"),
+            *("--compile-bytecode", "--link-mode", "hardlink", "-r", str(requirements)),
+        ],
+        scratch,
+        "installing the environment's wheels",
+    )
+
+
+def build_environment(source: BlockSource, cid: CID, cache: Path) -> BuiltEnvironment:
+    """The Environment ``cid`` built under ``cache`` (reused when already complete).
+
+    Raises:
+        RecordError: ``cid`` is not an Environment record.
+        ExecutionError: the Environment needs another interpreter or platform, or uv failed.
+        IntegrityError: a wheel does not match its recorded sha256.
+        BlockNotFoundError: a wheel's blocks are in no configured source.
+    """
+    final = cache / str(cid)
+    if _complete(final, cid, None):
+        return _built(final)
+    env = load_environment(source, cid)
+    check_compatible(env, cid)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cid}.", dir=cache))
+    try:
+        reqs = _export_wheels(source, env, cid, tmp / "wheels")
+        venv = tmp / "venv"
+        install_environment(venv, tmp / "wheels", reqs, tmp)
+        site = _site_packages(venv)
+        dist_info = sorted(p.name for p in site.glob("*.dist-info"))
+        (venv / MARKER).write_text(
+            json.dumps({"environment": str(cid), "dist_info": dist_info}, sort_keys=True), encoding="utf-8"
+        )
+        if (final.exists() or final.is_symlink()) and not _complete(final, cid, env):
+            # A damaged entry: move it aside first (rename is atomic; deleting is not).
+            with_damage = tmp / "damaged"
+            with contextlib.suppress(FileNotFoundError):  # another builder replaced it meanwhile
+                os.rename(final, with_damage)
+        try:
+            os.rename(venv, final)
+        except OSError:
+            if not _complete(final, cid, env):
+                raise
+    finally:
+        remove_tree(tmp)
+    return _built(final)
+
+
+def clear_environment_cache(cache: Path) -> int:
+    """Delete every built Environment under ``cache``; returns how many entries were removed."""
+    if not cache.is_dir():
+        return 0
+    count = 0
+    for entry in cache.iterdir():
+        remove_tree(entry)
+        count += 1
+    return count
+
+
+# -- running code inside a built Environment ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnvRun:
+    """What one call inside an Environment produced.
+
+    Attributes:
+        ok: True when the function returned.
+        log: Everything the child printed or logged (and the traceback on failure).
+        error: ``ExceptionType: message`` on failure, else None.
+        facts: What the child observed: ``interpreter`` and the ``distributions`` digest of what
+            was importable.
+    """
+
+    ok: bool
+    log: str
+    error: str | None
+    facts: Mapping[str, str]
+
+
+def run_in_environment(
+    built: BuiltEnvironment,
+    *,
+    code_dir: Path,
+    package: str,
+    entrypoint: str,
+    inputs: Mapping[str, Path],
+    output: Path,
+    params: Mapping[str, Any],
+    seed: int,
+    datum: Mapping[str, str] | None,
+    workdir: Path,
+) -> EnvRun:
+    """Call ``entrypoint`` in a child ``python -I -S`` that sees only the Environment and the code.
+
+    The child gets a clean process environment (no variable of the node's), the standard
+    library, ``built.site_packages`` and the context API (loaded from its file, not from the
+    cats_runtime package): not the node's site-packages, so undeclared packages do not import.
+    """
+    job = {
+        "code_dir": str(code_dir),
+        "package": package,
+        "entrypoint": entrypoint,
+        "context": str(_CONTEXT),
+        "site_packages": [str(p) for p in built.site_packages],
+        "inputs": {k: str(v) for k, v in inputs.items()},
+        "output": str(output),
+        "params": params,
+        "seed": seed,
+        "datum": dict(datum) if datum is not None else None,
+        "result": str(workdir / "result.json"),
+    }
+    read_end, write_end = os.pipe()
+    job["facts_fd"] = write_end
+    job_file = workdir / "job.json"
+    job_file.write_text(json.dumps(job), encoding="utf-8")
+    env = {"LC_ALL": "C.UTF-8", "HOME": str(workdir), "PATH": "/usr/bin:/bin"}
+    try:
+        proc = subprocess.run(  # noqa: S603 (our launcher, a job file we wrote)
+            [str(built.python), "-I", "-S", "-B", str(_LAUNCHER), str(job_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=workdir,
+            env=env,
+            pass_fds=(write_end,),
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    # The facts are a few hundred bytes, far below a pipe's buffer: the child never blocks on them.
+    with os.fdopen(read_end, "rb") as pipe:
+        raw_facts = pipe.read()
+    log = proc.stdout.decode("utf-8", "replace")
+    try:
+        found = json.loads(raw_facts or b"{}")
+        facts = {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+    except ValueError:
+        facts = {}
+    try:
+        result = json.loads((workdir / "result.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        result = {}
+    if not isinstance(result, dict):
+        result = {}
+    if proc.returncode == 0 and result.get("ok") is True:
+        return EnvRun(True, log, None, facts)
+    error = result.get("error")
+    if not isinstance(error, str):
+        error = f"ExecutionError: the function's process exited with status {proc.returncode}"
+    return EnvRun(False, log, error, facts)
