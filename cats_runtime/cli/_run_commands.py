@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..cas import CID
+from ..cas import CID, Block, MemoryBlockStore
 from ..errors import FunctionFailedError, InvalidInputError, VerificationError
 from ..operations import (
     LINEAGE_FORMATS,
@@ -19,13 +19,17 @@ from ..operations import (
     VerifyOutcome,
     build_function,
     build_structure,
+    check_plant,
+    inspect_function,
     lineage,
     load_params_file,
+    local_structure,
     parse_input,
     parse_param,
     read_log,
     rebuild_catalog,
     render_lineage,
+    resolve_params,
     run,
     verify,
     verify_structural,
@@ -145,8 +149,15 @@ def run_command(
     """
     if (structure_dir is None) != (stack is None):
         raise InvalidInputError("expected --structure DIR and --stack ORG together, found only one of them")
+    # Pre-flight: everything checkable without Ray, before anything is stored (user code is only
+    # read, never imported here).
+    declared = inspect_function(function_spec)
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
-    values.update(parse_param(p) for p in params)
+    values.update(parse_param(p, declared) for p in params)
+    values = resolve_params(declared, values)
+    staged = MemoryBlockStore()
+    structure = build_structure(structure_dir, stack, staged) if structure_dir and stack else None
+    check_plant(structure or local_structure(), ray_address)
     with _node() as node:
         named = [parse_input(node, text) for text in inputs]
         if len({n for n, _ in named}) != len(named):
@@ -159,7 +170,7 @@ def run_command(
             image=image,
             name=name,
         )
-        structure = build_structure(structure_dir, stack, node.store) if structure_dir and stack else None
+        node.store.put_many(Block.checked(cid, staged.get(cid)) for cid in staged)
         with progress("running", None, enabled=not as_json) as advance:
             outcome = run(
                 node,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._access import AllowList, Endorsement, TokenStore, endorse_code, endorsement_payload
-from ._function import DEFAULT_IGNORE, build_function, parse_function_spec
+from ._function import DEFAULT_IGNORE, build_function, check_entrypoint, inspect_function, parse_function_spec
 from ._identity import (
     NodeIdentity,
     bom_signing_payload,
@@ -31,11 +31,13 @@ from ._mesh import (
     wait_for_run,
 )
 from ._node import Node, rebuild_catalog
+from ._params import DECLARATION_FILE, load_declaration, resolve_params
 from ._policy import PolicyReport, PolicyViolation, StackPolicyResult, check_policies
 from ._redeploy import RedeployOutcome, materialize_program, redeploy, required_secrets
 from ._run import (
     Execution,
     RunOutcome,
+    check_plant,
     execute_order,
     find_parents,
     load_params_file,
@@ -57,6 +59,7 @@ __all__: list[str] = [
     "PolicyViolation",
     "StackPolicyResult",
     "check_policies",
+    "DECLARATION_FILE",
     "AllowList",
     "Endorsement",
     "FetchReport",
@@ -91,12 +94,16 @@ __all__: list[str] = [
     "VerifyOutcome",
     "build_function",
     "build_structure",
+    "check_entrypoint",
+    "check_plant",
     "diff_trees",
     "execute_order",
     "find_parents",
+    "inspect_function",
     "invoice_of",
     "lineage",
     "load_bom",
+    "load_declaration",
     "load_params_file",
     "local_structure",
     "make_order",
@@ -106,6 +113,7 @@ __all__: list[str] = [
     "read_log",
     "rebuild_catalog",
     "render_lineage",
+    "resolve_params",
     "run",
     "run_order",
     "sanitize_stack_config",
