@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,15 +16,19 @@ from ..cas import CID, Block, MemoryBlockStore
 from ..errors import FunctionFailedError, InvalidInputError, VerificationError
 from ..operations import (
     LINEAGE_FORMATS,
+    SCAFFOLD_ENTRYPOINT,
     Node,
     VerifyOutcome,
     build_function,
     build_structure,
     check_plant,
+    function_label,
     inspect_function,
     lineage,
+    list_runs,
     load_params_file,
     local_structure,
+    new_function,
     parse_input,
     parse_param,
     read_log,
@@ -318,29 +323,51 @@ def _when(ms: int) -> str:
 @click.option("--limit", type=click.IntRange(1), default=None, help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def ls_command(limit: int | None, as_json: bool) -> None:
-    """Runs in the catalog, newest first (a BOM when the run succeeded, else its Invoice)."""
+    """Runs in the catalog, newest first (a BOM when the run succeeded, else its Invoice).
+
+    Each run shows its issuer, code CID, seed and params, and the verdict of its re-executions
+    (`cats verify`): a BOM that did not reproduce is marked, with the Verification's CID.
+    """
     with _node() as node:
-        rows = node.catalog.runs(limit)
+        runs = list_runs(node, limit)
     data = [
         {
-            "finished": _when(r.finished_ms),
-            "status": r.status,
-            "bom": r.bom,
-            "invoice": r.invoice,
-            "order": r.order,
-            "function": r.function_name,
-            "output": r.output,
-            "error": r.error,
+            "finished": _when(r.row.finished_ms),
+            "status": r.row.status,
+            "bom": r.row.bom,
+            "invoice": r.row.invoice,
+            "order": r.row.order,
+            "function": r.row.function_name,
+            "output": r.row.output,
+            "error": r.row.error,
+            "function_cid": r.row.function,
+            "code": r.facts.code,
+            "issuer": r.facts.issuer,
+            "params": r.facts.params,
+            "seed": r.facts.seed,
+            "verdict": r.facts.verdict,
+            "verification": r.facts.verification,
+            "verifications": r.facts.verifications,
         }
-        for r in rows
+        for r in runs
     ]
 
     def text() -> str:
-        lines = [f"{'FINISHED (UTC)':19}  {'STATUS':9}  {'FUNCTION':16}  BOM / INVOICE"]
-        for r in rows:
+        head = f"{'FINISHED (UTC)':19}  {'STATUS':9}  {'VERIFIED':9}  {'FUNCTION':24}  BOM / INVOICE"
+        lines = [head]
+        for r in runs:
+            label = function_label(r.row.function_name[:16] or "?", r.row.function)
             lines.append(
-                f"{_when(r.finished_ms)}  {r.status:9}  {r.function_name[:16]:16}  {r.bom or r.invoice}"
+                f"{_when(r.row.finished_ms)}  {r.row.status:9}  {r.facts.verdict or '-':9}  {label:24}  "
+                f"{r.row.bom or r.row.invoice}"
             )
+            params = json.dumps(r.facts.params, sort_keys=True, separators=(",", ":"))
+            facts = r.facts
+            lines.append(
+                f"    issuer {facts.issuer or '-'}  code {facts.code}  seed {facts.seed}  params {params}"
+            )
+            if r.facts.verdict not in (None, "match"):
+                lines.append(f"    NOT REPRODUCED ({r.facts.verdict}): verification {r.facts.verification}")
         return "\n".join(lines)
 
     emit(as_json, data, text)
@@ -362,4 +389,16 @@ def catalog_rebuild(as_json: bool) -> None:
         {"blocks": stats.blocks, "records": stats.records, "by_type": stats.by_type},
         f"indexed {stats.records} records from {stats.blocks} blocks"
         + "".join(f"\n  {t}: {n}" for t, n in sorted(stats.by_type.items())),
+    )
+
+
+# -- cats new ----------------------------------------------------------------------------------
+@cli.command("new")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def new_command(directory: Path) -> None:
+    """Create a working Function directory: main.py with a documented main(ctx), cats.toml, README.md."""
+    target = new_function(directory)
+    click.echo(
+        f"created {target}: main.py, cats.toml (params), README.md\n"
+        f"run it: cats run --function {target}:{SCAFFOLD_ENTRYPOINT} --input data=PATH"
     )

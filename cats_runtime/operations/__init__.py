@@ -16,6 +16,7 @@ from ._identity import (
 from ._lineage import FORMATS as LINEAGE_FORMATS
 from ._lineage import Lineage, LineageNode, lineage
 from ._lineage import render as render_lineage
+from ._listing import RunFacts, RunListing, function_label, list_runs, run_facts
 from ._log import invoice_of, read_log
 from ._mesh import (
     FetchReport,
@@ -47,6 +48,7 @@ from ._run import (
     run,
     run_order,
 )
+from ._scaffold import SCAFFOLD_ENTRYPOINT, new_function
 from ._structure import build_structure, local_structure, sanitize_stack_config, store_structure
 from ._verify import StructuralReport, VerifyOutcome, diff_trees, load_bom, verify, verify_structural
 
@@ -60,6 +62,8 @@ __all__: list[str] = [
     "StackPolicyResult",
     "check_policies",
     "DECLARATION_FILE",
+    "SCAFFOLD_ENTRYPOINT",
+    "new_function",
     "AllowList",
     "Endorsement",
     "FetchReport",
@@ -99,6 +103,11 @@ __all__: list[str] = [
     "diff_trees",
     "execute_order",
     "find_parents",
+    "RunFacts",
+    "RunListing",
+    "function_label",
+    "list_runs",
+    "run_facts",
     "inspect_function",
     "invoice_of",
     "lineage",

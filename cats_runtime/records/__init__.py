@@ -6,7 +6,7 @@ See ``docs/records.md`` for every record type and field.
 from __future__ import annotations
 
 from ._base import Record
-from ._catalog import CATALOG_FILE, Catalog, CatalogStats, RunRow, memo_entries, memo_key
+from ._catalog import CATALOG_FILE, Catalog, CatalogStats, RunRow, VerdictRow, memo_entries, memo_key
 from ._records import (
     RECORD_TYPES,
     BOMRecord,
@@ -47,6 +47,7 @@ __all__ = [
     "Status",
     "StructureRecord",
     "Verdict",
+    "VerdictRow",
     "VerificationRecord",
     "decode_record",
     "json_type_matches",
