@@ -199,7 +199,7 @@ def _text(g: Lineage) -> str:
     root = g.nodes.get(g.root)
     kind = root.kind if root else "data"
     label = f"{kind}: {root.title}" if root and root.label not in ("data", "output") else kind
-    lines.append(f"{g.root} ({label})")
+    lines.append(f"{g.root} ({label}){_verdict_mark(root) if root else ''}")
 
     def up_data(data: CID, prefix: str, seen: frozenset[CID]) -> None:
         producers = g.producers_of(data)
