@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,22 +12,30 @@ from typing import Any
 
 import click
 
-from ..cas import CID
+from ..cas import CID, Block, MemoryBlockStore
 from ..cas._profiles import DEFAULT_PROFILE, PROFILES, get_profile
 from ..errors import FunctionFailedError, InvalidInputError, VerificationError
 from ..operations import (
     LINEAGE_FORMATS,
+    SCAFFOLD_ENTRYPOINT,
     Node,
     VerifyOutcome,
     build_function,
     build_structure,
+    check_plant,
+    function_label,
     import_input,
+    inspect_function,
     lineage,
+    list_runs,
     load_params_file,
+    local_structure,
+    new_function,
     parse_param,
     read_log,
     rebuild_catalog,
     render_lineage,
+    resolve_params,
     run,
     verify,
     verify_structural,
@@ -158,8 +167,15 @@ def run_command(
     """
     if (structure_dir is None) != (stack is None):
         raise InvalidInputError("expected --structure DIR and --stack ORG together, found only one of them")
+    # Pre-flight: everything checkable without Ray, before anything is stored (user code is only
+    # read, never imported here).
+    declared = inspect_function(function_spec)
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
-    values.update(parse_param(p) for p in params)
+    values.update(parse_param(p, declared) for p in params)
+    values = resolve_params(declared, values)
+    staged = MemoryBlockStore()
+    structure = build_structure(structure_dir, stack, staged) if structure_dir and stack else None
+    check_plant(structure or local_structure(), ray_address)
     with _node() as node:
         parsed = [import_input(node, text, hidden=hidden, profile=get_profile(profile)) for text in inputs]
         named = [(p.name, p.cid) for p in parsed]
@@ -181,7 +197,7 @@ def run_command(
             image=image,
             name=name,
         )
-        structure = build_structure(structure_dir, stack, node.store) if structure_dir and stack else None
+        node.store.put_many(Block.checked(cid, staged.get(cid)) for cid in staged)
         with progress("running", None, enabled=not as_json) as advance:
             outcome = run(
                 node,
@@ -330,29 +346,51 @@ def _when(ms: int) -> str:
 @click.option("--limit", type=click.IntRange(1), default=None, help="Show at most this many runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def ls_command(limit: int | None, as_json: bool) -> None:
-    """Runs in the catalog, newest first (a BOM when the run succeeded, else its Invoice)."""
+    """Runs in the catalog, newest first (a BOM when the run succeeded, else its Invoice).
+
+    Each run shows its issuer, code CID, seed and params, and the verdict of its re-executions
+    (`cats verify`): a BOM that did not reproduce is marked, with the Verification's CID.
+    """
     with _node() as node:
-        rows = node.catalog.runs(limit)
+        runs = list_runs(node, limit)
     data = [
         {
-            "finished": _when(r.finished_ms),
-            "status": r.status,
-            "bom": r.bom,
-            "invoice": r.invoice,
-            "order": r.order,
-            "function": r.function_name,
-            "output": r.output,
-            "error": r.error,
+            "finished": _when(r.row.finished_ms),
+            "status": r.row.status,
+            "bom": r.row.bom,
+            "invoice": r.row.invoice,
+            "order": r.row.order,
+            "function": r.row.function_name,
+            "output": r.row.output,
+            "error": r.row.error,
+            "function_cid": r.row.function,
+            "code": r.facts.code,
+            "issuer": r.facts.issuer,
+            "params": r.facts.params,
+            "seed": r.facts.seed,
+            "verdict": r.facts.verdict,
+            "verification": r.facts.verification,
+            "verifications": r.facts.verifications,
         }
-        for r in rows
+        for r in runs
     ]
 
     def text() -> str:
-        lines = [f"{'FINISHED (UTC)':19}  {'STATUS':9}  {'FUNCTION':16}  BOM / INVOICE"]
-        for r in rows:
+        head = f"{'FINISHED (UTC)':19}  {'STATUS':9}  {'VERIFIED':9}  {'FUNCTION':24}  BOM / INVOICE"
+        lines = [head]
+        for r in runs:
+            label = function_label(r.row.function_name[:16] or "?", r.row.function)
             lines.append(
-                f"{_when(r.finished_ms)}  {r.status:9}  {r.function_name[:16]:16}  {r.bom or r.invoice}"
+                f"{_when(r.row.finished_ms)}  {r.row.status:9}  {r.facts.verdict or '-':9}  {label:24}  "
+                f"{r.row.bom or r.row.invoice}"
             )
+            params = json.dumps(r.facts.params, sort_keys=True, separators=(",", ":"))
+            facts = r.facts
+            lines.append(
+                f"    issuer {facts.issuer or '-'}  code {facts.code}  seed {facts.seed}  params {params}"
+            )
+            if r.facts.verdict not in (None, "match"):
+                lines.append(f"    NOT REPRODUCED ({r.facts.verdict}): verification {r.facts.verification}")
         return "\n".join(lines)
 
     emit(as_json, data, text)
@@ -374,4 +412,16 @@ def catalog_rebuild(as_json: bool) -> None:
         {"blocks": stats.blocks, "records": stats.records, "by_type": stats.by_type},
         f"indexed {stats.records} records from {stats.blocks} blocks"
         + "".join(f"\n  {t}: {n}" for t, n in sorted(stats.by_type.items())),
+    )
+
+
+# -- cats new ----------------------------------------------------------------------------------
+@cli.command("new")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def new_command(directory: Path) -> None:
+    """Create a working Function directory: main.py with a documented main(ctx), cats.toml, README.md."""
+    target = new_function(directory)
+    click.echo(
+        f"created {target}: main.py, cats.toml (params), README.md\n"
+        f"run it: cats run --function {target}:{SCAFFOLD_ENTRYPOINT} --input data=PATH"
     )

@@ -11,7 +11,7 @@ from ._environments import (
     read_requirements,
     resolve_environment,
 )
-from ._function import DEFAULT_IGNORE, build_function, parse_function_spec
+from ._function import DEFAULT_IGNORE, build_function, check_entrypoint, inspect_function, parse_function_spec
 from ._identity import (
     NodeIdentity,
     bom_signing_payload,
@@ -24,6 +24,7 @@ from ._identity import (
 from ._lineage import FORMATS as LINEAGE_FORMATS
 from ._lineage import Lineage, LineageNode, lineage
 from ._lineage import render as render_lineage
+from ._listing import RunFacts, RunListing, function_label, list_runs, run_facts
 from ._log import invoice_of, read_log
 from ._mesh import (
     FetchReport,
@@ -39,12 +40,14 @@ from ._mesh import (
     wait_for_run,
 )
 from ._node import Node, rebuild_catalog
+from ._params import DECLARATION_FILE, load_declaration, resolve_params
 from ._policy import PolicyReport, PolicyViolation, StackPolicyResult, check_policies
 from ._redeploy import RedeployOutcome, materialize_program, redeploy, required_secrets
 from ._run import (
     Execution,
     ParsedInput,
     RunOutcome,
+    check_plant,
     execute_order,
     find_parents,
     import_input,
@@ -55,6 +58,7 @@ from ._run import (
     run,
     run_order,
 )
+from ._scaffold import SCAFFOLD_ENTRYPOINT, new_function
 from ._structure import build_structure, local_structure, sanitize_stack_config, store_structure
 from ._verify import StructuralReport, VerifyOutcome, diff_trees, load_bom, verify, verify_structural
 
@@ -67,6 +71,9 @@ __all__: list[str] = [
     "PolicyViolation",
     "StackPolicyResult",
     "check_policies",
+    "DECLARATION_FILE",
+    "SCAFFOLD_ENTRYPOINT",
+    "new_function",
     "AllowList",
     "Endorsement",
     "FetchReport",
@@ -107,12 +114,21 @@ __all__: list[str] = [
     "VerifyOutcome",
     "build_function",
     "build_structure",
+    "check_entrypoint",
+    "check_plant",
     "diff_trees",
     "execute_order",
     "find_parents",
+    "RunFacts",
+    "RunListing",
+    "function_label",
+    "list_runs",
+    "run_facts",
+    "inspect_function",
     "invoice_of",
     "lineage",
     "load_bom",
+    "load_declaration",
     "load_params_file",
     "local_structure",
     "make_order",
@@ -124,6 +140,7 @@ __all__: list[str] = [
     "read_log",
     "rebuild_catalog",
     "render_lineage",
+    "resolve_params",
     "run",
     "run_order",
     "sanitize_stack_config",

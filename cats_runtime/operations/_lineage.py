@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 from ..cas import CID
 from ..errors import BlockNotFoundError, InvalidInputError
-from ..records import BOMRecord, FunctionRecord
+from ..records import BOMRecord
+from ._listing import RunFacts, run_facts
 from ._node import Node
 
 __all__ = ["FORMATS", "Lineage", "LineageNode", "lineage", "render"]
@@ -19,11 +20,24 @@ FORMATS = ("text", "dot", "mermaid", "json")
 
 @dataclass(frozen=True)
 class LineageNode:
-    """A BOM (a run) or a piece of data."""
+    """A BOM (a run) or a piece of data.
+
+    Attributes:
+        cid: The BOM's or the data's CID.
+        kind: ``bom`` or ``data``.
+        label: The Function's name for a BOM, the input name (or ``output``) for data.
+        facts: For a BOM in the store: issuer, Function and code CIDs, params, seed, verdict.
+    """
 
     cid: CID
     kind: Literal["bom", "data"]
     label: str
+    facts: RunFacts | None = None
+
+    @property
+    def title(self) -> str:
+        """The label shown: a BOM's Function name with its short CID, so equal names differ."""
+        return self.facts.label if self.facts is not None else self.label
 
 
 @dataclass
@@ -56,19 +70,16 @@ class Lineage:
         return {
             "root": str(self.root),
             "nodes": [
-                {"cid": str(n.cid), "kind": n.kind, "label": n.label}
+                {
+                    "cid": str(n.cid),
+                    "kind": n.kind,
+                    "label": n.label,
+                    **(n.facts.to_json() if n.facts else {}),
+                }
                 for n in sorted(self.nodes.values(), key=lambda n: str(n.cid))
             ],
             "edges": [{"from": str(a), "to": str(b), "name": name} for a, b, name in sorted(self.edges)],
         }
-
-
-def _bom_label(node: Node, bom: BOMRecord) -> str:
-    try:
-        fn = node.load(bom.function)
-    except BlockNotFoundError:
-        return "run"
-    return fn.name if isinstance(fn, FunctionRecord) else "run"
 
 
 def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
@@ -97,7 +108,8 @@ def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
         if not isinstance(record, BOMRecord):
             return None
         boms[b] = record
-        graph.nodes[b] = LineageNode(b, "bom", _bom_label(node, record))
+        facts = run_facts(node, record.order, b)
+        graph.nodes[b] = LineageNode(b, "bom", facts.function_name or "run", facts)
         graph.nodes.setdefault(record.output, LineageNode(record.output, "data", "output"))
         graph.edges.add((b, record.output, "output"))
         for name, data in record.inputs.items():
@@ -146,18 +158,55 @@ def _short(cid: CID) -> str:
     return text if len(text) <= 20 else f"{text[:10]}…{text[-6:]}"
 
 
+def _verdict_mark(n: LineageNode) -> str:
+    facts = n.facts
+    if facts is None or facts.verdict is None:
+        return ""
+    if facts.verdict == "match":
+        return " [verified: match]"
+    return f" [NOT REPRODUCED: {facts.verdict}, verification {facts.verification}]"
+
+
+def _run_lines(g: Lineage) -> list[str]:
+    lines = ["runs:"]
+    for cid, n in sorted(g.nodes.items(), key=lambda kv: str(kv[0])):
+        if n.kind != "bom":
+            continue
+        f = n.facts
+        if f is None:
+            lines.append(f"  {cid} {n.label}")
+            continue
+        params = json.dumps(f.params, sort_keys=True, separators=(",", ":"))
+        verified = (
+            "not re-executed"
+            if f.verdict is None
+            else f"{f.verdict} (verification {f.verification}, {f.verifications} in all)"
+        )
+        lines.extend(
+            [
+                f"  {cid} {n.title}",
+                f"    function {f.function}  code {f.code}",
+                f"    issuer {f.issuer or '(unsigned)'}",
+                f"    seed {f.seed}  params {params}",
+                f"    verified {verified}",
+            ]
+        )
+    return lines
+
+
 def _text(g: Lineage) -> str:
     lines: list[str] = []
     root = g.nodes.get(g.root)
     kind = root.kind if root else "data"
-    label = f"{kind}: {root.label}" if root and root.label not in ("data", "output") else kind
-    lines.append(f"{g.root} ({label})")
+    label = f"{kind}: {root.title}" if root and root.label not in ("data", "output") else kind
+    lines.append(f"{g.root} ({label}){_verdict_mark(root) if root else ''}")
 
     def up_data(data: CID, prefix: str, seen: frozenset[CID]) -> None:
         producers = g.producers_of(data)
         for i, b in enumerate(producers):
             last = i == len(producers) - 1
-            lines.append(f"{prefix}{'└─' if last else '├─'} made by {g.nodes[b].label} BOM {b}")
+            n = g.nodes[b]
+            lines.append(f"{prefix}{'└─' if last else '├─'} made by {n.title} BOM {b}{_verdict_mark(n)}")
             if b not in seen:
                 up_bom(b, prefix + ("   " if last else "│  "), seen | {b})
 
@@ -173,7 +222,10 @@ def _text(g: Lineage) -> str:
         for i, b in enumerate(consumers):
             last = i == len(consumers) - 1
             out = g.output_of(b)
-            lines.append(f"{prefix}{'└─' if last else '├─'} used by {g.nodes[b].label} BOM {b} -> {out}")
+            n = g.nodes[b]
+            lines.append(
+                f"{prefix}{'└─' if last else '├─'} used by {n.title} BOM {b} -> {out}{_verdict_mark(n)}"
+            )
             if out is not None and b not in seen:
                 down_data(out, prefix + ("   " if last else "│  "), seen | {b})
 
@@ -191,6 +243,8 @@ def _text(g: Lineage) -> str:
         down_data(start, "  ", frozenset({g.root}))
     if lines[-1] == "downstream:":
         lines.append("  (not used by any run yet)")
+    if any(n.kind == "bom" for n in g.nodes.values()):
+        lines.extend(_run_lines(g))
     return "\n".join(lines)
 
 
@@ -204,7 +258,7 @@ def _dot(g: Lineage) -> str:
     for cid, n in sorted(g.nodes.items(), key=lambda kv: ids[kv[0]]):
         shape = "box" if n.kind == "bom" else "ellipse"
         style = ", penwidth=2" if cid == g.root else ""
-        out.append(f'  {ids[cid]} [shape={shape}{style}, label="{n.label}\\n{_short(cid)}"];')
+        out.append(f'  {ids[cid]} [shape={shape}{style}, label="{n.title}\\n{_short(cid)}"];')
     for a, b, name in sorted(g.edges):
         out.append(f'  {ids[a]} -> {ids[b]} [label="{name}"];')
     out.append("}")
@@ -215,7 +269,7 @@ def _mermaid(g: Lineage) -> str:
     ids = _ids(g)
     out = ["graph LR"]
     for cid, n in sorted(g.nodes.items(), key=lambda kv: ids[kv[0]]):
-        text = f"{n.label}<br/>{_short(cid)}".replace('"', "'")
+        text = f"{n.title}<br/>{_short(cid)}".replace('"', "'")
         out.append(f'  {ids[cid]}["{text}"]' if n.kind == "bom" else f'  {ids[cid]}(("{text}"))')
     for a, b, name in sorted(g.edges):
         out.append(f"  {ids[a]} -->|{name}| {ids[b]}")

@@ -40,18 +40,21 @@ from ..records import (
     InputImport,
     InvoiceRecord,
     OrderRecord,
+    ParamSpec,
     StructureRecord,
     memo_entries,
     memo_key,
 )
 from ._environments import environment_facts, prepare_environment
 from ._node import Node
+from ._params import resolve_params
 from ._structure import local_structure, store_structure
 
 __all__ = [
     "INPUT_NAME_RE",
     "Execution",
     "RunOutcome",
+    "check_plant",
     "execute_order",
     "ParsedInput",
     "find_parents",
@@ -69,16 +72,24 @@ INPUT_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 # -- parsing user input ------------------------------------------------------------------------
-def parse_param(text: str) -> tuple[str, Any]:
-    """``k=v`` -> ``(k, value)``: ``v`` is parsed as JSON when it is valid JSON, else kept as a string."""
+def parse_param(text: str, declared: Mapping[str, ParamSpec] | None = None) -> tuple[str, Any]:
+    """``k=v`` -> ``(k, value)``: ``v`` is parsed as JSON when it is valid JSON, else kept as a string.
+
+    When the Function's params ``declared`` say ``k`` is a string, ``v`` is taken verbatim, so
+    ``--param label=3`` means the string ``"3"`` there.
+    """
     key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
+    key = key.strip()
+    if not sep or not key:
         raise InvalidInputError(f"expected --param key=value, found {text!r}")
+    spec = declared.get(key) if declared is not None else None
+    if spec is not None and spec.type == "string":
+        return key, raw
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    return key.strip(), _check_json(value, key)
+    return key, _check_json(value, key)
 
 
 def _check_json(value: Any, where: str) -> Any:
@@ -193,7 +204,12 @@ def make_order(
     structure: CID,
     imports: Mapping[str, InputImport] | None = None,
 ) -> tuple[OrderRecord, CID]:
-    """Build and store the Order (parents found in the catalog; ``imports`` per path input)."""
+    """Build and store the Order (parents found in the catalog; ``imports`` per path input).
+
+    When the Function declares its params, ``params`` are checked against the declaration and
+    its defaults are filled in, so the Order records every value the function will see.
+    """
+    params = resolve_params(_load_function(node, function).params, params)
     if not inputs:
         raise InvalidInputError("expected at least one --input name=CID|PATH, found none")
     for name in inputs:
@@ -218,6 +234,27 @@ def make_order(
         raise InvalidInputError(f"expected JSON-compatible params, found: {exc}") from exc
     node.store.put(block)
     return order, block.cid
+
+
+def check_plant(structure: StructureRecord, address: str | None) -> None:
+    """Refuse a run that would not execute on the Plant its Structure names.
+
+    A Structure in an Order (so in the BOM) is a claim about where the work ran. The local
+    Structure is the embedded Ray; a cloud Structure's Plant is a remote cluster, reached with
+    an address (``cats redeploy`` reads it from the provisioned stack's outputs). Embedded Ray
+    is never a cloud Plant, so a cloud Structure without an address is refused before anything
+    runs or is stored.
+
+    Raises:
+        InvalidInputError: ``structure`` is not local and the run would use embedded local Ray.
+    """
+    if structure.cloud != "local" and address is None:
+        raise InvalidInputError(
+            f"refusing to record Structure {structure.cloud}/{structure.stack}: the run would execute on "
+            f"the local Plant (embedded Ray), not on the {structure.cloud} Plant of stack "
+            f"{structure.stack!r}; run on that Plant's Ray with --ray-address (ray://HOST:10001 or "
+            "http://HOST:8265), or drop --structure/--stack to record the local Structure"
+        )
 
 
 # -- execution ---------------------------------------------------------------------------------
@@ -470,7 +507,20 @@ def run_order(
     cas_url: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> RunOutcome:
-    """Run a stored Order; an Order that already succeeded returns its BOM at once unless ``force``."""
+    """Run a stored Order; an Order that already succeeded returns its BOM at once unless ``force``.
+
+    Raises:
+        InvalidInputError: the Order's Structure names a Plant this run would not execute on
+            (see :func:`check_plant`), or its params do not match the Function's declaration.
+    """
+    structure = node.load(order.structure)
+    if not isinstance(structure, StructureRecord):
+        raise RecordError(f"expected {order.structure} to be a cats/structure record, found {structure.TYPE}")
+    check_plant(structure, address)
+    declared = _load_function(node, order.function).params
+    if declared is not None and resolve_params(declared, order.params) != dict(order.params):
+        missing = sorted(set(declared) - set(order.params))
+        raise InvalidInputError(f"expected the Order to set every declared param, found {missing} unset")
     if not force:
         for existing in node.catalog.boms_for_order(order_cid):
             if node.store.has(existing):
@@ -558,12 +608,19 @@ def run(
     on_progress: Callable[[int, int], None] | None = None,
     imports: Mapping[str, InputImport] | None = None,
 ) -> RunOutcome:
-    """Make the Order (local Structure by default) and run it. See :func:`run_order`."""
+    """Make the Order (local Structure by default) and run it. See :func:`run_order`.
+
+    Raises:
+        InvalidInputError: as :func:`run_order`, checked before the Order is stored.
+    """
     if isinstance(structure, CID):
         structure_cid = structure
-        if not isinstance(node.load(structure_cid), StructureRecord):
+        record = node.load(structure_cid)
+        if not isinstance(record, StructureRecord):
             raise RecordError(f"expected {structure_cid} to be a cats/structure record")
+        check_plant(record, address)
     else:
+        check_plant(structure or local_structure(), address)
         structure_cid = store_structure(structure or local_structure(), node.store)
     order, order_cid = make_order(node, function, inputs, params or {}, seed, structure_cid, imports)
     return run_order(

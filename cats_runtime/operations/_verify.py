@@ -12,11 +12,20 @@ from typing import Any, Literal
 from ..cas import CID, DAG_CBOR, RAW, BlockSource, _dagcbor, _unixfs
 from ..cas._walk import links_of
 from ..errors import BlockNotFoundError, DecodeError, RecordError, VerificationError
-from ..records import BOMRecord, FunctionRecord, InvoiceRecord, OrderRecord, VerificationRecord, decode_record
+from ..records import (
+    BOMRecord,
+    FunctionRecord,
+    InvoiceRecord,
+    OrderRecord,
+    StructureRecord,
+    VerificationRecord,
+    decode_record,
+)
 from ._environments import environment_drift
 from ._identity import verify_bom_signature
 from ._node import Node
 from ._run import execute_order
+from ._structure import local_structure, store_structure
 
 _HASH_THREADS = max(2, min(8, 2 * (os.cpu_count() or 1)))
 
@@ -109,6 +118,13 @@ def verify(
     order = node.load(bom.order)
     if not isinstance(order, OrderRecord):
         raise RecordError(f"expected the BOM's order {bom.order} to be a cats/order record")
+    # The Verification names the Structure the re-execution really ran on: embedded Ray is the
+    # local Plant, whatever Plant the BOM's own run named.
+    ran_on = order.structure
+    if address is None:
+        structure = node.load(order.structure)
+        if not isinstance(structure, StructureRecord) or structure.cloud != "local":
+            ran_on = store_structure(local_structure(), node.store)
     with node.repo.write_lock():
         ex = execute_order(
             node, order, bom.order, use_memo=False, address=address, cas_url=cas_url, on_progress=on_progress
@@ -133,7 +149,7 @@ def verify(
             expected=bom.output,
             found=invoice.output,
             differences=differences,
-            structure=order.structure,
+            structure=ran_on,
         )
         block = record.to_block()
         node.store.put(block)

@@ -6,7 +6,7 @@ See ``docs/records.md`` for every record type and field.
 from __future__ import annotations
 
 from ._base import Record
-from ._catalog import CATALOG_FILE, Catalog, CatalogStats, RunRow, memo_entries, memo_key
+from ._catalog import CATALOG_FILE, Catalog, CatalogStats, RunRow, VerdictRow, memo_entries, memo_key
 from ._records import (
     RECORD_TYPES,
     BOMRecord,
@@ -19,11 +19,15 @@ from ._records import (
     InvoiceRecord,
     Mode,
     OrderRecord,
+    ParamSpec,
+    ParamType,
     Status,
     StructureRecord,
     Verdict,
     VerificationRecord,
     decode_record,
+    json_type_matches,
+    json_type_of,
     record_from_obj,
 )
 
@@ -42,13 +46,18 @@ __all__ = [
     "InvoiceRecord",
     "Mode",
     "OrderRecord",
+    "ParamSpec",
+    "ParamType",
     "Record",
     "RunRow",
     "Status",
     "StructureRecord",
     "Verdict",
+    "VerdictRow",
     "VerificationRecord",
     "decode_record",
+    "json_type_matches",
+    "json_type_of",
     "memo_entries",
     "memo_key",
     "record_from_obj",

@@ -24,7 +24,7 @@ from ..errors import DecodeError, StoreError
 if TYPE_CHECKING:
     from . import InvoiceRecord, OrderRecord
 
-__all__ = ["CATALOG_FILE", "Catalog", "CatalogStats", "RunRow", "memo_entries", "memo_key"]
+__all__ = ["CATALOG_FILE", "Catalog", "CatalogStats", "RunRow", "VerdictRow", "memo_entries", "memo_key"]
 
 CATALOG_FILE: Final = "catalog.sqlite"
 _SCHEMA_VERSION: Final = 1
@@ -121,6 +121,21 @@ class RunRow:
     output: CID | None
     finished_ms: int
     error: str | None
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    """What the Verifications of one BOM say (see :meth:`Catalog.verdict_for`).
+
+    Attributes:
+        verdict: ``match``, ``mismatch`` or ``error``.
+        verification: The Verification record behind the verdict.
+        count: How many Verifications the BOM has.
+    """
+
+    verdict: str
+    verification: CID
+    count: int
 
 
 @dataclass(frozen=True)
@@ -341,6 +356,25 @@ class Catalog:
     def verifications_for(self, bom: CID) -> list[CID]:
         """Verification records about ``bom``."""
         return self._col("SELECT cid FROM verifications WHERE bom = ? ORDER BY cid", str(bom))
+
+    def verdict_for(self, bom: CID) -> VerdictRow | None:
+        """The verdict that stands for ``bom``'s re-executions, or None when it was never re-executed.
+
+        The worst verdict wins (``mismatch`` over ``error`` over ``match``): a BOM that once
+        failed to reproduce is not reproducible, even if a later re-execution matched. Among
+        Verifications of that verdict the newest (by its re-execution's Invoice) is named.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT v.cid, v.verdict, COALESCE(i.finished_ms, 0) FROM verifications v "
+                "LEFT JOIN invoices i ON i.cid = v.invoice WHERE v.bom = ?",
+                (str(bom),),
+            ).fetchall()
+        if not rows:
+            return None
+        rank = {"mismatch": 2, "error": 1, "match": 0}
+        cid, verdict, _ = max(rows, key=lambda r: (rank.get(r[1], 0), r[2], r[0]))
+        return VerdictRow(str(verdict), CID.decode(cid), len(rows))
 
     def memo_get(self, key: str) -> CID | None:
         """The output CID memoized under ``key``, if any."""

@@ -21,6 +21,7 @@ from ._base import (
     Choice,
     FieldError,
     Int,
+    Json,
     Kind,
     Link,
     Map,
@@ -45,11 +46,15 @@ __all__ = [
     "InvoiceRecord",
     "Mode",
     "OrderRecord",
+    "ParamSpec",
+    "ParamType",
     "Status",
     "StructureRecord",
     "Verdict",
     "VerificationRecord",
     "decode_record",
+    "json_type_matches",
+    "json_type_of",
     "record_from_obj",
 ]
 
@@ -61,6 +66,8 @@ Status = Literal["succeeded", "failed"]
 """Outcome of a run or of one datum."""
 Verdict = Literal["match", "mismatch", "error"]
 """Outcome of a re-execution."""
+ParamType = Literal["string", "integer", "number", "boolean", "array", "object", "any"]
+"""The JSON type a declared parameter takes (``any``: not checked)."""
 
 # -- shared field kinds --------------------------------------------------------------------
 
@@ -98,6 +105,63 @@ class _DatumName(Text):
         return text
 
 
+def json_type_of(value: Any) -> str:
+    """The JSON type name of a JSON value (``integer`` for ints, ``number`` for floats)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    return "object"
+
+
+def json_type_matches(declared: str, value: Any) -> bool:
+    """Whether ``value`` is of the declared :data:`ParamType` (an integer is also a ``number``)."""
+    found = json_type_of(value)
+    return declared == "any" or found == declared or (declared == "number" and found == "integer")
+
+
+_PARAM_NAME: Final = Text(
+    "a parameter name of letters, digits, '_', '-' (not starting with '-', at most 128)",
+    pattern=r"[A-Za-z_][A-Za-z0-9_-]{0,127}",
+)
+
+
+@record
+class ParamSpec(Checked):
+    """One declared parameter of a Function (a nested map of the Function record, no ``type``).
+
+    Attributes:
+        type: The JSON type of its value (:data:`ParamType`).
+        default: The value used when the Order does not set it; None when it must be set
+            (null is never a valid parameter default).
+        description: What it means, for people (``cats run --help`` of the code, the node page).
+    """
+
+    FIELDS: ClassVar[Mapping[str, Kind]] = {
+        "type": Choice(get_args(ParamType)),
+        "default": Json(),
+        "description": Optional(_TEXT),
+    }
+
+    type: ParamType
+    default: Any = None
+    description: str | None = None
+
+    def _check(self) -> None:
+        if self.default is not None and not json_type_matches(self.type, self.default):
+            raise FieldError(
+                "default", f"expected a default of type {self.type}, found {json_type_of(self.default)}"
+            )
+
+
 # -- records -------------------------------------------------------------------------------
 
 
@@ -116,6 +180,8 @@ class FunctionRecord(Record):
         ignore: Exclude patterns applied when hashing ``code`` (a set: stored sorted, unique).
         environment: The EnvironmentRecord the code runs in (its pinned distributions), or None
             when it needs only the standard library.
+        params: The parameters the code declares (name -> :class:`ParamSpec`), or None when it
+            declares none (then any params are passed through unchecked).
     """
 
     TYPE: ClassVar[str] = "cats/function@1"
@@ -129,6 +195,7 @@ class FunctionRecord(Record):
         "image": Optional(_IMAGE),
         "ignore": Seq(_PATTERN, as_set=True),
         "environment": Optional(_RECORD_LINK),
+        "params": Optional(Map(_PARAM_NAME, Struct(ParamSpec))),
     }
 
     name: str
@@ -140,6 +207,7 @@ class FunctionRecord(Record):
     image: str | None = None
     ignore: Sequence[str] = ()
     environment: CID | None = None
+    params: Mapping[str, ParamSpec] | None = None
 
 
 @record

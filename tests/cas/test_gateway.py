@@ -38,6 +38,7 @@ class Peer:
     store: MemoryBlockStore
     mode: str = "honest"  # honest | liar | broken | slow
     delay: float = 0.0
+    hold: threading.Event | None = None  # when set: answer only once the test releases it
     car_blocks: Callable[[CID], list[Block]] | None = None  # override what a CAR request returns
     requests: list[str] = field(default_factory=list)
     in_flight: int = 0
@@ -93,6 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _get(self, peer: Peer) -> None:
         if peer.delay:
             time.sleep(peer.delay)
+        if peer.hold is not None:
+            peer.hold.wait(60)
         if peer.mode == "broken":
             self._send(500, b"internal failure", "text/plain")
             return
@@ -241,11 +244,18 @@ def test_unreachable_and_slow_peers_are_peer_errors(
         pytest.raises(PeerError, match="cannot fetch block"),
     ):
         source.get(block.cid)
-    slow = serve(Peer(store, delay=2.0))
-    started = time.monotonic()
-    with GatewayBlockSource(slow, timeout=0.3) as source, pytest.raises(PeerError, match=r"within 0.3s"):
-        source.get(block.cid)
-    assert time.monotonic() - started < 1.5
+    # The peer holds its answer until released: the client must give up on its own deadline,
+    # so the request is still in flight at the peer when the error arrives.
+    silent = Peer(store, hold=threading.Event())
+    try:
+        with (
+            GatewayBlockSource(serve(silent), timeout=0.3) as source,
+            pytest.raises(PeerError, match=r"within 0.3s"),
+        ):
+            source.get(block.cid)
+        assert silent.in_flight == 1 and silent.requests, "the client gave up before the peer answered"
+    finally:
+        silent.hold.set()  # type: ignore[union-attr]
 
 
 def test_has_asks_only_if_cached(

@@ -107,13 +107,13 @@ def test_cat_streams_content(kubo: KuboClient) -> None:
 
 def test_cat_of_missing_content_fails_fast(kubo: KuboClient) -> None:
     # JS-IPFS DEVIATION: without a deadline js-ipfs searches forever; the client always sends one.
+    # The deadline is the client's: the daemon's own answer is that it timed out (without the
+    # deadline it would still be searching, and this call would not return).
     missing = CID.compute(unique("never added"))
-    started = time.monotonic()
     with pytest.raises(
         BlockNotFoundError, match=f"content {missing} not available from Kubo RPC .*timed out"
     ):
         b"".join(kubo.cat(missing, timeout=1.5))
-    assert time.monotonic() - started < 6
 
 
 def test_block_put_get_round_trip(kubo: KuboClient) -> None:
@@ -407,18 +407,23 @@ def test_truncated_stream_is_refused(fake_kubo: Callable[[FakeKubo], str]) -> No
 
 
 def test_unreachable_and_silent_daemons(fake_kubo: Callable[[FakeKubo], str]) -> None:
-    def slow(q: dict[str, list[str]], b: bytes) -> tuple[int, dict[str, str], bytes]:
-        time.sleep(2)
+    release, answered = threading.Event(), threading.Event()
+
+    def silent(q: dict[str, list[str]], b: bytes) -> tuple[int, dict[str, str], bytes]:
+        release.wait(60)  # answers only once the test has seen the client give up
+        answered.set()
         return _json(KUBO_VERSION)
 
-    url = fake_kubo(FakeKubo({"version": slow}))
-    started = time.monotonic()
-    with (
-        KuboClient(url, timeout=0.3) as client,
-        pytest.raises(PeerError, match=r"did not answer 'version' within 0\.3s"),
-    ):
-        client.version()
-    assert time.monotonic() - started < 1.5
+    url = fake_kubo(FakeKubo({"version": silent}))
+    try:
+        with (
+            KuboClient(url, timeout=0.3) as client,
+            pytest.raises(PeerError, match=r"did not answer 'version' within 0\.3s"),
+        ):
+            client.version()
+        assert not answered.is_set(), "the client waited for the daemon instead of its deadline"
+    finally:
+        release.set()
     server = _KuboServer(FakeKubo({}))
     port = server.server_address[1]
     server.server_close()

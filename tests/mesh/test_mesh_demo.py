@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from nodeproc import REPO_ROOT
@@ -12,7 +11,6 @@ from nodeproc import REPO_ROOT
 
 @pytest.mark.slow
 def test_two_orgs_demo() -> None:
-    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "examples" / "two_orgs_demo.py")],
         capture_output=True,
@@ -20,7 +18,6 @@ def test_two_orgs_demo() -> None:
         timeout=300,
         check=False,
     )
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "re-execution: match" in out
@@ -29,4 +26,3 @@ def test_two_orgs_demo() -> None:
     assert "signed by B's node: signature valid" in out
     assert "(parent: A's BOM)" in out
     assert "made by clean BOM" in out  # B's lineage reaches A's run
-    assert elapsed < 120, f"the demo took {elapsed:.0f}s"

@@ -68,6 +68,8 @@ def test_memo_recomputes_only_the_changed_datum(node: Node, make_function: MakeF
     # Other params or another seed are other work: nothing is reused.
     third = run(node, function=fn, inputs={"texts": _unixfs.add_path(texts, node.store).cid}, seed=1)
     assert third.computed == 4 and third.memoized == 0
+    other = run(node, function=fn, inputs={"texts": _unixfs.add_path(texts, node.store).cid}, params={"k": 1})
+    assert other.computed == 4 and other.memoized == 0
     # --force recomputes everything.
     forced = run(node, function=fn, inputs={"texts": _unixfs.add_path(texts, node.store).cid}, force=True)
     assert forced.computed == 4 and forced.output == second.output

@@ -60,3 +60,52 @@ def test_unusable_catalog_path_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot open the catalog"):
         Catalog(blocker / "c.sqlite")
+
+
+def test_the_worst_verdict_stands_and_survives_a_rebuild(tmp_path: Path) -> None:
+    from cats_runtime.cas import DAG_PB, MemoryBlockStore
+    from cats_runtime.records import InvoiceRecord, VerificationRecord
+
+    bom = CID.compute(b"bom", 0x71)
+    out = CID.compute(b"out", DAG_PB)
+    store = MemoryBlockStore()
+    records: list[tuple[CID, object]] = []
+
+    def verification(verdict: str, found: CID | None, finished: int) -> CID:
+        invoice = InvoiceRecord(
+            order=F,
+            status="succeeded" if found else "failed",
+            output=found,
+            started_ms=finished,
+            finished_ms=finished,
+            error=None if found else "boom",
+        )
+        record = VerificationRecord(
+            bom=bom,
+            invoice=invoice.cid,
+            verdict=verdict,
+            expected=out,
+            found=found,
+            structure=F,  # type: ignore[arg-type]
+        )
+        for r in (invoice, record):
+            store.put(r.to_block())
+            records.append((r.cid, r))
+        return record.cid
+
+    catalog = Catalog(tmp_path / "c.sqlite")
+    assert catalog.verdict_for(bom) is None
+    first_match = verification("match", out, 1)
+    catalog.index(records)
+    row = catalog.verdict_for(bom)
+    assert row is not None and (row.verdict, row.verification, row.count) == ("match", first_match, 1)
+    mismatch = verification("mismatch", CID.compute(b"other", DAG_PB), 2)
+    verification("error", None, 3)
+    later_match = verification("match", out, 4)
+    catalog.index(records)
+    for _ in range(2):  # the index, then the index rebuilt from the blocks alone
+        row = catalog.verdict_for(bom)
+        assert row is not None and (row.verdict, row.verification, row.count) == ("mismatch", mismatch, 4)
+        catalog.rebuild(store, list(store))
+    assert later_match != mismatch
+    catalog.close()

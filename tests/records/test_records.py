@@ -23,6 +23,7 @@ from cats_runtime.records import (
     FunctionRecord,
     InvoiceRecord,
     OrderRecord,
+    ParamSpec,
     Record,
     StructureRecord,
     VerificationRecord,
@@ -44,6 +45,10 @@ FUNCTION = FunctionRecord(
     requirements=cid("req", RAW),
     image="sha256:" + "ab" * 32,
     ignore=["*.pyc", "__pycache__"],
+    params={
+        "digits": ParamSpec(type="integer", default=3, description="decimal places"),
+        "column": ParamSpec(type="string"),
+    },
 )
 STRUCTURE = StructureRecord(
     cloud="aws", stack="acme/cats/prod", program=cid("prog", DAG_PB), outputs=["kubeconfig"]
@@ -226,6 +231,23 @@ def test_tuples_and_str_enums_from_python_callers_are_normalized() -> None:
     assert OrderRecord.decode(order.encode()) == order
 
 
+def test_param_declarations_check_their_defaults() -> None:
+    assert FUNCTION.params is not None and FUNCTION.params["digits"].default == 3
+    assert FunctionRecord.decode(FUNCTION.encode()).params == FUNCTION.params
+    assert FUNCTION.to_obj()["params"]["column"] == {"type": "string", "default": None, "description": None}
+    assert ParamSpec(type="number", default=2).default == 2  # an integer is a number
+    with pytest.raises(
+        RecordError, match=r"field 'default' expected a default of type boolean, found integer"
+    ):
+        ParamSpec(type="boolean", default=1)
+    with pytest.raises(
+        RecordError, match=r"field 'default' expected a default of type integer, found boolean"
+    ):
+        ParamSpec(type="integer", default=True)
+    undeclared = dataclasses.replace(FUNCTION, params=None)
+    assert undeclared.to_obj()["params"] is None and undeclared.cid != FUNCTION.cid
+
+
 def test_datum_results_compare_by_value() -> None:
     twin = DatumResult(
         input="raw", name="dir/a.csv", cid=cid("a", RAW), output=cid("out-a", RAW), status="succeeded"
@@ -341,6 +363,27 @@ def test_bom_signature_needs_an_issuer_and_64_bytes() -> None:
         (FUNCTION, {"ignore": ["b", "a"]}, r"field 'ignore' expected a sorted list without duplicates"),
         (FUNCTION, {"ignore": [""]}, r"field 'ignore\[0\]' expected a non-empty pattern"),
         (FUNCTION, {"name": ""}, r"field 'name' expected a non-empty name"),
+        (
+            FUNCTION,
+            {"params": {"n": {"type": "int", "default": None, "description": None}}},
+            r"field 'params\.n\.type' expected one of 'string', 'integer'",
+        ),
+        (
+            FUNCTION,
+            {"params": {"n": {"type": "integer", "default": "3", "description": None}}},
+            r"field 'params\.n\.default' expected a default of type integer, found string",
+        ),
+        (
+            FUNCTION,
+            {"params": {"n": {"type": "integer", "default": None}}},
+            r"field 'params\.n\.description' is missing",
+        ),
+        (
+            FUNCTION,
+            {"params": {"-n": {"type": "any", "default": None, "description": None}}},
+            r"field 'params\.-n' expected a parameter name",
+        ),
+        (FUNCTION, {"params": []}, r"field 'params' expected a map of .* found list"),
         (STRUCTURE, {"cloud": "ibm"}, r"^cats/structure@1: field 'cloud' expected one of 'local', 'aws'"),
         (STRUCTURE, {"program": None}, r"field 'program' expected the Pulumi program's CID for cloud 'aws'"),
         (
@@ -617,6 +660,25 @@ functions = st.builds(
     requirements=st.none() | data_links,
     image=st.none() | st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True),
     ignore=st.lists(st.text(min_size=1, max_size=10).filter(lambda s: "\x00" not in s), max_size=4),
+    params=st.none()
+    | st.dictionaries(
+        st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,10}", fullmatch=True),
+        st.one_of(
+            st.builds(
+                ParamSpec, type=st.just("integer"), default=st.none() | st.integers(-(2**64), 2**64 - 1)
+            ),
+            st.builds(
+                ParamSpec,
+                type=st.just("number"),
+                default=st.none() | st.integers() | st.floats(allow_nan=False, allow_infinity=False),
+            ),
+            st.builds(
+                ParamSpec, type=st.just("string"), default=st.none() | texts, description=st.none() | texts
+            ),
+            st.builds(ParamSpec, type=st.just("any"), default=json_values),
+        ),
+        max_size=3,
+    ),
 )
 structures = st.one_of(
     st.builds(StructureRecord, cloud=st.just("local"), stack=st.just("local"), program=st.none()),
