@@ -20,6 +20,7 @@ service catch ``CatsError``; library code raises and lets it travel.
     ├── BlockNotFoundError (LookupError)        a CID no configured source has
     ├── NotFoundError (LookupError)             a named thing (run, pin, stack) that does not exist
     ├── StoreError (OSError)                    the store cannot be read or written
+    ├── AddressInUseError (OSError)             the address a node should listen on is taken
     ├── ExecutionError (RuntimeError)           a run that could not complete
     │   └── FunctionFailedError                 the user's function raised
     ├── VerificationError (RuntimeError)        re-execution did not reproduce the outputs
@@ -35,6 +36,7 @@ service catch ``CatsError``; library code raises and lets it travel.
 from __future__ import annotations
 
 __all__ = [
+    "AddressInUseError",
     "AuthError",
     "BlockNotFoundError",
     "CARFormatError",
@@ -111,6 +113,10 @@ class NotFoundError(CatsError, LookupError):
 
 class StoreError(CatsError, OSError):
     """The store cannot be read or written (permissions, disk full, lock held)."""
+
+
+class AddressInUseError(CatsError, OSError):
+    """The host and port a node should listen on are taken, or cannot be bound at all."""
 
 
 class ExecutionError(CatsError, RuntimeError):

@@ -1,4 +1,9 @@
-"""The ``cats`` command group, shared options, output helpers and the error boundary."""
+"""What every command module shares: options state, output helpers, progress and exit codes.
+
+Command modules import only this module (and the library). Each collects its commands on its own
+detached group (:func:`command_set`); ``cli/_main.py`` is the one place that adds them to the
+``cats`` group, so importing a command module registers nothing anywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,8 +20,9 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from ..cas import CID
 from ..errors import (
+    AddressInUseError,
     AuthError,
     BlockNotFoundError,
     CatsError,
@@ -34,7 +39,19 @@ from ..errors import (
     VerificationError,
 )
 
-__all__ = ["EXIT_CODES", "CliState", "cli", "emit", "main", "progress", "state"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_HELP",
+    "CliState",
+    "cid_arg",
+    "command_set",
+    "emit",
+    "error_json",
+    "exit_code_for",
+    "json_emitted",
+    "progress",
+    "state",
+]
 
 # Exit codes are part of the interface: scripts branch on them. Most specific class first.
 EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
@@ -50,12 +67,15 @@ EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
     (PolicyViolationError, 8),
     (LimitError, 9),
     (StoreError, 10),
+    (AddressInUseError, 10),
     (ExecutionError, 1),
     (CatsError, 1),
 )
 EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input, usage or malformed data;
 3 not found; 4 integrity or verification failure; 5 not authorized; 6 peer or Kubo failure;
-7 provisioning failed; 8 policy violation; 9 limit exceeded; 10 store not usable; 130 interrupted."""
+7 provisioning failed; 8 policy violation; 9 limit exceeded; 10 store, file or listening address
+not usable (home locked by another node, port in use); 130 interrupted. With --json, an error is
+also printed on stdout as {"error": CLASS, "message": TEXT, "exit_code": N}."""
 
 
 def exit_code_for(exc: CatsError) -> int:
@@ -74,31 +94,24 @@ class CliState:
     debug: bool = False
 
 
-def _default_home() -> Path:
+def default_home() -> Path:
+    """``$CATS_HOME``, else ``~/.cats``."""
     env = os.environ.get("CATS_HOME")
     return Path(env).expanduser() if env else Path.home() / ".cats"
 
 
-@click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=EXIT_HELP,
-)
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="CATs home (blocks, pins, catalog, keys). Default: $CATS_HOME or ~/.cats.",
-)
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.version_option(__version__, prog_name="cats")
-@click.pass_context
-def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
-    """CATs: content-addressed data, code, infrastructure and provenance.
+def command_set() -> click.Group:
+    """A detached group that collects one command module's commands.
 
-    Every ingredient of a run is content-addressed; a run is recorded as a BOM whose
-    CID is enough to re-provision, re-execute and verify it.
+    Each module names it ``cli`` so its decorators read ``@cli.command()`` like the root group's;
+    ``cli/_main.py`` copies its commands onto the ``cats`` group.
     """
-    ctx.obj = CliState(home=(home or _default_home()).expanduser(), debug=debug)
+    return click.Group()
+
+
+def cid_arg(value: str) -> CID:
+    """Parse a CID given on the command line (``InvalidCIDError`` becomes one line, exit 2)."""
+    return CID.decode(value)
 
 
 def state() -> CliState:
@@ -120,9 +133,22 @@ def _jsonable(value: Any) -> Any:
     return str(value)  # CIDs and other value types print as their canonical text
 
 
+_json_emitted = threading.Event()
+
+
+def json_emitted() -> bool:
+    """Whether this process already printed a JSON result (the error boundary then adds none)."""
+    return _json_emitted.is_set()
+
+
 def emit(as_json: bool, data: Any, text: str | Callable[[], str] | None = None) -> None:
-    """Print a command's result: ``data`` as JSON with ``--json``, else ``text``."""
+    """Print a command's result: ``data`` as JSON with ``--json``, else ``text``.
+
+    Exactly one JSON document goes to stdout per command: a result that describes a failure
+    (a failed run, a verification mismatch) carries its own status, so the boundary adds no error.
+    """
     if as_json:
+        _json_emitted.set()
         click.echo(json.dumps(_jsonable(data), indent=2, sort_keys=True))
     elif text is not None:
         click.echo(text() if callable(text) else text)
@@ -207,37 +233,6 @@ def progress(label: str, total: int | None, *, enabled: bool = True) -> Iterator
         yield bar.update
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``cats`` console script: the one place library errors become exit codes."""
-    from . import _commands  # noqa: F401  (registers the commands on ``cli``)
-
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        rv = cli.main(args=argv, prog_name="cats", standalone_mode=False)
-    except CatsError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exit_code_for(exc))
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        # Files the user named that cannot be read or written: one line, not a traceback.
-        if debug:
-            traceback.print_exc()
-        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
-        sys.exit(10)
-    except Exception as exc:
-        # A bug of ours must still not greet the user with a traceback: one line, how to see more.
-        if debug:
-            traceback.print_exc()
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
-        sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)
+def error_json(exc: BaseException, message: str, code: int) -> str:
+    """The ``--json`` form of an error: ``{"error": CLASS, "message": TEXT, "exit_code": N}``."""
+    return json.dumps({"error": type(exc).__name__, "message": message, "exit_code": code}, sort_keys=True)

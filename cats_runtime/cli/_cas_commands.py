@@ -9,15 +9,12 @@ from typing import Any
 
 import click
 
-from ..cas import CID
 from ..operations import cas_ops
-from ._app import cli, emit, progress, state
+from ._app import cid_arg, command_set, emit, progress, state
 
-__all__: list[str] = []
+__all__ = ["cli"]
 
-
-def _cid_arg(value: str) -> CID:
-    return CID.decode(value)  # InvalidCIDError reaches the boundary as one clear line
+cli = command_set()  # this module's commands; cli/_main.py adds them to `cats`
 
 
 def _tree_size(path: Path) -> int:
@@ -75,7 +72,7 @@ def add(
 def cat(cid: str) -> None:
     """Write a file's bytes to stdout, verifying every block."""
     out = sys.stdout.buffer
-    for chunk in cas_ops.cat(state().home, _cid_arg(cid)):
+    for chunk in cas_ops.cat(state().home, cid_arg(cid)):
         out.write(chunk)
     out.flush()
 
@@ -92,7 +89,7 @@ def cat(cid: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def get(cid: str, output: Path, as_json: bool) -> None:
     """Write a file or directory tree to OUTPUT, verifying every block."""
-    root = _cid_arg(cid)
+    root = cid_arg(cid)
     with progress(f"getting {root}", None, enabled=not as_json) as advance:
         cas_ops.get(state().home, root, output, progress=advance)
     emit(as_json, {"cid": root, "output": output}, f"wrote {output}")
@@ -103,7 +100,7 @@ def get(cid: str, output: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def show(cid: str, as_json: bool) -> None:
     """Show a block: records as DAG-JSON, dag-pb/UnixFS nodes and raw blocks summarized."""
-    info = cas_ops.show(state().home, _cid_arg(cid))
+    info = cas_ops.show(state().home, cid_arg(cid))
     emit(as_json, info.to_json(), info.to_text)
 
 
@@ -124,7 +121,7 @@ def car() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def car_export(cid: str, output: Path, as_json: bool) -> None:
     """Write the whole DAG under CID to a CAR file."""
-    root = _cid_arg(cid)
+    root = cid_arg(cid)
     count = cas_ops.car_export(state().home, root, output)
     if str(output) != "-":
         emit(
@@ -186,7 +183,7 @@ def pin() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def pin_add(cid: str, name: str, as_json: bool) -> None:
     """Pin CID recursively (its whole DAG must be in the store)."""
-    root = _cid_arg(cid)
+    root = cid_arg(cid)
     cas_ops.pin_add(state().home, root, name=name)
     emit(as_json, {"pinned": root, "name": name}, f"pinned {root}")
 
@@ -196,7 +193,7 @@ def pin_add(cid: str, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def pin_rm(cid: str, as_json: bool) -> None:
     """Remove a pin (the blocks stay until `cats repo gc`)."""
-    root = _cid_arg(cid)
+    root = cid_arg(cid)
     cas_ops.pin_rm(state().home, root)
     emit(as_json, {"unpinned": root}, f"unpinned {root}")
 

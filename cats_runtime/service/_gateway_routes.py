@@ -16,7 +16,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
@@ -282,19 +282,31 @@ def _not_modified(request: Request, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-@router.api_route(
+_IPFS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {RAW_MEDIA_TYPE: {}, CAR_MEDIA_TYPE: {}}, "description": "A block or a CAR stream"},
+    304: {"description": "If-None-Match matched"},
+    400: {"description": "Malformed CID, or no verifiable format requested"},
+    404: {"description": "The node does not hold the (root) block"},
+    406: {"description": "Only CAR variants this gateway cannot produce were accepted"},
+    412: {"description": "Cache-Control: only-if-cached and the block is not here"},
+}
+
+
+# GET and HEAD are two routes, not one `api_route(methods=[...])`: FastAPI gives every method of
+# one route the same operationId, and /openapi.json would then repeat it (and warn).
+@router.get(
     "/ipfs/{cid}",
-    methods=["GET", "HEAD"],
+    operation_id="get_ipfs",
     summary="Fetch a block or a DAG as CAR (trustless gateway)",
     response_class=Response,
-    responses={
-        200: {"content": {RAW_MEDIA_TYPE: {}, CAR_MEDIA_TYPE: {}}, "description": "A block or a CAR stream"},
-        304: {"description": "If-None-Match matched"},
-        400: {"description": "Malformed CID, or no verifiable format requested"},
-        404: {"description": "The node does not hold the (root) block"},
-        406: {"description": "Only CAR variants this gateway cannot produce were accepted"},
-        412: {"description": "Cache-Control: only-if-cached and the block is not here"},
-    },
+    responses=_IPFS_RESPONSES,
+)
+@router.head(
+    "/ipfs/{cid}",
+    operation_id="head_ipfs",
+    summary="Headers of GET /ipfs/{cid}, without the body",
+    response_class=Response,
+    responses=_IPFS_RESPONSES,
 )
 def get_ipfs(cid: str, request: Request) -> Response:
     """Serve one block (``format=raw``) or the DAG under it (``format=car``), verified on read."""
