@@ -13,6 +13,7 @@ service catch ``CatsError``; library code raises and lets it travel.
     │   ├── UnsupportedCodecError               a codec CATs cannot decode
     │   ├── UnsupportedHashError                a hash function CATs cannot verify
     │   └── UnsafePathError                     a path that would escape its root
+    ├── MissingExtraError (ImportError)         an optional extra (iac, dev) is not installed
     ├── DecodeError (ValueError)                bytes that are not valid for their codec
     │   ├── CARFormatError                      a truncated or malformed CAR stream
     │   └── RecordError                         DAG-CBOR that is not a valid CATs record
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidCIDError",
     "InvalidInputError",
     "LimitError",
+    "MissingExtraError",
     "NotFoundError",
     "PeerError",
     "PolicyViolationError",
@@ -85,6 +87,10 @@ class UnsupportedHashError(InvalidInputError):
 
 class UnsafePathError(InvalidInputError):
     """A path or entry name that would escape the directory it belongs to."""
+
+
+class MissingExtraError(CatsError, ImportError):
+    """A command needs an optional extra of the package that is not installed (the message says how)."""
 
 
 class DecodeError(CatsError, ValueError):

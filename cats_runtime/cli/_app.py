@@ -31,6 +31,7 @@ from ..errors import (
     IntegrityError,
     InvalidInputError,
     LimitError,
+    MissingExtraError,
     NotFoundError,
     PeerError,
     PolicyViolationError,
@@ -58,6 +59,7 @@ EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
     (VerificationError, 4),
     (IntegrityError, 4),
     (InvalidInputError, 2),
+    (MissingExtraError, 2),
     (DecodeError, 2),
     (BlockNotFoundError, 3),
     (NotFoundError, 3),
@@ -71,7 +73,8 @@ EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
     (ExecutionError, 1),
     (CatsError, 1),
 )
-EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input, usage or malformed data;
+EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input, usage, malformed data or
+a missing optional extra (the message says what to install);
 3 not found; 4 integrity or verification failure; 5 not authorized; 6 peer or Kubo failure;
 7 provisioning failed; 8 policy violation; 9 limit exceeded; 10 store, file or listening address
 not usable (home locked by another node, port in use); 130 interrupted. With --json, an error is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._context import Context, Datum
+from ._extras import EXTRAS, require_extra
 from ._jobs import JobsExecutor, auth_token
 from ._materialize import (
     ENTRYPOINT_RE,
@@ -30,6 +31,7 @@ from ._task import DatumRef, TaskResult, TaskSpec, run_task
 
 __all__ = [
     "ENTRYPOINT_RE",
+    "EXTRAS",
     "MAX_RETRIES",
     "Context",
     "Datum",
@@ -53,6 +55,7 @@ __all__ = [
     "open_source",
     "ray_version",
     "remove_tree",
+    "require_extra",
     "run_locally",
     "run_task",
 ]
