@@ -157,32 +157,45 @@ def emit(as_json: bool, data: Any, text: str | Callable[[], str] | None = None) 
         click.echo(text() if callable(text) else text)
 
 
-class _Spinner:
-    """An indeterminate progress line on a terminal: label, a spinner, a count and the elapsed time.
+class _Progress:
+    """One progress line on a terminal: label, percentage or spinner, count, elapsed time.
 
-    Used when the total is unknown (a DAG being fetched, a run of unknown length): ``click.progressbar``
-    needs a length, and guessing one would make the bar lie.
+    A spinner when the total is not known (a DAG being fetched, a run of unknown length).
+
+    On success the line ends with "done"; on failure it is erased, so the error is the only line
+    the command leaves on the terminal.
     """
 
     _FRAMES = "|/-\\"
 
-    def __init__(self, label: str, stream: Any) -> None:
+    def __init__(self, label: str, stream: Any, total: int | None) -> None:
         self._label = label
         self._stream = stream
+        self._total = total
         self._count = 0
         self._start = time.monotonic()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="cats-spinner", daemon=True)
 
-    def __enter__(self) -> _Spinner:
+    def __enter__(self) -> _Progress:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._draw(final=True)
+        if exc_type is None:
+            self._draw(final=True)
+        else:  # the command failed: erase the line, so the error is the only line left
+            self._erase()
+
+    def _erase(self) -> None:
+        try:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
 
     def update(self, n: int) -> None:
         with self._lock:
@@ -198,7 +211,12 @@ class _Spinner:
         with self._lock:
             count = self._count
         elapsed = time.monotonic() - self._start
-        mark = "done" if final else self._FRAMES[frame % len(self._FRAMES)]
+        if final:
+            mark = "done"
+        elif self._total:
+            mark = f"{min(100, 100 * count // self._total):3d}%"
+        else:
+            mark = self._FRAMES[frame % len(self._FRAMES)]
         line = f"\r{self._label} {mark} {_human(count)} {elapsed:.1f}s\x1b[K"
         try:
             self._stream.write(line + ("\n" if final else ""))
@@ -221,19 +239,14 @@ def _human(n: int) -> str:
 def progress(label: str, total: int | None, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """Progress on stderr when it is a terminal; yields an ``advance(n)`` callback.
 
-    With a known ``total`` it is a bar; with ``total=None`` (the amount is not known up front) it is
-    an indeterminate spinner with a running count, never an error.
+    With a known ``total`` it shows a percentage; with ``total=None`` (the amount is not known up
+    front) a spinner with a running count, never an error.
     """
     if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
-    if total is None:
-        with _Spinner(label, sys.stderr) as spinner:
-            yield spinner.update
-        return
-    bar: Any
-    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=False) as bar:
-        yield bar.update
+    with _Progress(label, sys.stderr, total) as line:
+        yield line.update
 
 
 def error_json(exc: BaseException, message: str, code: int) -> str:

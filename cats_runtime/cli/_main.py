@@ -6,6 +6,7 @@ code (see :data:`EXIT_HELP`); with ``--json`` the same error is also a JSON obje
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 from pathlib import Path
@@ -69,11 +70,23 @@ def _fail(exc: BaseException, message: str, code: int, *, as_json: bool, debug: 
     sys.exit(code)
 
 
+def _quiet_library_logs(debug: bool) -> None:
+    # The library logs what it skipped or retried (a peer that refused, a block re-fetched); a
+    # command reports its own outcome, so those records would be extra lines around the one
+    # result or error line. They are shown with --debug; `cats node serve` shows its own.
+    library = logging.getLogger("cats_runtime")
+    if debug:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    elif not library.handlers:
+        library.addHandler(logging.NullHandler())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cats`` console script: the one place library errors become exit codes."""
     args = list(argv if argv is not None else sys.argv[1:])
     debug = "--debug" in args
     as_json = _wants_json(args)
+    _quiet_library_logs(debug)
     try:
         rv = cli.main(args=args, prog_name="cats", standalone_mode=False)
     except CatsError as exc:
@@ -84,9 +97,13 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
+        # Usage errors too are one line (click's own form is three: usage, hint, error).
+        message = exc.format_message()
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            message += f" (see `{exc.ctx.command_path} --help`)"
         if as_json:
-            click.echo(error_json(exc, exc.format_message(), exc.exit_code))
-        exc.show()
+            click.echo(error_json(exc, message, exc.exit_code))
+        click.echo(f"error: {message}", err=True)
         sys.exit(exc.exit_code)
     except OSError as exc:
         # Files the user named that cannot be read or written: one line, not a traceback.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import sys
@@ -178,6 +179,11 @@ def serve(
     click.echo(
         f"CAT Node {identity.did}\nserving {home} at http://{host}:{port} (OpenAPI: /openapi.json)", err=True
     )
+    # A serving node's warnings (runs settled at start, peers skipped) are its log: show them.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("cats_runtime").addHandler(handler)
     uvicorn.Server(server_config).run(sockets=[sock])
 
 
