@@ -50,6 +50,7 @@ __all__ = [
     "error_json",
     "exit_code_for",
     "json_emitted",
+    "reset_json_emitted",
     "progress",
     "state",
 ]
@@ -140,8 +141,13 @@ _json_emitted = threading.Event()
 
 
 def json_emitted() -> bool:
-    """Whether this process already printed a JSON result (the error boundary then adds none)."""
+    """Whether this command already printed a JSON result (the error boundary then adds none)."""
     return _json_emitted.is_set()
+
+
+def reset_json_emitted() -> None:
+    """Forget earlier results: ``main`` may run several commands in one process (the tests do)."""
+    _json_emitted.clear()
 
 
 def emit(as_json: bool, data: Any, text: str | Callable[[], str] | None = None) -> None:

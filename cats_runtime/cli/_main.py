@@ -16,7 +16,15 @@ import click
 from .. import __version__
 from ..errors import CatsError
 from . import _cas_commands, _iac_commands, _node_commands, _run_commands
-from ._app import EXIT_HELP, CliState, default_home, error_json, exit_code_for, json_emitted
+from ._app import (
+    EXIT_HELP,
+    CliState,
+    default_home,
+    error_json,
+    exit_code_for,
+    json_emitted,
+    reset_json_emitted,
+)
 
 __all__ = ["cli", "main"]
 
@@ -87,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     as_json = _wants_json(args)
     _quiet_library_logs(debug)
+    reset_json_emitted()
     try:
         rv = cli.main(args=args, prog_name="cats", standalone_mode=False)
     except CatsError as exc:
