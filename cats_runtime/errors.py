@@ -13,6 +13,7 @@ service catch ``CatsError``; library code raises and lets it travel.
     │   ├── UnsupportedCodecError               a codec CATs cannot decode
     │   ├── UnsupportedHashError                a hash function CATs cannot verify
     │   └── UnsafePathError                     a path that would escape its root
+    ├── MissingExtraError (ImportError)         an optional extra (iac, dev) is not installed
     ├── DecodeError (ValueError)                bytes that are not valid for their codec
     │   ├── CARFormatError                      a truncated or malformed CAR stream
     │   └── RecordError                         DAG-CBOR that is not a valid CATs record
@@ -20,6 +21,7 @@ service catch ``CatsError``; library code raises and lets it travel.
     ├── BlockNotFoundError (LookupError)        a CID no configured source has
     ├── NotFoundError (LookupError)             a named thing (run, pin, stack) that does not exist
     ├── StoreError (OSError)                    the store cannot be read or written
+    ├── AddressInUseError (OSError)             the address a node should listen on is taken
     ├── ExecutionError (RuntimeError)           a run that could not complete
     │   └── FunctionFailedError                 the user's function raised
     ├── VerificationError (RuntimeError)        re-execution did not reproduce the outputs
@@ -35,6 +37,7 @@ service catch ``CatsError``; library code raises and lets it travel.
 from __future__ import annotations
 
 __all__ = [
+    "AddressInUseError",
     "AuthError",
     "BlockNotFoundError",
     "CARFormatError",
@@ -47,6 +50,7 @@ __all__ = [
     "InvalidCIDError",
     "InvalidInputError",
     "LimitError",
+    "MissingExtraError",
     "NotFoundError",
     "PeerError",
     "PolicyViolationError",
@@ -85,6 +89,10 @@ class UnsafePathError(InvalidInputError):
     """A path or entry name that would escape the directory it belongs to."""
 
 
+class MissingExtraError(CatsError, ImportError):
+    """A command needs an optional extra of the package that is not installed (the message says how)."""
+
+
 class DecodeError(CatsError, ValueError):
     """Bytes that are not a valid encoding for their codec."""
 
@@ -111,6 +119,10 @@ class NotFoundError(CatsError, LookupError):
 
 class StoreError(CatsError, OSError):
     """The store cannot be read or written (permissions, disk full, lock held)."""
+
+
+class AddressInUseError(CatsError, OSError):
+    """The host and port a node should listen on are taken, or cannot be bound at all."""
 
 
 class ExecutionError(CatsError, RuntimeError):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CATs demo: run a chain of two CATs on the bundled data, show lineage, verify, memoize.
 #
-#   examples/demo.sh            (uses a fresh temporary CATS_HOME unless CATS_HOME is set)
+#   examples/demo.sh            (uses a fresh temporary CATS_HOME, removed at the end, unless
+#                                CATS_HOME is set: then that home is used and kept)
 #
 # Everything runs on an embedded local Ray; nothing else needs to be running.
 set -euo pipefail
@@ -11,7 +12,14 @@ CATS="${CATS:-cats}"
 if ! command -v "$CATS" >/dev/null 2>&1; then
   CATS="$HERE/../.venv/bin/cats"
 fi
-export CATS_HOME="${CATS_HOME:-$(mktemp -d -t cats-demo-XXXXXX)}"
+if [ -z "${CATS_HOME:-}" ]; then
+  CATS_HOME="$(mktemp -d -t cats-demo-XXXXXX)"
+  # The temporary home goes whichever way the demo ends (success, a failed step, Ctrl-C).
+  trap 'rm -rf -- "$CATS_HOME"' EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+fi
+export CATS_HOME
 echo "CATS_HOME=$CATS_HOME"
 
 step() { printf '\n== %s\n' "$*"; }

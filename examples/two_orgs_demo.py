@@ -122,6 +122,9 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="Keep the work directory.")
     args = parser.parse_args()
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the `finally` below stops both nodes
+    # and removes the temporary work directory instead of leaving them behind.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="cats-two-orgs-"))
     workdir.mkdir(parents=True, exist_ok=True)
     a, b = Org("org-a", workdir), Org("org-b", workdir)
@@ -206,12 +209,17 @@ def main() -> None:
             f"org B {did_b[:24]}... -> BOM {bom_b[:16]}... (parent: A's BOM)"
         )
     finally:
-        a.stop()
-        b.stop()
-        if not args.keep and args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif args.keep:
-            print(f"work directory kept: {workdir}")
+        try:
+            a.stop()
+        finally:
+            try:
+                b.stop()
+            finally:
+                # Even when stopping a node failed, the temporary work directory goes.
+                if not args.keep and args.workdir is None:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                elif args.keep:
+                    print(f"work directory kept: {workdir}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from cats_runtime.cli._app import cli
-from cats_runtime.cli._commands import __name__ as _registered  # noqa: F401  (registers commands)
+from cats_runtime.cli import cli
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 

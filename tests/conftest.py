@@ -5,11 +5,34 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis keeps failing examples and caches in ./.hypothesis by default, i.e. in the repository
+# root of whoever runs the tests. Examples are reproducible from the seed it prints, so keep no
+# database, and put its caches in a directory of this session that goes when the session ends.
+settings.register_profile("cats", database=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "cats"))
+_HYPOTHESIS_HOME: list[str] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    home = tempfile.mkdtemp(prefix="cats-test-hypothesis-")
+    _HYPOTHESIS_HOME.append(home)
+    set_hypothesis_home_dir(home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for home in _HYPOTHESIS_HOME:
+        shutil.rmtree(home, ignore_errors=True)
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"

@@ -22,6 +22,7 @@ __all__ = [
     "Block",
     "CID",
     "compute_digest",
+    "malformed_cid",
 ]
 
 # Multicodec codes (multiformats/multicodec table).
@@ -87,6 +88,19 @@ def _check_multihash(mh: bytes) -> tuple[int, bytes]:
     return code, digest
 
 
+_MAX_SHOWN = 80  # characters of a refused CID string quoted back; a pasted file must not flood the line
+
+
+def malformed_cid(text: str, reason: str) -> InvalidCIDError:
+    """The one error for a CID string that does not parse: ``expected a CID, found '...' (reason)``.
+
+    Every parser of CID text (CLI arguments, HTTP paths, DAG-JSON links, allow-lists) reaches it
+    through :meth:`CID.decode`, so a malformed CID reads the same wherever it was typed.
+    """
+    shown = text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
+    return InvalidCIDError(f"expected a CID, found {shown!r} ({reason})")
+
+
 class CID:
     """An immutable, validated IPFS content identifier.
 
@@ -130,15 +144,15 @@ class CID:
         if not isinstance(value, str):
             raise InvalidCIDError(f"expected a CID string or bytes, found {type(value).__name__}")
         text = value.strip()
-        if len(text) == 46 and text.startswith("Qm"):
-            return cls.from_bytes(b58decode(text))
         if not text:
-            raise InvalidCIDError("expected a CID, found an empty string")
+            raise malformed_cid(value, "an empty string")
         try:
-            raw = multibase_decode(text)
+            if len(text) == 46 and text.startswith("Qm"):
+                return cls.from_bytes(b58decode(text))
+            return cls.from_bytes(multibase_decode(text))
         except InvalidCIDError as exc:
-            raise InvalidCIDError(f"{value!r} is not a CID: {exc}") from None
-        return cls.from_bytes(raw)
+            # Whichever layer refused it (multibase, varint, digest length), the user sees one form.
+            raise malformed_cid(value, str(exc)) from None
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CID:

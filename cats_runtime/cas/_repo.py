@@ -175,7 +175,9 @@ class Repo:
     @staticmethod
     def _init(home: Path) -> None:
         # Initialise under the exclusive lock so two processes creating the same home agree.
-        fd = os.open(home / "repo.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        lock = home / "repo.lock"
+        created = not lock.exists()
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             version_file = home / "version"
@@ -187,6 +189,8 @@ class Repo:
                 if name not in _OWN_NAMES and not name.startswith(".version")
             )
             if foreign:
+                if created:  # a refused directory is left exactly as the user had it
+                    lock.unlink(missing_ok=True)
                 raise StoreError(
                     f"expected an empty directory or a CATs repository at {home}, found {foreign[:5]} "
                     "and no version file"

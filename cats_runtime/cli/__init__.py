@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from ._app import cli, main
+from ._main import cli, main
 
 __all__ = ["cli", "main"]

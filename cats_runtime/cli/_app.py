@@ -1,4 +1,9 @@
-"""The ``cats`` command group, shared options, output helpers and the error boundary."""
+"""What every command module shares: options state, output helpers, progress and exit codes.
+
+Command modules import only this module (and the library). Each collects its commands on its own
+detached group (:func:`command_set`); ``cli/_main.py`` is the one place that adds them to the
+``cats`` group, so importing a command module registers nothing anywhere.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,8 +20,9 @@ from typing import Any
 
 import click
 
-from .. import __version__
+from ..cas import CID
 from ..errors import (
+    AddressInUseError,
     AuthError,
     BlockNotFoundError,
     CatsError,
@@ -26,6 +31,7 @@ from ..errors import (
     IntegrityError,
     InvalidInputError,
     LimitError,
+    MissingExtraError,
     NotFoundError,
     PeerError,
     PolicyViolationError,
@@ -34,13 +40,27 @@ from ..errors import (
     VerificationError,
 )
 
-__all__ = ["EXIT_CODES", "CliState", "cli", "emit", "main", "progress", "state"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_HELP",
+    "CliState",
+    "cid_arg",
+    "command_set",
+    "emit",
+    "error_json",
+    "exit_code_for",
+    "json_emitted",
+    "reset_json_emitted",
+    "progress",
+    "state",
+]
 
 # Exit codes are part of the interface: scripts branch on them. Most specific class first.
 EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
     (VerificationError, 4),
     (IntegrityError, 4),
     (InvalidInputError, 2),
+    (MissingExtraError, 2),
     (DecodeError, 2),
     (BlockNotFoundError, 3),
     (NotFoundError, 3),
@@ -50,12 +70,16 @@ EXIT_CODES: tuple[tuple[type[CatsError], int], ...] = (
     (PolicyViolationError, 8),
     (LimitError, 9),
     (StoreError, 10),
+    (AddressInUseError, 10),
     (ExecutionError, 1),
     (CatsError, 1),
 )
-EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input, usage or malformed data;
+EXIT_HELP = """Exit codes: 0 success; 1 a run or check failed; 2 bad input, usage, malformed data or
+a missing optional extra (the message says what to install);
 3 not found; 4 integrity or verification failure; 5 not authorized; 6 peer or Kubo failure;
-7 provisioning failed; 8 policy violation; 9 limit exceeded; 10 store not usable; 130 interrupted."""
+7 provisioning failed; 8 policy violation; 9 limit exceeded; 10 store, file or listening address
+not usable (home locked by another node, port in use); 130 interrupted. With --json, an error is
+also printed on stdout as {"error": CLASS, "message": TEXT, "exit_code": N}."""
 
 
 def exit_code_for(exc: CatsError) -> int:
@@ -74,31 +98,24 @@ class CliState:
     debug: bool = False
 
 
-def _default_home() -> Path:
+def default_home() -> Path:
+    """``$CATS_HOME``, else ``~/.cats``."""
     env = os.environ.get("CATS_HOME")
     return Path(env).expanduser() if env else Path.home() / ".cats"
 
 
-@click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=EXIT_HELP,
-)
-@click.option(
-    "--home",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="CATs home (blocks, pins, catalog, keys). Default: $CATS_HOME or ~/.cats.",
-)
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
-@click.version_option(__version__, prog_name="cats")
-@click.pass_context
-def cli(ctx: click.Context, home: Path | None, debug: bool) -> None:
-    """CATs: content-addressed data, code, infrastructure and provenance.
+def command_set() -> click.Group:
+    """A detached group that collects one command module's commands.
 
-    Every ingredient of a run is content-addressed; a run is recorded as a BOM whose
-    CID is enough to re-provision, re-execute and verify it.
+    Each module names it ``cli`` so its decorators read ``@cli.command()`` like the root group's;
+    ``cli/_main.py`` copies its commands onto the ``cats`` group.
     """
-    ctx.obj = CliState(home=(home or _default_home()).expanduser(), debug=debug)
+    return click.Group()
+
+
+def cid_arg(value: str) -> CID:
+    """Parse a CID given on the command line (``InvalidCIDError`` becomes one line, exit 2)."""
+    return CID.decode(value)
 
 
 def state() -> CliState:
@@ -120,40 +137,71 @@ def _jsonable(value: Any) -> Any:
     return str(value)  # CIDs and other value types print as their canonical text
 
 
+_json_emitted = threading.Event()
+
+
+def json_emitted() -> bool:
+    """Whether this command already printed a JSON result (the error boundary then adds none)."""
+    return _json_emitted.is_set()
+
+
+def reset_json_emitted() -> None:
+    """Forget earlier results: ``main`` may run several commands in one process (the tests do)."""
+    _json_emitted.clear()
+
+
 def emit(as_json: bool, data: Any, text: str | Callable[[], str] | None = None) -> None:
-    """Print a command's result: ``data`` as JSON with ``--json``, else ``text``."""
+    """Print a command's result: ``data`` as JSON with ``--json``, else ``text``.
+
+    Exactly one JSON document goes to stdout per command: a result that describes a failure
+    (a failed run, a verification mismatch) carries its own status, so the boundary adds no error.
+    """
     if as_json:
+        _json_emitted.set()
         click.echo(json.dumps(_jsonable(data), indent=2, sort_keys=True))
     elif text is not None:
         click.echo(text() if callable(text) else text)
 
 
-class _Spinner:
-    """An indeterminate progress line on a terminal: label, a spinner, a count and the elapsed time.
+class _Progress:
+    """One progress line on a terminal: label, percentage or spinner, count, elapsed time.
 
-    Used when the total is unknown (a DAG being fetched, a run of unknown length): ``click.progressbar``
-    needs a length, and guessing one would make the bar lie.
+    A spinner when the total is not known (a DAG being fetched, a run of unknown length).
+
+    On success the line ends with "done"; on failure it is erased, so the error is the only line
+    the command leaves on the terminal.
     """
 
     _FRAMES = "|/-\\"
 
-    def __init__(self, label: str, stream: Any) -> None:
+    def __init__(self, label: str, stream: Any, total: int | None) -> None:
         self._label = label
         self._stream = stream
+        self._total = total
         self._count = 0
         self._start = time.monotonic()
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="cats-spinner", daemon=True)
 
-    def __enter__(self) -> _Spinner:
+    def __enter__(self) -> _Progress:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self._draw(final=True)
+        if exc_type is None:
+            self._draw(final=True)
+        else:  # the command failed: erase the line, so the error is the only line left
+            self._erase()
+
+    def _erase(self) -> None:
+        try:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass
 
     def update(self, n: int) -> None:
         with self._lock:
@@ -169,7 +217,12 @@ class _Spinner:
         with self._lock:
             count = self._count
         elapsed = time.monotonic() - self._start
-        mark = "done" if final else self._FRAMES[frame % len(self._FRAMES)]
+        if final:
+            mark = "done"
+        elif self._total:
+            mark = f"{min(100, 100 * count // self._total):3d}%"
+        else:
+            mark = self._FRAMES[frame % len(self._FRAMES)]
         line = f"\r{self._label} {mark} {_human(count)} {elapsed:.1f}s\x1b[K"
         try:
             self._stream.write(line + ("\n" if final else ""))
@@ -192,52 +245,16 @@ def _human(n: int) -> str:
 def progress(label: str, total: int | None, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """Progress on stderr when it is a terminal; yields an ``advance(n)`` callback.
 
-    With a known ``total`` it is a bar; with ``total=None`` (the amount is not known up front) it is
-    an indeterminate spinner with a running count, never an error.
+    With a known ``total`` it shows a percentage; with ``total=None`` (the amount is not known up
+    front) a spinner with a running count, never an error.
     """
     if not enabled or not sys.stderr.isatty():
         yield lambda n: None
         return
-    if total is None:
-        with _Spinner(label, sys.stderr) as spinner:
-            yield spinner.update
-        return
-    bar: Any
-    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=False) as bar:
-        yield bar.update
+    with _Progress(label, sys.stderr, total) as line:
+        yield line.update
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``cats`` console script: the one place library errors become exit codes."""
-    from . import _commands  # noqa: F401  (registers the commands on ``cli``)
-
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        rv = cli.main(args=argv, prog_name="cats", standalone_mode=False)
-    except CatsError as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exit_code_for(exc))
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        # Files the user named that cannot be read or written: one line, not a traceback.
-        if debug:
-            traceback.print_exc()
-        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
-        sys.exit(10)
-    except Exception as exc:
-        # A bug of ours must still not greet the user with a traceback: one line, how to see more.
-        if debug:
-            traceback.print_exc()
-        click.echo(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug)", err=True)
-        sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)
+def error_json(exc: BaseException, message: str, code: int) -> str:
+    """The ``--json`` form of an error: ``{"error": CLASS, "message": TEXT, "exit_code": N}``."""
+    return json.dumps({"error": type(exc).__name__, "message": message, "exit_code": code}, sort_keys=True)

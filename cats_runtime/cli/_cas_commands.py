@@ -14,13 +14,11 @@ import click
 from ..cas import CID
 from ..cas._profiles import DEFAULT_PROFILE, PROFILES
 from ..operations import cas_ops
-from ._app import cli, emit, progress, state
+from ._app import cid_arg, command_set, emit, progress, state
 
-__all__: list[str] = []
+__all__ = ["cli"]
 
-
-def _cid_arg(value: str) -> CID:
-    return CID.decode(value)  # InvalidCIDError reaches the boundary as one clear line
+cli = command_set()  # this module's commands; cli/_main.py adds them to `cats`
 
 
 def _content_arg(value: str) -> CID:
@@ -186,7 +184,7 @@ def car() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def car_export(cid: str, output: Path, car_version: str, as_json: bool) -> None:
     """Write the whole DAG under CID to a CAR file."""
-    root = _cid_arg(cid)
+    root = cid_arg(cid)
     count = cas_ops.car_export(state().home, root, output, version=int(car_version))
     if str(output) != "-":
         emit(
@@ -251,7 +249,7 @@ def pin() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def pin_add(cid: str, name: str, as_json: bool) -> None:
     """Pin CID recursively (its whole DAG must be in the store)."""
-    root = _cid_arg(cid)
+    root = cid_arg(cid)
     cas_ops.pin_add(state().home, root, name=name)
     emit(as_json, {"pinned": root, "name": name}, f"pinned {root}")
 
@@ -261,7 +259,7 @@ def pin_add(cid: str, name: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def pin_rm(cid: str, as_json: bool) -> None:
     """Remove a pin (the blocks stay until `cats repo gc`)."""
-    root = _cid_arg(cid)
+    root = cid_arg(cid)
     cas_ops.pin_rm(state().home, root)
     emit(as_json, {"unpinned": root}, f"unpinned {root}")
 

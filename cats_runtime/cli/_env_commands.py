@@ -7,9 +7,11 @@ from pathlib import Path
 import click
 
 from ..operations import lock_requirements
-from ._app import cli, emit
+from ._app import command_set, emit
 
-__all__: list[str] = []
+__all__ = ["cli"]
+
+cli = command_set()  # this module's commands; cli/_main.py adds them to `cats`
 
 
 @cli.command("lock")

@@ -8,13 +8,14 @@ from typing import Any
 
 import click
 
-from ..cas import CID
 from ..errors import InvalidInputError
 from ..operations import Node, PolicyReport, check_policies, redeploy
-from ._app import cli, emit, progress, state
-from ._run_commands import report_verification
+from ._app import cid_arg, command_set, emit, progress, state
+from ._verdict import report_verification
 
-__all__: list[str] = []
+__all__ = ["cli"]
+
+cli = command_set()  # this module's commands; cli/_main.py adds them to `cats`
 
 
 @cli.group()
@@ -128,7 +129,7 @@ def redeploy_command(
     A local Structure re-executes on the embedded Ray with no Pulumi at all. Exit 4 when the
     outputs differ, 7 when provisioning is impossible (the message says what to install or set).
     """
-    cid = CID.decode(bom)
+    cid = cid_arg(bom)
     values = dict(_parse_secret(s) for s in secrets)
     with Node.open(state().home) as node, progress("re-executing", None, enabled=not as_json) as advance:
         outcome = redeploy(

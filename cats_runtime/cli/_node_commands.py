@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..cas import CID, Repo
-from ..errors import FunctionFailedError, InvalidInputError
+from ..cas import Repo
+from ..errors import AddressInUseError, FunctionFailedError, InvalidInputError
 from ..operations import (
     AllowList,
     Node,
@@ -28,9 +31,11 @@ from ..operations import (
     submit_order,
     wait_for_run,
 )
-from ._app import cli, emit, state
+from ._app import cid_arg, command_set, emit, state
 
-__all__: list[str] = []
+__all__ = ["cli"]
+
+cli = command_set()  # this module's commands; cli/_main.py adds them to `cats`
 
 _SERVICE_FACTORY = "cats_runtime.service:app_from_environment"
 _CONFIG_ENV = "CATS_NODE_CONFIG"  # read by the service's factory (cats_runtime.service.CONFIG_ENV)
@@ -133,38 +138,76 @@ def serve(
     import uvicorn
 
     home = state().home.absolute()
-    identity = _identity(home)
-    if operator_token:
-        tokens = _tokens(token_file, home)
-        tokens.register("operator", operator_token)
-    config = {
-        "home": str(home),
-        "limits": {
-            "max_car_bytes": max_car_mib * MiB,
-            "max_json_bytes": max_json_kib * 1024,
-            "max_concurrent_runs": max_runs,
-            "max_queued_runs": max_queued,
-        },
-        "allow_file": None if allow_file is None else str(allow_file.absolute()),
-        "tokens_file": None if token_file is None else str(token_file.absolute()),
-        "ray_address": ray_address,
-        "public_url": f"http://{host}:{port}",
-        "verify_reads": verify_reads,
-    }
-    os.environ[_CONFIG_ENV] = json.dumps(config)
+    # Every way start-up can fail happens before the announcement: the socket is bound first (a
+    # port in use is one line, exit 10, and leaves the home untouched), then the app is built,
+    # which opens the home and takes its one-node lock (a home another node serves: exit 10).
+    sock = _listen(host, port)
+    try:
+        identity = _identity(home)
+        if operator_token:
+            tokens = _tokens(token_file, home)
+            tokens.register("operator", operator_token)
+        config = {
+            "home": str(home),
+            "limits": {
+                "max_car_bytes": max_car_mib * MiB,
+                "max_json_bytes": max_json_kib * 1024,
+                "max_concurrent_runs": max_runs,
+                "max_queued_runs": max_queued,
+            },
+            "allow_file": None if allow_file is None else str(allow_file.absolute()),
+            "tokens_file": None if token_file is None else str(token_file.absolute()),
+            "ray_address": ray_address,
+            "public_url": f"http://{host}:{port}",
+            "verify_reads": verify_reads,
+        }
+        os.environ[_CONFIG_ENV] = json.dumps(config)
+        server_config = uvicorn.Config(
+            _SERVICE_FACTORY,
+            factory=True,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=access_log,
+            timeout_graceful_shutdown=5,
+            server_header=False,
+        )
+        server_config.load()  # calls the factory: opens the home, takes its node lock
+    except BaseException:
+        sock.close()
+        raise
     click.echo(
         f"CAT Node {identity.did}\nserving {home} at http://{host}:{port} (OpenAPI: /openapi.json)", err=True
     )
-    uvicorn.run(
-        _SERVICE_FACTORY,
-        factory=True,
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=access_log,
-        timeout_graceful_shutdown=5,
-        server_header=False,
-    )
+    # A serving node's warnings (runs settled at start, peers skipped) are its log: show them.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("cats_runtime").addHandler(handler)
+    uvicorn.Server(server_config).run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``.
+
+    Raises:
+        AddressInUseError: Something listens there already, or the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn binds: SO_REUSEADDR lets a restarted node reuse a port in TIME_WAIT, and
+        # still fails while another process listens on it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        found = "it in use" if exc.errno == errno.EADDRINUSE else f"it unusable: {exc.strerror or exc}"
+        raise AddressInUseError(
+            f"expected to listen on {host}:{port}, found {found} (choose another --port or stop that process)"
+        ) from None
+    return sock
 
 
 @node.command("id")
@@ -257,7 +300,7 @@ def allow(
 @click.argument("code_cid")
 def endorse(code_cid: str) -> None:
     """Sign Function code CODE_CID with this node's key (send it as an X-Cats-Endorsement header)."""
-    click.echo(str(endorse_code(_identity(state().home), CID.decode(code_cid))))
+    click.echo(str(endorse_code(_identity(state().home), cid_arg(code_cid))))
 
 
 def _read_token(token_file: Path | None) -> str:
@@ -342,7 +385,7 @@ def submit(
             + ("both" if order_cid else "neither")
         )
     if order_cid is not None:
-        order = CID.decode(order_cid)
+        order = cid_arg(order_cid)
     else:
         assert function_spec is not None
         values: dict[str, Any] = load_params_file(params_file) if params_file else {}
@@ -396,7 +439,7 @@ def fetch(
 ) -> None:
     """Fetch the whole DAG under CID from peers' gateways, verifying every block."""
     report = fetch_from_peers(
-        state().home, CID.decode(cid), list(peers), kubo=kubo, parallelism=parallelism, pin=pin
+        state().home, cid_arg(cid), list(peers), kubo=kubo, parallelism=parallelism, pin=pin
     )
     mib = report.fetched_bytes / MiB
     rate = f", {mib / report.seconds:.1f} MiB/s" if report.seconds > 0 and report.fetched else ""

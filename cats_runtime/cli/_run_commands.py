@@ -12,14 +12,13 @@ from typing import Any
 
 import click
 
-from ..cas import CID, Block, MemoryBlockStore
+from ..cas import Block, MemoryBlockStore
 from ..cas._profiles import DEFAULT_PROFILE, PROFILES, get_profile
-from ..errors import FunctionFailedError, InvalidInputError, VerificationError
+from ..errors import FunctionFailedError, InvalidInputError
 from ..operations import (
     LINEAGE_FORMATS,
     SCAFFOLD_ENTRYPOINT,
     Node,
-    VerifyOutcome,
     build_function,
     build_structure,
     check_plant,
@@ -40,13 +39,12 @@ from ..operations import (
     verify,
     verify_structural,
 )
-from ._app import cli, emit, progress, state
+from ._app import cid_arg, command_set, emit, progress, state
+from ._verdict import report_verification
 
-__all__: list[str] = []
+__all__ = ["cli"]
 
-
-def _cid_arg(value: str) -> CID:
-    return CID.decode(value)
+cli = command_set()  # this module's commands; cli/_main.py adds them to `cats`
 
 
 @contextmanager
@@ -246,7 +244,7 @@ def verify_command(
     bom: str, structural: bool, ray_address: str | None, cas_url: str | None, as_json: bool
 ) -> None:
     """Re-execute a BOM's Order and compare outputs (exit 4 and a per-file diff on a mismatch)."""
-    cid = _cid_arg(bom)
+    cid = cid_arg(bom)
     with _node() as node:
         if structural:
             with progress("re-hashing", None, enabled=not as_json) as advance:
@@ -271,44 +269,6 @@ def verify_command(
     report_verification(outcome, as_json)
 
 
-def report_verification(
-    outcome: VerifyOutcome, as_json: bool, fields: dict[str, Any] | None = None, heading: str | None = None
-) -> None:
-    """Print a re-execution's verdict (with extra JSON ``fields`` and a text ``heading``).
-
-    Raises:
-        FunctionFailedError: the re-execution itself failed (exit 1).
-        VerificationError: the outputs differ (exit 4).
-    """
-    data: dict[str, Any] = {
-        **(fields or {}),
-        "verdict": outcome.verdict,
-        "bom": outcome.bom,
-        "verification": outcome.verification,
-        "expected": outcome.expected,
-        "found": outcome.found,
-        "differences": outcome.differences,
-        "invoice": outcome.invoice,
-        "log": outcome.log,
-        "error": outcome.error,
-    }
-    head = [heading] if heading else []
-    if outcome.verdict == "match":
-        lines = [*head, f"match: output {outcome.found} reproduced", f"verification {outcome.verification}"]
-        emit(as_json, data, "\n".join(lines))
-        return
-    lines = [
-        *head,
-        f"{outcome.verdict}: expected {outcome.expected}, found {outcome.found}",
-        *(f"  {d}" for d in outcome.differences),
-        f"verification {outcome.verification}",
-    ]
-    emit(as_json, data, "\n".join(lines))
-    if outcome.verdict == "error":
-        raise FunctionFailedError(f"re-execution failed: {outcome.error} (see `cats log {outcome.invoice}`)")
-    raise VerificationError(f"BOM {outcome.bom} did not reproduce: {len(outcome.differences)} path(s) differ")
-
-
 @cli.command("lineage")
 @click.argument("cid")
 @click.option(
@@ -323,7 +283,7 @@ def report_verification(
 def lineage_command(cid: str, fmt: str, depth: int) -> None:
     """Runs and data upstream and downstream of a BOM or data CID."""
     with _node() as node:
-        graph = lineage(node, _cid_arg(cid), depth=depth)
+        graph = lineage(node, cid_arg(cid), depth=depth)
         click.echo(render_lineage(graph, fmt))
 
 
@@ -333,7 +293,7 @@ def log_command(cid: str) -> None:
     """Print the captured log (stdout, stderr, log records, tracebacks) of a BOM or an Invoice."""
     with _node() as node:
         out = sys.stdout.buffer
-        for chunk in read_log(node, _cid_arg(cid)):
+        for chunk in read_log(node, cid_arg(cid)):
             out.write(chunk)
         out.flush()
 

@@ -15,6 +15,7 @@ from ._environment import (
     run_in_environment,
     uv_binary,
 )
+from ._extras import EXTRAS, require_extra
 from ._jobs import JobsExecutor, auth_token
 from ._materialize import (
     ENTRYPOINT_RE,
@@ -42,6 +43,7 @@ from ._task import DatumRef, TaskResult, TaskSpec, run_task
 
 __all__ = [
     "ENTRYPOINT_RE",
+    "EXTRAS",
     "MAX_RETRIES",
     "BuiltEnvironment",
     "EnvRun",
@@ -73,6 +75,7 @@ __all__ = [
     "open_source",
     "ray_version",
     "remove_tree",
+    "require_extra",
     "run_in_environment",
     "run_locally",
     "run_task",

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import InvalidInputError, ProvisionError
+from ._extras import require_extra
 
 __all__ = ["CREDENTIAL_HINTS", "PlantOutputs", "Provisioner", "missing_credentials"]
 
@@ -118,7 +119,13 @@ class Provisioner:
         return self.backend_url or f"file://{self.state_dir}"
 
     def check_prerequisites(self) -> None:
-        """Raise ProvisionError naming what to install or set before Pulumi can run."""
+        """Raise ProvisionError naming what to install or set before Pulumi can run.
+
+        Raises:
+            MissingExtraError: The IaC extra (Pulumi's Python SDK) is not installed.
+            ProvisionError: The pulumi CLI or the cloud's credentials are missing.
+        """
+        require_extra("iac", "pulumi", needed_for=f"provisioning the {self.cloud} Plant")
         if self.which("pulumi") is None:
             raise ProvisionError(PULUMI_INSTALL_HINT)
         problem = missing_credentials(self.cloud, {**os.environ, **self.env})

@@ -19,6 +19,7 @@ from typing import Any, Literal, cast
 import yaml
 
 from ..errors import InvalidInputError, NotFoundError
+from ..execution import require_extra
 
 __all__ = ["PolicyReport", "PolicyViolation", "StackPolicyResult", "check_policies"]
 
@@ -147,10 +148,14 @@ def check_policies(project_dir: Path, stacks: Sequence[str] | None = None) -> Po
 
     Raises:
         InvalidInputError: ``project_dir`` is not a Pulumi project with a policy pack, or a run failed.
+        MissingExtraError: The IaC extra (Pulumi's SDKs) is not installed.
         NotFoundError: A named stack has no config file.
     """
     project_dir = Path(project_dir).resolve()
     stack_dir = _stack_dir(project_dir)
+    # The runner imports Pulumi's SDK and policy SDK in a child process: check here, where the
+    # error can still say which extra to install, rather than relay the child's ImportError.
+    require_extra("iac", "pulumi", "pulumi_policy", needed_for="`cats policy check`")
     known = _known_stacks(stack_dir)
     wanted = list(stacks) if stacks is not None else known
     for stack in wanted:

@@ -4,7 +4,9 @@
 catalog, identity, access rules), takes the one-node-per-home lock, settles runs a previous
 process left unfinished and starts the run workers. ``app_from_environment()`` is the factory
 uvicorn imports by name (``cats_runtime.service:app_from_environment``); it reads the
-configuration from ``$CATS_NODE_CONFIG`` (JSON), which ``cats node serve`` sets. Starting
+configuration from ``$CATS_NODE_CONFIG`` (JSON), which ``cats node serve`` sets, and opens the
+home at once: ``cats node serve`` builds the app before it announces anything, so a home that
+another node serves is one line and exit 10, not a traceback after "serving". Starting
 uvicorn by import string keeps the CLI from importing the service layer: both are interfaces.
 """
 
@@ -13,8 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -112,7 +114,10 @@ def _open_state(config: NodeConfig, stack: ExitStack) -> NodeState:
 
 
 def create_app(config: NodeConfig) -> FastAPI:
-    """The ASGI app of the node whose home and limits ``config`` gives."""
+    """The ASGI app of the node whose home and limits ``config`` gives.
+
+    The home is opened (and its one-node lock taken) when the app starts, in its lifespan.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,6 +126,32 @@ def create_app(config: NodeConfig) -> FastAPI:
             log.info("CAT Node %s serving %s", app.state.node.identity.did, config.home)
             yield
 
+    return _build_app(lifespan)
+
+
+def _opened_app(config: NodeConfig) -> FastAPI:
+    """An app whose home is opened now, before any socket is served.
+
+    A home another node serves then fails here, as a :class:`StoreError` the CLI reports in one line.
+    """
+    stack = ExitStack()
+    try:
+        state = _open_state(config, stack)
+    except BaseException:
+        stack.close()
+        raise
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with stack:
+            app.state.node = state
+            log.info("CAT Node %s serving %s", state.identity.did, config.home)
+            yield
+
+    return _build_app(lifespan)
+
+
+def _build_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
     app = FastAPI(
         title="CAT Node",
         version=__version__,
@@ -180,8 +211,13 @@ def config_from_json(text: str) -> NodeConfig:
 
 
 def app_from_environment() -> FastAPI:
-    """The uvicorn factory: the app configured by ``$CATS_NODE_CONFIG``."""
+    """The uvicorn factory: the app configured by ``$CATS_NODE_CONFIG``, its home already open.
+
+    Raises:
+        InvalidInputError: The variable is unset or not a configuration.
+        StoreError: The home is not usable, or another node serves it.
+    """
     text = os.environ.get(CONFIG_ENV)
     if not text:
         raise InvalidInputError(f"expected ${CONFIG_ENV} to hold the node configuration, found it unset")
-    return create_app(config_from_json(text))
+    return _opened_app(config_from_json(text))

@@ -20,7 +20,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request, Response
@@ -397,35 +397,57 @@ def _not_modified(request: Request, etag: str) -> bool:
 _MAX_SEGMENTS: Final = 64  # deeper content paths are refused (spec: guard against resource exhaustion)
 
 
-@router.api_route(
+_IPFS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {RAW_MEDIA_TYPE: {}, CAR_MEDIA_TYPE: {}}, "description": "A block or a CAR stream"},
+    304: {"description": "If-None-Match matched"},
+    400: {"description": "Malformed CID, or no verifiable format requested"},
+    404: {"description": "The node does not hold the (root) block"},
+    406: {"description": "Only CAR variants this gateway cannot produce were accepted"},
+    412: {"description": "Cache-Control: only-if-cached and the block is not here"},
+}
+
+
+# GET and HEAD are two routes, not one `api_route(methods=[...])`: FastAPI gives every method of
+# one route the same operationId, and /openapi.json would then repeat it (and warn).
+@router.get(
     "/ipfs/{cid}",
-    methods=["GET", "HEAD"],
+    operation_id="get_ipfs",
     summary="Fetch a block or a DAG as CAR (trustless gateway)",
     response_class=Response,
-    responses={
-        200: {"content": {RAW_MEDIA_TYPE: {}, CAR_MEDIA_TYPE: {}}, "description": "A block or a CAR stream"},
-        304: {"description": "If-None-Match matched"},
-        400: {"description": "Malformed CID, or no verifiable format requested"},
-        404: {"description": "The node does not hold the (root) block"},
-        406: {"description": "Only CAR variants this gateway cannot produce were accepted"},
-        412: {"description": "Cache-Control: only-if-cached and the block is not here"},
-    },
+    responses=_IPFS_RESPONSES,
+)
+@router.head(
+    "/ipfs/{cid}",
+    operation_id="head_ipfs",
+    summary="Headers of GET /ipfs/{cid}, without the body",
+    response_class=Response,
+    responses=_IPFS_RESPONSES,
 )
 def get_ipfs(cid: str, request: Request) -> Response:
     """Serve one block (``format=raw``) or the DAG under it (``format=car``), verified on read."""
     return _serve(cid, "", request)
 
 
-@router.api_route(
+_IPFS_PATH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {RAW_MEDIA_TYPE: {}, CAR_MEDIA_TYPE: {}}, "description": "A block or a CAR stream"},
+    400: {"description": "Malformed CID or path, or the path goes through a file"},
+    404: {"description": "The root block or an entry of the path is not here"},
+}
+
+
+@router.get(
     "/ipfs/{cid}/{path:path}",
-    methods=["GET", "HEAD"],
+    operation_id="get_ipfs_path",
     summary="Fetch the block or DAG a UnixFS content path names (trustless gateway)",
     response_class=Response,
-    responses={
-        200: {"content": {RAW_MEDIA_TYPE: {}, CAR_MEDIA_TYPE: {}}, "description": "A block or a CAR stream"},
-        400: {"description": "Malformed CID or path, or the path goes through a file"},
-        404: {"description": "The root block or an entry of the path is not here"},
-    },
+    responses=_IPFS_PATH_RESPONSES,
+)
+@router.head(
+    "/ipfs/{cid}/{path:path}",
+    operation_id="head_ipfs_path",
+    summary="Headers of GET /ipfs/{cid}/{path}, without the body",
+    response_class=Response,
+    responses=_IPFS_PATH_RESPONSES,
 )
 def get_ipfs_path(cid: str, path: str, request: Request) -> Response:
     """Resolve ``path`` through UnixFS directories, then serve as ``/ipfs/{cid}`` does."""

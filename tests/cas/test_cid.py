@@ -73,10 +73,12 @@ def test_text_decoder_never_crashes(text: str) -> None:
     [
         ("", "empty"),
         ("hello", "multibase prefix"),
-        ("bafy!!", "not a CID"),
+        ("bafy!!", r"expected a CID, found .bafy!!. \("),
         ("Qm" + "1" * 44, "CIDv0|digest|truncated|CID"),
         (EMPTY_RAW[:-3], "digest"),
         ("zzzzzzz", "CID"),
+        # Valid multibase whose bytes are not a CID: the same message form as a bad prefix.
+        ("bafyreinotacid", r"^expected a CID, found 'bafyreinotacid' \(expected a 33-byte digest"),
     ],
 )
 def test_malformed_cid_strings_give_clear_errors(text: str, match: str) -> None:

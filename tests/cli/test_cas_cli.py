@@ -147,7 +147,7 @@ def test_pin_commands(capsys: pytest.CaptureFixture[str], cats_home: Path, tree:
 @pytest.mark.parametrize(
     ("args", "code", "match"),
     [
-        (["cat", "bafy-not-a-cid"], 2, "not a CID"),
+        (["cat", "bafy-not-a-cid"], 2, "expected a CID, found 'bafy-not-a-cid'"),
         (["cat", "QmZZZ"], 2, "CID"),
         (["cat", str(CID.compute(b"nope"))], 3, "not found"),
         (["get", str(CID.compute(b"nope")), "-o", "/tmp/never-written-by-cats"], 3, "not found"),

@@ -10,8 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from cats_runtime.cli import _commands  # noqa: F401  (registers the commands)
-from cats_runtime.cli._app import cli
+from cats_runtime.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

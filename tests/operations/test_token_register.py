@@ -36,8 +36,7 @@ def test_register_refuses_bad_input(tmp_path: Path, org: str, token: str, match:
 
 
 def test_serve_reads_its_settings_from_the_deployment_environment() -> None:
-    from cats_runtime.cli import _commands  # noqa: F401
-    from cats_runtime.cli._app import cli
+    from cats_runtime.cli import cli
 
     help_text = CliRunner().invoke(cli, ["node", "serve", "--help"]).output
     # The CatNode Deployment (components/catnode.py) passes these two variables.

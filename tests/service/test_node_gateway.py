@@ -111,7 +111,7 @@ def test_missing_block_is_404_and_412_when_only_if_cached(served: tuple[NodeProc
 @pytest.mark.parametrize(
     ("path", "headers", "status", "match"),
     [
-        ("/ipfs/not-a-cid?format=raw", {}, 400, "not a CID"),
+        ("/ipfs/not-a-cid?format=raw", {}, 400, "expected a CID, found"),
         ("/ipfs/bafkqaaa", {}, 400, "format=raw|car"),
         ("/ipfs/bafkqaaa", {"Accept": "text/html"}, 400, "verifiable"),
         ("/ipfs/bafkqaaa", {"Accept": f"{CAR}; version=2"}, 406, "version=1"),
