@@ -26,7 +26,7 @@ from ..cas import Repo
 from ..errors import CatsError, InvalidInputError
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import CATALOG_FILE, Catalog
-from . import _gateway_routes, _orders, _records_routes
+from . import _gateway_routes, _orders, _records_routes, _ui
 from ._errors import cats_error_handler
 from ._limits import Limits
 from ._runs import RunManager, RunStore, hold_node_lock
@@ -134,6 +134,7 @@ def create_app(config: NodeConfig) -> FastAPI:
     app.include_router(_gateway_routes.router)
     app.include_router(_orders.router)
     app.include_router(_records_routes.router)
+    app.include_router(_ui.router)
     return app
 
 
