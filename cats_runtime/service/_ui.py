@@ -176,10 +176,16 @@ def raw(cid: str, request: Request) -> Response:
 
 
 def _wants_html(request: Request) -> bool:
+    """True when the Accept header names ``text/html`` with a weight above zero (a browser)."""
     for item in request.headers.get("accept", "").split(","):
-        media, _, params = item.partition(";")
-        if media.strip().lower() == "text/html":
-            return "q=0" not in params.replace(" ", "") or "q=0." in params.replace(" ", "")
+        media, *params = (p.strip() for p in item.split(";"))
+        if media.lower() != "text/html":
+            continue
+        weight = next((p.partition("=")[2] for p in params if p.lower().startswith("q=")), "1")
+        try:
+            return float(weight) > 0
+        except ValueError:
+            return False
     return False
 
 

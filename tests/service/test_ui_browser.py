@@ -167,6 +167,7 @@ def _submit_failing(workdir: Path, b: NodeProcess, clean_output: str) -> None:
     assert wait_run(b.url, run["run"])["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_click_from_a_run_to_its_parent_in_the_other_org_to_a_file(
     browser: Any, two_orgs: dict[str, Any], tmp_path: Path
 ) -> None:

@@ -134,6 +134,8 @@ def test_lineage_route_answers_json_and_html(served: tuple[UiHome, NodeProcess])
     assert doc["issuers"] == {str(built.own_bom): built.own_did, str(built.peer_bom): built.peer_did}
     kinds = {n["cid"]: n["kind"] for n in doc["nodes"]}
     assert kinds[str(built.peer_output)] == "data" and kinds[str(built.peer_bom)] == "bom"
+    refused = _get(node, f"/lineage/{built.own_bom}", headers={"Accept": "text/html;q=0, application/json"})
+    assert refused.json()["root"] == str(built.own_bom) and refused.headers["vary"] == "Accept"
     text = _page(node, f"/lineage/{built.peer_output}")
     assert "<svg" in text and f'data-cid="{built.own_bom}"' in text
 
