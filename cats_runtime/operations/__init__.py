@@ -3,6 +3,27 @@
 from __future__ import annotations
 
 from ._access import AllowList, Endorsement, TokenStore, endorse_code, endorsement_payload
+from ._browse import (
+    INLINE_TEXT_BYTES,
+    BomPage,
+    BomRef,
+    DataLink,
+    DataPage,
+    FunctionView,
+    InvoiceView,
+    LineagePage,
+    LogView,
+    RecordPage,
+    RunView,
+    StructureView,
+    Submission,
+    VerificationView,
+    bom_page,
+    data_page,
+    lineage_page,
+    recent_runs,
+    record_page,
+)
 from ._environments import (
     Pin,
     environment_drift,
@@ -63,6 +84,25 @@ from ._structure import build_structure, local_structure, sanitize_stack_config,
 from ._verify import StructuralReport, VerifyOutcome, diff_trees, load_bom, verify, verify_structural
 
 __all__: list[str] = [
+    "INLINE_TEXT_BYTES",
+    "BomPage",
+    "BomRef",
+    "DataLink",
+    "DataPage",
+    "FunctionView",
+    "InvoiceView",
+    "LineagePage",
+    "LogView",
+    "RecordPage",
+    "RunView",
+    "StructureView",
+    "Submission",
+    "VerificationView",
+    "bom_page",
+    "data_page",
+    "lineage_page",
+    "recent_runs",
+    "record_page",
     "RedeployOutcome",
     "materialize_program",
     "redeploy",

@@ -28,7 +28,7 @@ from ..cas import Repo
 from ..errors import CatsError, InvalidInputError
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import CATALOG_FILE, Catalog
-from . import _gateway_routes, _orders, _records_routes
+from . import _gateway_routes, _orders, _records_routes, _ui
 from ._errors import cats_error_handler
 from ._limits import Limits
 from ._runs import RunManager, RunStore, hold_node_lock
@@ -165,6 +165,7 @@ def _build_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]])
     app.include_router(_gateway_routes.router)
     app.include_router(_orders.router)
     app.include_router(_records_routes.router)
+    app.include_router(_ui.router)
     return app
 
 

@@ -1,13 +1,12 @@
-"""Read-only views of a node's records: Invoices, BOMs, the catalog, the node itself, a small page."""
+"""Read-only views of a node's records: Invoices, BOMs, the catalog, the node itself (page: ``_ui``)."""
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from .. import __version__
 from ..cas import CID, DAG_CBOR, dagcbor_decode, dagjson_encode
@@ -130,37 +129,4 @@ def get_node(request: Request) -> JSONResponse:
                 "max_queued_runs": limits.max_queued_runs,
             },
         }
-    )
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-def index(request: Request) -> HTMLResponse:
-    """A small page listing the node's recent runs and BOMs."""
-    state = node_state(request)
-    rows = state.catalog.runs(50)
-    e = html.escape
-
-    def bom_cell(bom: object) -> str:
-        return f'<a href="/boms/{e(str(bom))}"><code>{e(str(bom))}</code></a>' if bom else ""
-
-    items = "\n".join(
-        f"<tr><td>{e(r.function_name)}</td><td>{e(r.status)}</td><td>{bom_cell(r.bom)}</td>"
-        f"<td><code>{e(str(r.output or ''))}</code></td></tr>"
-        for r in rows
-    )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>CAT Node</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem}} td{{padding:.2rem .6rem}}
-code{{font-size:.85em}}</style>
-</head><body>
-<h1>CAT Node</h1>
-<p>Identity <code>{e(state.identity.did)}</code> &middot; CATs {e(__version__)} &middot;
-<a href="/openapi.json">OpenAPI</a> &middot; gateway at <code>/ipfs/&lt;cid&gt;</code></p>
-<h2>Recent runs</h2>
-<table><tr><th>function</th><th>status</th><th>BOM</th><th>output</th></tr>
-{items or '<tr><td colspan="4">no runs yet</td></tr>'}
-</table></body></html>
-"""
-    return HTMLResponse(
-        page, headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
     )
