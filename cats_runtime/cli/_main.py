@@ -7,6 +7,7 @@ code (see :data:`EXIT_HELP`); with ``--json`` the same error is also a JSON obje
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -69,10 +70,20 @@ def _wants_json(args: list[str]) -> bool:
     return "--json" in head
 
 
+# C0/C1 control characters except tab: error text can carry a peer's or a record's words, and a
+# terminal must not take them as escape sequences (window titles, clipboard writes, a fake "done").
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _one_line(message: str) -> str:
+    r"""The error text as one printable line: control characters shown as ``\xNN``."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
+
+
 def _fail(exc: BaseException, message: str, code: int, *, as_json: bool, debug: bool) -> None:
     if debug:
         traceback.print_exc()
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {_one_line(message)}", err=True)
     if as_json and not json_emitted():
         click.echo(error_json(exc, message, code))
     sys.exit(code)
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             message += f" (see `{exc.ctx.command_path} --help`)"
         if as_json:
             click.echo(error_json(exc, message, exc.exit_code))
-        click.echo(f"error: {message}", err=True)
+        click.echo(f"error: {_one_line(message)}", err=True)
         sys.exit(exc.exit_code)
     except OSError as exc:
         # Files the user named that cannot be read or written: one line, not a traceback.

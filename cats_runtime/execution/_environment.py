@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..cas import CID, DAG_CBOR, BlockSource, _unixfs
-from ..errors import ExecutionError, IntegrityError, RecordError
+from ..errors import ExecutionError, IntegrityError, RecordError, StoreError
 from ..records import EnvironmentRecord, decode_record
 from ._materialize import remove_tree
 
@@ -90,7 +91,14 @@ def environment_cache_dir(home: Path | None = None) -> Path:
         return Path(root)
     if home is not None:
         return home / "envs"
-    return Path(tempfile.gettempdir()) / "cats-envs"
+    # Never a shared, predictable /tmp path another user could plant entries in: per uid, 0700,
+    # and refused unless this uid owns it and nobody else can write it.
+    path = Path(tempfile.gettempdir()) / f"cats-envs-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise StoreError(f"expected {path} to be a private directory of uid {os.getuid()}, found otherwise")
+    return path
 
 
 def load_environment(source: BlockSource, cid: CID) -> EnvironmentRecord:

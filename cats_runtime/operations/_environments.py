@@ -27,7 +27,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 from typing import Any, Final
 
-from packaging.markers import Marker
+from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
@@ -212,13 +212,18 @@ def _pylock_pins(path: Path) -> list[Pin]:
         if not isinstance(package, dict) or "name" not in package or "version" not in package:
             raise InvalidInputError(f"{where}: expected a package with a name and a version")
         marker = package.get("marker")
-        if marker and not Marker(str(marker)).evaluate():
-            continue
+        try:
+            if marker and not Marker(str(marker)).evaluate():
+                continue
+        except InvalidMarker:
+            found = str(marker)[:200]
+            raise InvalidInputError(f"{where}: expected a PEP 508 marker, found {found!r}") from None
+        wheels = package.get("wheels", [])
         digests = sorted(
             {
                 str(w["hashes"]["sha256"])
-                for w in package.get("wheels", [])
-                if isinstance(w, dict) and "sha256" in w.get("hashes", {})
+                for w in (wheels if isinstance(wheels, list) else [])
+                if isinstance(w, dict) and isinstance(w.get("hashes"), dict) and "sha256" in w["hashes"]
             }
         )
         if not digests:

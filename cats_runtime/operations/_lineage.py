@@ -252,15 +252,21 @@ def _ids(g: Lineage) -> dict[CID, str]:
     return {cid: f"n{i}" for i, cid in enumerate(sorted(g.nodes, key=str))}
 
 
+def _dot_str(text: str) -> str:
+    """A DOT quoted string: names come from other organizations' records and must not add attributes."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
 def _dot(g: Lineage) -> str:
     ids = _ids(g)
     out = ["digraph lineage {", "  rankdir=LR;"]
     for cid, n in sorted(g.nodes.items(), key=lambda kv: ids[kv[0]]):
         shape = "box" if n.kind == "bom" else "ellipse"
         style = ", penwidth=2" if cid == g.root else ""
-        out.append(f'  {ids[cid]} [shape={shape}{style}, label="{n.title}\\n{_short(cid)}"];')
+        label = _dot_str(f"{n.title}\n{_short(cid)}")
+        out.append(f"  {ids[cid]} [shape={shape}{style}, label={label}];")
     for a, b, name in sorted(g.edges):
-        out.append(f'  {ids[a]} -> {ids[b]} [label="{name}"];')
+        out.append(f"  {ids[a]} -> {ids[b]} [label={_dot_str(name)}];")
     out.append("}")
     return "\n".join(out)
 
