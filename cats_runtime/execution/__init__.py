@@ -6,7 +6,6 @@ from ._context import Context, Datum
 from ._jobs import JobsExecutor, auth_token
 from ._materialize import (
     ENTRYPOINT_RE,
-    code_cache_dir,
     load_entrypoint,
     make_read_only,
     make_writable,
@@ -26,24 +25,45 @@ from ._ray import (
     ray_version,
     run_locally,
 )
+from ._sandbox import (
+    SANDBOX_CHOICES,
+    CallResult,
+    SandboxCall,
+    SandboxMode,
+    SandboxPolicy,
+    SandboxSettings,
+    TaskLimits,
+    bwrap_available,
+    clean_workdir,
+    resolve_mode,
+    run_call,
+)
 from ._task import DatumRef, TaskResult, TaskSpec, run_task
 
 __all__ = [
     "ENTRYPOINT_RE",
     "MAX_RETRIES",
+    "SANDBOX_CHOICES",
+    "CallResult",
     "Context",
     "Datum",
     "DatumRef",
     "Executor",
     "JobsExecutor",
     "RayExecutor",
+    "SandboxCall",
+    "SandboxMode",
+    "SandboxPolicy",
+    "SandboxSettings",
     "SourceDesc",
     "TaskOutcome",
     "TaskResult",
+    "TaskLimits",
     "TaskSpec",
     "accept_result",
     "auth_token",
-    "code_cache_dir",
+    "bwrap_available",
+    "clean_workdir",
     "ensure_ray",
     "load_entrypoint",
     "make_read_only",
@@ -53,6 +73,8 @@ __all__ = [
     "open_source",
     "ray_version",
     "remove_tree",
+    "resolve_mode",
+    "run_call",
     "run_locally",
     "run_task",
 ]

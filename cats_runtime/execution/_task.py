@@ -6,11 +6,7 @@ on a remote cluster, or directly in a test.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import socket
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -18,8 +14,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..cas import CID, BlockSource, MemoryBlockStore, _unixfs
-from ._context import Context, Datum
-from ._materialize import load_entrypoint, materialize, materialize_code, remove_tree
+from ..errors import CatsError, InvalidInputError, LimitError
+from ._materialize import ENTRYPOINT_RE, materialize, package_name, remove_tree
+from ._sandbox import SandboxCall, SandboxSettings, make_task_dir, resolve_mode, run_call
 
 __all__ = ["DatumRef", "TaskResult", "TaskSpec", "run_task"]
 
@@ -45,6 +42,7 @@ class TaskSpec:
         params: JSON parameters.
         seed: The Order's seed.
         datum: The entry of the mapped input this task processes, or None in batch mode.
+        sandbox: How the task is confined (None: ``auto`` resolved on the worker, default limits).
     """
 
     key: str
@@ -54,6 +52,7 @@ class TaskSpec:
     params: dict[str, Any]
     seed: int
     datum: DatumRef | None = None
+    sandbox: SandboxSettings | None = None
 
 
 @dataclass
@@ -70,6 +69,7 @@ class TaskResult:
         host: Hostname of the worker (goes into the Invoice's executor facts).
         started_ms: Wall-clock start in ms since the epoch.
         finished_ms: Wall-clock end.
+        sandbox: The sandbox mode the function ran in (goes into the Invoice's executor facts).
     """
 
     key: str
@@ -81,82 +81,115 @@ class TaskResult:
     host: str = ""
     started_ms: int = 0
     finished_ms: int = 0
-
-
-class _LogHandler(logging.Handler):
-    def __init__(self, buffer: io.StringIO) -> None:
-        super().__init__()
-        self._buffer = buffer
-        self.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._buffer.write(self.format(record) + "\n")
+    sandbox: str = ""
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _declared(source: BlockSource, cid: CID) -> int:
+    info = _unixfs.stat(source, cid)
+    # A file declares its size (UnixFS filesize); a directory the sum of its links' Tsize.
+    return info.size if info.kind == "file" else info.cumulative_size
+
+
+class _Budget:
+    """Bytes a task may materialize: declared sizes are checked first, written bytes as they land."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.declared = 0
+        self.written = 0
+
+    def declare(self, what: str, size: int) -> None:
+        self.declared += size
+        if self.declared > self.limit:
+            raise LimitError(
+                f"expected at most {self.limit} bytes of code and inputs for a task, found {what} "
+                f"declaring {size} bytes ({self.declared} in all)"
+            )
+
+    def wrote(self, n: int) -> None:
+        # Whatever the DAG declared: a directory's Tsize can lie, or blocks can repeat.
+        self.written += n
+        if self.written > self.limit:
+            raise LimitError(
+                f"expected at most {self.limit} bytes of code and inputs for a task, "
+                f"found more while writing them (the DAG understated its size)"
+            )
+
+
+def _layout(spec: TaskSpec, source: BlockSource, task_dir: Path, budget: _Budget) -> SandboxCall:
+    """Materialize code, inputs and datum from verified blocks into the task directory."""
+    code = CID.decode(spec.code)
+    if not ENTRYPOINT_RE.match(spec.entrypoint):
+        raise InvalidInputError(f"expected an entrypoint 'module:callable', found {spec.entrypoint!r}")
+    wanted: list[tuple[str, CID, Path]] = [("the code", code, task_dir / "code")]
+    (task_dir / "inputs").mkdir()
+    inputs: dict[str, str] = {}
+    for name, cid_text in sorted(spec.inputs.items()):
+        wanted.append((f"input {name!r}", CID.decode(cid_text), task_dir / "inputs" / name))
+        inputs[name] = name
+    datum: tuple[str, str, str, str] | None = None
+    if spec.datum is not None:
+        d = spec.datum
+        (task_dir / "inputs" / d.input).mkdir()
+        wanted.append(
+            (f"datum {d.input}/{d.name}", CID.decode(d.cid), task_dir / "inputs" / d.input / d.name)
+        )
+        inputs[d.input] = f"{d.input}/{d.name}"
+        datum = (d.input, d.name, inputs[d.input], d.cid)
+    for what, cid, _ in wanted:
+        budget.declare(what, _declared(source, cid))
+    for _, cid, target in wanted:
+        materialize(source, cid, target, progress=budget.wrote)
+    (task_dir / "output").mkdir()
+    return SandboxCall(
+        spec.key, task_dir, package_name(code), spec.entrypoint, inputs, datum, spec.params, spec.seed
+    )
+
+
+def _settings(spec: TaskSpec) -> SandboxSettings:
+    if spec.sandbox is not None:
+        return spec.sandbox
+    mode, _ = resolve_mode("auto")
+    return SandboxSettings(mode=mode)
+
+
 def run_task(spec: TaskSpec, source: BlockSource, *, workdir: Path | None = None) -> TaskResult:
     """Run one task: code and inputs come from ``source`` (verified), never from the caller's disk.
 
-    Any exception raised while materializing or by the function itself becomes a failed result
-    with the traceback in its log; the output of a failed task is discarded.
+    The user's function runs in a fresh sandboxed child (see :mod:`._sandbox`); this process only
+    materializes, waits and hashes the output. Any failure (a bad DAG, a budget, the function
+    raising, a limit) becomes a failed result with the reason; the task directory is always removed.
     """
     started = _now_ms()
-    buffer = io.StringIO()
-    tmp = Path(tempfile.mkdtemp(prefix="cats-task-", dir=workdir))
-    logger = logging.Logger(f"cats.function.{spec.key}", logging.DEBUG)  # unregistered: freed with the task
-    logger.addHandler(_LogHandler(buffer))
-    logger.propagate = False
+    settings = _settings(spec)
+    host = socket.gethostname()
+    given = workdir if workdir is not None else Path(settings.workdir) if settings.workdir else None
+    task_dir = make_task_dir(given)
+    log = ""
     try:
         try:
-            code = CID.decode(spec.code)
-            fn = load_entrypoint(materialize_code(source, code), spec.entrypoint, code)
-            inputs: dict[str, Path] = {}
-            (tmp / "inputs").mkdir()
-            for name, cid_text in sorted(spec.inputs.items()):
-                inputs[name] = materialize(source, CID.decode(cid_text), tmp / "inputs" / name)
-            datum: Datum | None = None
-            if spec.datum is not None:
-                holder = tmp / "inputs" / spec.datum.input
-                holder.mkdir()
-                path = materialize(source, CID.decode(spec.datum.cid), holder / spec.datum.name)
-                inputs[spec.datum.input] = path
-                datum = Datum(spec.datum.input, spec.datum.name, path, spec.datum.cid)
-            output = tmp / "output"
-            output.mkdir()
-            ctx = Context(
-                inputs=inputs, output=output, params=spec.params, seed=spec.seed, log=logger, datum=datum
-            )
-            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-                fn(ctx)
+            call = _layout(spec, source, task_dir, _Budget(settings.limits.input_bytes))
+            result = run_call(call, settings)
+            log = result.log
+            if result.error is not None:
+                return TaskResult(
+                    spec.key, "failed", None, [], log, result.error, host, started, _now_ms(), settings.mode
+                )
             store = MemoryBlockStore()
-            root = _unixfs.add_path(output, store).cid
+            root = _unixfs.add_path(task_dir / "output", store).cid
             blocks = [(cid.buffer, store.get(cid)) for cid in store]
-        except (Exception, SystemExit) as exc:  # a function calling sys.exit() failed too
-            buffer.write(traceback.format_exc())
+        except Exception as exc:
+            log += traceback.format_exc() if not isinstance(exc, CatsError) else f"error: {exc}\n"
+            error = f"{type(exc).__name__}: {exc}"
             return TaskResult(
-                spec.key,
-                "failed",
-                None,
-                [],
-                buffer.getvalue(),
-                f"{type(exc).__name__}: {exc}",
-                socket.gethostname(),
-                started,
-                _now_ms(),
+                spec.key, "failed", None, [], log, error, host, started, _now_ms(), settings.mode
             )
     finally:
-        remove_tree(tmp)
+        remove_tree(task_dir)
     return TaskResult(
-        spec.key,
-        "succeeded",
-        root.buffer,
-        blocks,
-        buffer.getvalue(),
-        None,
-        socket.gethostname(),
-        started,
-        _now_ms(),
+        spec.key, "succeeded", root.buffer, blocks, log, None, host, started, _now_ms(), settings.mode
     )

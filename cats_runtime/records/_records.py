@@ -111,6 +111,8 @@ class FunctionRecord(Record):
         requirements: The pinned requirements file, or None.
         image: A container image digest ``"sha256:<64 hex>"``, or None.
         ignore: Exclude patterns applied when hashing ``code`` (a set: stored sorted, unique).
+        network: Whether the code needs the network; without it the task's sandbox has none.
+            Part of the Function CID, so a node's allow-list names it too.
     """
 
     TYPE: ClassVar[str] = "cats/function@1"
@@ -123,6 +125,7 @@ class FunctionRecord(Record):
         "requirements": Optional(_ANY_LINK),
         "image": Optional(_IMAGE),
         "ignore": Seq(_PATTERN, as_set=True),
+        "network": Bool(),
     }
 
     name: str
@@ -133,6 +136,7 @@ class FunctionRecord(Record):
     requirements: CID | None = None
     image: str | None = None
     ignore: Sequence[str] = ()
+    network: bool = False
 
 
 @record
