@@ -15,17 +15,18 @@ the task's log.
 from __future__ import annotations
 
 import errno
-import importlib.machinery
-import importlib.util
+import importlib
 import json
-import logging
 import os
 import resource
 import signal
 import sys
-import traceback
+import types
 from pathlib import Path
 from typing import Any
+
+# Only modules every task needs are imported up front (each costs every datum its import time);
+# ``logging`` waits for ``ctx.log``, ``traceback`` for a failure.
 
 # Which limit an exception means, so the Invoice names the limit rather than a bare errno.
 _LIMIT_ERRNOS = {
@@ -84,18 +85,20 @@ def _drop_to(uid: int) -> None:
 
 
 def _load_module(name: str, path: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
+    module = types.ModuleType(name)
+    module.__file__ = path
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    with open(path, encoding="utf-8") as f:
+        source = f.read()
+    exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 -- the runtime's own _context.py
     return module
 
 
 def _load_entrypoint(code_dir: str, package: str, entrypoint: str) -> Any:
     module_name, attr = entrypoint.split(":")
-    spec = importlib.machinery.ModuleSpec(package, None, is_package=True)
-    pkg = importlib.util.module_from_spec(spec)
+    # The code directory is a package of its own (relative imports work); nothing of it goes on
+    # sys.path, so it cannot shadow the standard library or the Environment.
+    pkg = types.ModuleType(package)
     pkg.__path__ = [code_dir]
     sys.modules[package] = pkg
     try:
@@ -140,10 +143,7 @@ def main(argv: list[str]) -> int:
         sys.dont_write_bytecode = True  # code and environment are read-only and content-addressed
         sys.path[:] = [*req["python_path"], *sys.path]
         context = _load_module("cats_context", req["context"])
-        log = logging.Logger(f"cats.function.{req['key']}", logging.DEBUG)
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-        log.addHandler(handler)
+        log = f"cats.function.{req['key']}"
         inputs = {name: Path(p) for name, p in req["inputs"].items()}
         datum = None
         if req["datum"] is not None:
@@ -164,6 +164,8 @@ def main(argv: list[str]) -> int:
         outcome = {"ok": True}
     except (Exception, SystemExit) as exc:  # a function calling sys.exit() failed too
         if not isinstance(exc, _Failure):
+            import traceback
+
             traceback.print_exc()
         outcome = {"ok": False, "error": _reason(exc, limits)}
     _report(outcome)
