@@ -5,7 +5,9 @@ function). "Unsandboxed" is how tasks ran before the sandbox: materialize code a
 the entrypoint in the worker's own interpreter and call it. The sandboxed runs go through
 ``run_task`` exactly as a Ray worker does (no Ray here: it would only add the same constant to
 both sides). ``none`` (a fresh process, no namespaces) separates the cost of spawning Python from
-the cost of bubblewrap.
+the cost of bubblewrap. The CPU column counts this process and the children it reaped: in
+``bwrap`` mode the Python inside is reaped within its pid namespace and is undercounted, so read
+the ``none`` row for the CPU cost of starting the launcher.
 
 .venv/bin/python benchmarks/bench_sandbox.py [--n 50]
 """
