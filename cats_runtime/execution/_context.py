@@ -19,7 +19,7 @@ __all__ = ["Context", "Datum"]
 
 
 class _Frozen:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"cannot assign to field {name!r}: {type(self).__name__} is frozen")
@@ -28,16 +28,16 @@ class _Frozen:
         raise AttributeError(f"cannot delete field {name!r}: {type(self).__name__} is frozen")
 
     def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, n) for n in self.__slots__)  # type: ignore[attr-defined]
+        return tuple(getattr(self, n) for n in self.__slots__)
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self._fields() == other._fields()  # type: ignore[attr-defined]
+        return isinstance(other, _Frozen) and type(other) is type(self) and self._fields() == other._fields()
 
     def __hash__(self) -> int:
         return hash(self._fields())
 
     def __repr__(self) -> str:
-        body = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)  # type: ignore[attr-defined]
+        body = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
         return f"{type(self).__name__}({body})"
 
 
@@ -85,6 +85,7 @@ class Context(_Frozen):
     params: Mapping[str, Any]
     seed: int
     datum: Datum | None
+    _log: logging.Logger | str
 
     def __init__(
         self,
@@ -103,7 +104,7 @@ class Context(_Frozen):
     @property
     def log(self) -> logging.Logger:
         """A logger whose records go to the run's log (stderr of the task, as ``LEVEL message``)."""
-        log = self._log  # type: ignore[has-type]
+        log = self._log
         if isinstance(log, str):  # a logger name: made on first use (importing logging costs ms)
             import logging
             import sys
@@ -114,4 +115,4 @@ class Context(_Frozen):
             logger.addHandler(handler)
             object.__setattr__(self, "_log", logger)
             return logger
-        return log  # type: ignore[no-any-return]
+        return log
