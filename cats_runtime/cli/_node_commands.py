@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -14,6 +15,7 @@ import click
 
 from ..cas import Repo
 from ..errors import AddressInUseError, FunctionFailedError, InvalidInputError
+from ..execution import TaskLimits
 from ..operations import (
     AllowList,
     Node,
@@ -117,6 +119,28 @@ def node() -> None:
     help="Re-hash every block before the gateway serves it, so this node never passes on a "
     "corrupt block (clients verify every block anyway; turning it off saves one sha256 pass).",
 )
+@click.option(
+    "--sandbox",
+    type=click.Choice(["auto", "bwrap", "uid", "none"]),
+    default="auto",
+    show_default=True,
+    help="How Orders' tasks are confined: bwrap (namespaces); auto is bwrap where it works, else "
+    "the node refuses other organizations' Orders; uid (a task uid only, weaker) and none "
+    "(no confinement: trusted single-user use) are named weaker modes. See docs/security.md.",
+)
+@click.option(
+    "--task-limits",
+    metavar="NAME=VALUE,...",
+    default="",
+    help="Per-task limits over the defaults, e.g. memory_bytes=512M,cpu_seconds=60 (names: cpu_seconds, "
+    "memory_bytes, processes, open_files, output_bytes, output_files, input_bytes, tmp_bytes, wall_seconds).",
+)
+@click.option(
+    "--allow-network/--no-allow-network",
+    default=False,
+    show_default=True,
+    help="Run Functions that declare network: true (with network); refused by default.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request (off by default: it costs throughput).")
 def serve(
     host: str,
@@ -131,6 +155,9 @@ def serve(
     verify_reads: bool,
     access_log: bool,
     operator_token: str | None,
+    sandbox: str,
+    task_limits: str,
+    allow_network: bool,
 ) -> None:
     """Serve this home as a CAT Node until interrupted (Ctrl-C or SIGTERM stops it cleanly)."""
     import json
@@ -160,6 +187,11 @@ def serve(
             "ray_address": ray_address,
             "public_url": f"http://{host}:{port}",
             "verify_reads": verify_reads,
+            "sandbox": {
+                "mode": sandbox,
+                "limits": dataclasses.asdict(TaskLimits.parse(task_limits)),
+                "allow_network": allow_network,
+            },
         }
         os.environ[_CONFIG_ENV] = json.dumps(config)
         server_config = uvicorn.Config(

@@ -5,21 +5,18 @@ from __future__ import annotations
 from ._context import Context, Datum
 from ._environment import (
     BuiltEnvironment,
-    EnvRun,
     build_environment,
     check_compatible,
     clear_environment_cache,
     distributions_digest,
     environment_cache_dir,
     load_environment,
-    run_in_environment,
     uv_binary,
 )
 from ._extras import EXTRAS, require_extra
 from ._jobs import JobsExecutor, auth_token
 from ._materialize import (
     ENTRYPOINT_RE,
-    code_cache_dir,
     load_entrypoint,
     make_read_only,
     make_writable,
@@ -39,6 +36,19 @@ from ._ray import (
     ray_version,
     run_locally,
 )
+from ._sandbox import (
+    SANDBOX_CHOICES,
+    CallResult,
+    SandboxCall,
+    SandboxMode,
+    SandboxPolicy,
+    SandboxSettings,
+    TaskLimits,
+    bwrap_available,
+    clean_workdir,
+    resolve_mode,
+    run_call,
+)
 from ._task import DatumRef, TaskResult, TaskSpec, run_task
 
 __all__ = [
@@ -46,16 +56,22 @@ __all__ = [
     "EXTRAS",
     "MAX_RETRIES",
     "BuiltEnvironment",
-    "EnvRun",
+    "SANDBOX_CHOICES",
+    "CallResult",
     "Context",
     "Datum",
     "DatumRef",
     "Executor",
     "JobsExecutor",
     "RayExecutor",
+    "SandboxCall",
+    "SandboxMode",
+    "SandboxPolicy",
+    "SandboxSettings",
     "SourceDesc",
     "TaskOutcome",
     "TaskResult",
+    "TaskLimits",
     "TaskSpec",
     "accept_result",
     "auth_token",
@@ -66,6 +82,8 @@ __all__ = [
     "environment_cache_dir",
     "load_environment",
     "code_cache_dir",
+    "bwrap_available",
+    "clean_workdir",
     "ensure_ray",
     "load_entrypoint",
     "make_read_only",
@@ -76,7 +94,8 @@ __all__ = [
     "ray_version",
     "remove_tree",
     "require_extra",
-    "run_in_environment",
+    "resolve_mode",
+    "run_call",
     "run_locally",
     "run_task",
     "uv_binary",

@@ -26,10 +26,10 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from ..cas import CID, DAG_CBOR, BlockSource, _unixfs
 from ..errors import ExecutionError, IntegrityError, RecordError, StoreError
@@ -38,7 +38,6 @@ from ._materialize import remove_tree
 
 __all__ = [
     "BuiltEnvironment",
-    "EnvRun",
     "build_environment",
     "check_compatible",
     "clear_environment_cache",
@@ -46,13 +45,10 @@ __all__ = [
     "environment_cache_dir",
     "load_environment",
     "install_environment",
-    "run_in_environment",
     "uv_binary",
 ]
 
 MARKER: Final = ".cats-environment"
-_LAUNCHER: Final = Path(__file__).with_name("_env_launcher.py")
-_CONTEXT: Final = Path(__file__).with_name("_context.py")
 
 
 @dataclass(frozen=True)
@@ -296,94 +292,3 @@ def clear_environment_cache(cache: Path) -> int:
 
 
 # -- running code inside a built Environment ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EnvRun:
-    """What one call inside an Environment produced.
-
-    Attributes:
-        ok: True when the function returned.
-        log: Everything the child printed or logged (and the traceback on failure).
-        error: ``ExceptionType: message`` on failure, else None.
-        facts: What the child observed: ``interpreter`` and the ``distributions`` digest of what
-            was importable.
-    """
-
-    ok: bool
-    log: str
-    error: str | None
-    facts: Mapping[str, str]
-
-
-def run_in_environment(
-    built: BuiltEnvironment,
-    *,
-    code_dir: Path,
-    package: str,
-    entrypoint: str,
-    inputs: Mapping[str, Path],
-    output: Path,
-    params: Mapping[str, Any],
-    seed: int,
-    datum: Mapping[str, str] | None,
-    workdir: Path,
-) -> EnvRun:
-    """Call ``entrypoint`` in a child ``python -I -S`` that sees only the Environment and the code.
-
-    The child gets a clean process environment (no variable of the node's), the standard
-    library, ``built.site_packages`` and the context API (loaded from its file, not from the
-    cats_runtime package): not the node's site-packages, so undeclared packages do not import.
-    """
-    job = {
-        "code_dir": str(code_dir),
-        "package": package,
-        "entrypoint": entrypoint,
-        "context": str(_CONTEXT),
-        "site_packages": [str(p) for p in built.site_packages],
-        "inputs": {k: str(v) for k, v in inputs.items()},
-        "output": str(output),
-        "params": params,
-        "seed": seed,
-        "datum": dict(datum) if datum is not None else None,
-        "result": str(workdir / "result.json"),
-    }
-    read_end, write_end = os.pipe()
-    job["facts_fd"] = write_end
-    job_file = workdir / "job.json"
-    job_file.write_text(json.dumps(job), encoding="utf-8")
-    env = {"LC_ALL": "C.UTF-8", "HOME": str(workdir), "PATH": "/usr/bin:/bin"}
-    try:
-        proc = subprocess.run(  # noqa: S603 (our launcher, a job file we wrote)
-            [str(built.python), "-I", "-S", "-B", str(_LAUNCHER), str(job_file)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=workdir,
-            env=env,
-            pass_fds=(write_end,),
-            check=False,
-        )
-    finally:
-        os.close(write_end)
-    # The facts are a few hundred bytes, far below a pipe's buffer: the child never blocks on them.
-    with os.fdopen(read_end, "rb") as pipe:
-        raw_facts = pipe.read()
-    log = proc.stdout.decode("utf-8", "replace")
-    try:
-        found = json.loads(raw_facts or b"{}")
-        facts = {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
-    except ValueError:
-        facts = {}
-    try:
-        result = json.loads((workdir / "result.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        result = {}
-    if not isinstance(result, dict):
-        result = {}
-    if proc.returncode == 0 and result.get("ok") is True:
-        return EnvRun(True, log, None, facts)
-    error = result.get("error")
-    if not isinstance(error, str):
-        error = f"ExecutionError: the function's process exited with status {proc.returncode}"
-    return EnvRun(False, log, error, facts)

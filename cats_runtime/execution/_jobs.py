@@ -30,6 +30,7 @@ from ..cas._car import write_car
 from ..cas._walk import walk
 from ..errors import AuthError, ExecutionError, InvalidInputError, PeerError
 from ._ray import SourceDesc, TaskOutcome, accept_result
+from ._sandbox import SandboxSettings
 from ._task import DatumRef, TaskResult, TaskSpec
 
 __all__ = ["RESULT_PREFIX", "JobsExecutor", "auth_token", "decode_result_line", "encode_result_line"]
@@ -78,7 +79,14 @@ def spec_to_json(spec: TaskSpec) -> dict[str, Any]:
 def spec_from_json(value: dict[str, Any]) -> TaskSpec:
     """The inverse of :func:`spec_to_json`."""
     datum = value.get("datum")
-    return TaskSpec(**{**value, "datum": DatumRef(**datum) if datum else None})
+    sandbox = value.get("sandbox")
+    return TaskSpec(
+        **{
+            **value,
+            "datum": DatumRef(**datum) if datum else None,
+            "sandbox": SandboxSettings.from_json(sandbox) if sandbox else None,
+        }
+    )
 
 
 class JobsExecutor:

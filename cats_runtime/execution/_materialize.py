@@ -12,7 +12,6 @@ import re
 import shutil
 import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,12 +22,12 @@ from ..errors import ExecutionError, InvalidInputError
 
 __all__ = [
     "ENTRYPOINT_RE",
-    "code_cache_dir",
     "load_entrypoint",
     "make_read_only",
     "make_writable",
     "materialize",
     "materialize_code",
+    "package_name",
     "remove_tree",
 ]
 
@@ -72,50 +71,39 @@ def _tree(path: Path) -> list[Path]:
     return out
 
 
-def materialize(source: BlockSource, cid: CID, target: Path, *, read_only: bool = True) -> Path:
+def materialize(
+    source: BlockSource,
+    cid: CID,
+    target: Path,
+    *,
+    read_only: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
     """Write the UnixFS file or directory ``cid`` at ``target`` (which must not exist yet).
 
     Every block is verified as it is read. With ``read_only`` the tree loses its write bits so a
     function that tries to modify its inputs fails instead of silently changing what it reads.
+    ``progress`` gets the bytes written as they are; raising from it stops the write (a budget).
     """
-    _unixfs.get(source, cid, target)
+    _unixfs.get(source, cid, target, progress=progress)
     if read_only:
         make_read_only(target)
     return target
 
 
-def code_cache_dir() -> Path:
-    """Worker-local cache of materialized code trees, one directory per code CID."""
-    root = os.environ.get("CATS_CODE_CACHE")
-    return Path(root) if root else Path(tempfile.gettempdir()) / "cats-code"
+def materialize_code(source: BlockSource, code: CID, target: Path) -> Path:
+    """The code tree ``code`` written at ``target`` (read-only), from verified blocks, for one run.
 
-
-def materialize_code(source: BlockSource, code: CID) -> Path:
-    """The code tree ``code`` on this worker's disk, materialized once and then reused.
-
-    Content addressing makes the cache safe: a directory named by the CID can only ever hold
-    that content. Concurrent workers race benignly: each writes a private copy and renames it
-    into place; the loser discards its copy.
+    There is deliberately no shared cache: a tree on disk that some earlier process could have
+    written is not evidence of its CID (code of one organization once rewrote the cached tree of
+    another's). Materializing a code tree costs about as much as re-hashing it, so each task
+    gets its own copy inside its private task directory.
     """
-    cache = code_cache_dir()
-    final = cache / str(code)
-    if final.is_dir():
-        return final
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{code}.", dir=cache))
-    try:
-        materialize(source, code, tmp / "code", read_only=True)
-        try:
-            os.rename(tmp / "code", final)
-        except OSError:
-            if not final.is_dir():
-                raise
-    finally:
-        remove_tree(tmp)
-    return final
+    return materialize(source, code, target, read_only=True)
 
 
-def _package_name(code: CID) -> str:
+def package_name(code: CID) -> str:
+    """The synthetic top-level package the code tree ``code`` is imported as."""
     # One synthetic top-level package per code CID: two versions of the same module never share
     # an entry in sys.modules, even inside one long-lived Ray worker.
     return "_cats_code_" + hashlib.sha256(code.buffer).hexdigest()[:24]
@@ -134,7 +122,7 @@ def load_entrypoint(code_dir: Path, entrypoint: str, code: CID) -> Callable[...,
     if not ENTRYPOINT_RE.match(entrypoint):
         raise InvalidInputError(f"expected an entrypoint 'module:callable', found {entrypoint!r}")
     module_name, attr = entrypoint.split(":")
-    package = _package_name(code)
+    package = package_name(code)
     with _import_lock:
         if package not in sys.modules:
             spec = importlib.machinery.ModuleSpec(package, None, is_package=True)

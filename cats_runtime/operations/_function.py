@@ -223,6 +223,7 @@ def build_function(
     image: str | None = None,
     name: str | None = None,
     ignore: tuple[str, ...] = DEFAULT_IGNORE,
+    network: bool = False,
 ) -> tuple[FunctionRecord, CID]:
     """Hash a code directory and describe how to run it; the record (and code) go into ``store``.
 
@@ -236,6 +237,7 @@ def build_function(
         image: A container image digest ``sha256:<64 hex>``.
         name: A human name; defaults to the callable's name.
         ignore: Exclude patterns used when hashing (recorded in the Function).
+        network: The code needs the network (recorded; without it the sandbox has none).
 
     Returns:
         The record and its CID.
@@ -276,6 +278,7 @@ def build_function(
         ignore=list(ignore),
         environment=environment,
         params=declared,
+        network=network,
     )
     block = record.to_block()
     if store is not None:

@@ -21,17 +21,28 @@ from .. import __version__
 from ..cas import CID, BlockStore, _unixfs
 from ..cas._dagpb import PBLink
 from ..cas._profiles import DEFAULT_PROFILE, ImportProfile
-from ..errors import BlockNotFoundError, InvalidCIDError, InvalidInputError, LimitError, RecordError
+from ..errors import (
+    AuthError,
+    BlockNotFoundError,
+    InvalidCIDError,
+    InvalidInputError,
+    LimitError,
+    RecordError,
+)
 from ..execution import (
     DatumRef,
     Executor,
     JobsExecutor,
     RayExecutor,
+    SandboxPolicy,
+    SandboxSettings,
     SourceDesc,
     TaskOutcome,
     TaskSpec,
+    clean_workdir,
     environment_cache_dir,
     ray_version,
+    resolve_mode,
 )
 from ..records import (
     BOMRecord,
@@ -320,6 +331,31 @@ def _log_text(sections: list[tuple[str, str]]) -> str:
     return "".join(parts)
 
 
+def _sandbox_for(
+    node: Node, function: FunctionRecord, cid: CID, policy: SandboxPolicy, local: bool
+) -> tuple[SandboxSettings, str | None]:
+    """The settings every task of this run gets, and a warning when ``auto`` fell back to ``none``.
+
+    Raises:
+        AuthError: the Function declares the network and the node does not allow it.
+    """
+    if function.network and not policy.allow_network:
+        raise AuthError(f"expected a Function without network access on this node, found {cid} declaring it")
+    mode, why = resolve_mode(policy.mode, network=function.network)
+    workdir: str | None = None
+    if local:
+        # Task directories live in the home (not a shared /tmp): private to the node's uid, and
+        # removed at the start of the next run when a crash left them behind.
+        work = node.home / "work"
+        work.mkdir(mode=0o700, exist_ok=True)
+        work.chmod(0o700)
+        clean_workdir(work)
+        workdir = str(work)
+    settings = SandboxSettings(mode=mode, limits=policy.limits, network=function.network, workdir=workdir)
+    warning = None if why is None else f"warning: {why}; the tasks ran with --sandbox=none (unconfined)"
+    return settings, warning
+
+
 def execute_order(
     node: Node,
     order: OrderRecord,
@@ -329,16 +365,20 @@ def execute_order(
     address: str | None = None,
     cas_url: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    sandbox: SandboxPolicy | None = None,
 ) -> Execution:
     """Execute ``order`` on Ray and store its Invoice (not indexed: the caller indexes).
 
     In ``map`` mode the first input (in name order) is the mapped one: one task per top-level
     entry; the other inputs are given whole to every task. Datums whose memo key is in the
-    catalog (and whose output is still stored) are not recomputed when ``use_memo``.
+    catalog (and whose output is still stored) are not recomputed when ``use_memo``. Every task
+    runs sandboxed as ``sandbox`` says (default: ``auto``, default limits).
     """
     started = _now_ms()
     store = node.store
     function = _load_function(node, order.function)
+    local = address is None and cas_url is None
+    box, box_warning = _sandbox_for(node, function, order.function, sandbox or SandboxPolicy(), local)
     for name, cid in order.inputs.items():
         if not store.has(cid):
             raise BlockNotFoundError(f"input {name!r}: block {cid} is not in the store at {node.home}")
@@ -349,7 +389,16 @@ def execute_order(
     code, entrypoint, params, seed = str(function.code), function.entrypoint, dict(order.params), order.seed
     if function.mode == "batch":
         specs.append(
-            TaskSpec("batch", code, entrypoint, {k: str(v) for k, v in order.inputs.items()}, params, seed)
+            TaskSpec(
+                "batch",
+                code,
+                entrypoint,
+                {k: str(v) for k, v in order.inputs.items()},
+                params,
+                seed,
+                None,
+                box,
+            )
         )
     else:
         mapped = sorted(order.inputs)[0]
@@ -389,6 +438,7 @@ def execute_order(
                     params,
                     seed,
                     DatumRef(mapped, e.name, str(e.cid)),
+                    box,
                 )
             )
     # The Environment is checked and built once here, before any task starts: a mismatched
@@ -447,6 +497,8 @@ def execute_order(
             sections.append((f"{key} [{o.status} on {o.host or '?'}]", o.log))
         elif key in data:
             sections.append((f"{key} [memoized: {data[key].output}]", ""))
+    if box_warning is not None:
+        sections.append(("sandbox", box_warning + "\n"))
     if error is not None:
         sections.append(("run", f"error: {error}\n"))
     log = _unixfs.add_bytes(_log_text(sections).encode("utf-8"), store)
@@ -464,6 +516,8 @@ def execute_order(
             "driver": socket.gethostname(),
             "workers": ",".join(hosts),
             "cluster": executor.cluster or "none",
+            "sandbox": box.mode,
+            "network": "on" if box.network else "off",
             **(
                 environment_facts(function.environment, environment, (o.facts for o in outcomes))
                 if function.environment is not None and environment is not None
@@ -506,8 +560,11 @@ def run_order(
     address: str | None = None,
     cas_url: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    sandbox: SandboxPolicy | None = None,
 ) -> RunOutcome:
     """Run a stored Order; an Order that already succeeded returns its BOM at once unless ``force``.
+
+    ``sandbox`` is the node's sandbox policy (default ``auto`` with default limits).
 
     Raises:
         InvalidInputError: the Order's Structure names a Plant this run would not execute on
@@ -551,6 +608,7 @@ def run_order(
             address=address,
             cas_url=cas_url,
             on_progress=on_progress,
+            sandbox=sandbox,
         )
         invoice = ex.invoice
         records: list[tuple[CID, Any]] = [(order_cid, order), (ex.invoice_cid, invoice)]
@@ -607,6 +665,7 @@ def run(
     cas_url: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     imports: Mapping[str, InputImport] | None = None,
+    sandbox: SandboxPolicy | None = None,
 ) -> RunOutcome:
     """Make the Order (local Structure by default) and run it. See :func:`run_order`.
 
@@ -624,5 +683,12 @@ def run(
         structure_cid = store_structure(structure or local_structure(), node.store)
     order, order_cid = make_order(node, function, inputs, params or {}, seed, structure_cid, imports)
     return run_order(
-        node, order, order_cid, force=force, address=address, cas_url=cas_url, on_progress=on_progress
+        node,
+        order,
+        order_cid,
+        force=force,
+        address=address,
+        cas_url=cas_url,
+        on_progress=on_progress,
+        sandbox=sandbox,
     )

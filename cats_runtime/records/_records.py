@@ -182,6 +182,8 @@ class FunctionRecord(Record):
             when it needs only the standard library.
         params: The parameters the code declares (name -> :class:`ParamSpec`), or None when it
             declares none (then any params are passed through unchecked).
+        network: Whether the code needs the network; without it the task's sandbox has none.
+            Part of the Function CID, so a node's allow-list names it too.
     """
 
     TYPE: ClassVar[str] = "cats/function@1"
@@ -196,6 +198,7 @@ class FunctionRecord(Record):
         "ignore": Seq(_PATTERN, as_set=True),
         "environment": Optional(_RECORD_LINK),
         "params": Optional(Map(_PARAM_NAME, Struct(ParamSpec))),
+        "network": Bool(),
     }
 
     name: str
@@ -208,6 +211,7 @@ class FunctionRecord(Record):
     ignore: Sequence[str] = ()
     environment: CID | None = None
     params: Mapping[str, ParamSpec] | None = None
+    network: bool = False
 
 
 @record

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..cas import Repo
 from ..errors import CatsError, InvalidInputError
+from ..execution import SandboxPolicy, TaskLimits
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import CATALOG_FILE, Catalog
 from . import _gateway_routes, _orders, _records_routes, _ui
@@ -111,6 +112,14 @@ def _open_state(config: NodeConfig, stack: ExitStack) -> NodeState:
     state.runs.start()
     stack.callback(state.runs.stop)
     return state
+
+
+def _sandbox_policy(doc: dict[str, Any]) -> SandboxPolicy:
+    return SandboxPolicy(
+        mode=str(doc.get("mode", "auto")),
+        limits=TaskLimits(**doc.get("limits", {})),
+        allow_network=bool(doc.get("allow_network", False)),
+    )
 
 
 def create_app(config: NodeConfig) -> FastAPI:
@@ -206,6 +215,7 @@ def config_from_json(text: str) -> NodeConfig:
             ray_address=doc.get("ray_address"),
             public_url=doc.get("public_url"),
             verify_reads=bool(doc.get("verify_reads", True)),
+            sandbox=_sandbox_policy(doc.get("sandbox", {})),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"expected a node configuration in ${CONFIG_ENV}: {exc}") from None

@@ -29,6 +29,7 @@ from ..cas import CID, DAG_CBOR, BlockSource, import_car, read_car
 from ..cas._gateway import ChainedBlockSource, GatewayBlockSource
 from ..cas._walk import reachable
 from ..errors import (
+    AuthError,
     BlockNotFoundError,
     DecodeError,
     InvalidInputError,
@@ -47,6 +48,8 @@ __all__ = ["execute_run", "router", "settle_from_catalog"]
 CAR_TYPE: Final = "application/vnd.ipld.car"
 JSON_TYPE: Final = "application/json"
 _RUN_ID_CHARS: Final = frozenset("0123456789abcdef")
+OPERATOR_ORG: Final = "operator"
+"""The organization of ``cats node serve --operator-token``: the node's own operator, trusted."""
 
 router = APIRouter(tags=["orders"])
 
@@ -165,6 +168,14 @@ def _peek_records(path: str) -> tuple[CID, OrderRecord, FunctionRecord]:
     return root, order, FunctionRecord.decode(data)
 
 
+def _check_network(state: NodeState, function: FunctionRecord, cid: CID) -> None:
+    if function.network and not state.config.sandbox.allow_network:
+        raise AuthError(
+            f"expected a Function without network access (this node refuses networked code), "
+            f"found {cid} declaring network: true"
+        )
+
+
 def _check_complete(source: BlockSource, order: OrderRecord) -> None:
     try:
         reachable(source, [order.function, order.structure, *order.inputs.values()])
@@ -176,6 +187,7 @@ def _check_complete(source: BlockSource, order: OrderRecord) -> None:
 
 def _accept_car(state: NodeState, path: str, endorsements: list[Endorsement]) -> tuple[CID, str]:
     root, order, function = _peek_records(path)
+    _check_network(state, function, order.function)
     allowed_by = state.allow.check(function.code, endorsements)
     with state.repo.write_lock(), open(path, "rb") as stream:
         roots = import_car(state.blocks, stream)
@@ -191,7 +203,8 @@ def _accept_remote(state: NodeState, order_cid: CID, source: str, endorsements: 
     """
     with GatewayBlockSource(source, timeout=15.0) as gateway:
         chained = ChainedBlockSource(state.blocks, [gateway])
-        _, function = load_order(chained, order_cid)
+        order, function = load_order(chained, order_cid)
+    _check_network(state, function, order.function)
     return state.allow.check(function.code, endorsements)
 
 
@@ -214,6 +227,9 @@ async def submit_order(request: Request) -> JSONResponse:
     """Accept an Order with its blocks (CAR body) or by CID with a gateway to fetch it from (JSON)."""
     state = node_state(request)
     org = await run_in_threadpool(authenticate, request, state.tokens)
+    refusal = state.config.sandbox.refusal() if org != OPERATOR_ORG else None
+    if refusal is not None:
+        raise AuthError(refusal)
     state.runs.check_room()
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limits = state.config.limits
@@ -253,7 +269,8 @@ async def submit_order(request: Request) -> JSONResponse:
         endorsements = _endorsements(request, extra)
         source = doc.get("from")
         if source is None:
-            _, function = await run_in_threadpool(load_order, state.blocks, order_cid)
+            stored, function = await run_in_threadpool(load_order, state.blocks, order_cid)
+            _check_network(state, function, stored.function)
             allowed_by = state.allow.check(function.code, endorsements)
             order = OrderRecord.decode(state.blocks.get(order_cid))
             await run_in_threadpool(_check_complete, state.blocks, order)
@@ -302,7 +319,9 @@ def execute_run(state: NodeState) -> Callable[[RunInfo, Callable[[RunInfo], None
             order = node.load(run.order)
             if not isinstance(order, OrderRecord):
                 raise InvalidInputError(f"expected {run.order} to be a cats/order record")
-            outcome = run_order(node, order, run.order, address=state.config.ray_address)
+            outcome = run_order(
+                node, order, run.order, address=state.config.ray_address, sandbox=state.config.sandbox
+            )
         return RunResult(outcome.status, outcome.invoice, outcome.bom, outcome.output, outcome.error)
 
     return execute

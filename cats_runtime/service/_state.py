@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 
 from ..cas import FSBlockStore, Repo
+from ..execution import SandboxPolicy
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import Catalog
 from ._limits import Limits
@@ -31,6 +32,8 @@ class NodeConfig:
         ray_address: A ``ray://`` cluster to run on (None: embedded local Ray).
         public_url: How peers reach this node (shown in run records and on the index page).
         verify_reads: Re-hash every block the gateway serves (clients verify anyway).
+        sandbox: How Orders' tasks are confined, their limits, and whether networked Functions
+            run (a node refuses them by default).
     """
 
     home: Path
@@ -40,6 +43,7 @@ class NodeConfig:
     ray_address: str | None = None
     public_url: str | None = None
     verify_reads: bool = True
+    sandbox: SandboxPolicy = field(default_factory=lambda: SandboxPolicy(allow_network=False))
 
 
 @dataclass

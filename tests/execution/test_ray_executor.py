@@ -6,20 +6,24 @@ import pytest
 
 from cats_runtime.cas import MemoryBlockStore, _unixfs
 from cats_runtime.errors import InvalidInputError
-from cats_runtime.execution import MAX_RETRIES, RayExecutor, SourceDesc, TaskSpec, ensure_ray
+from cats_runtime.execution import MAX_RETRIES, RayExecutor, SandboxSettings, SourceDesc, TaskSpec, ensure_ray
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 CRASHY = """
 import os
+import signal
 
 def main(ctx):
     marker = ctx.params["marker"]
     if ctx.params["always"] or not os.path.exists(marker):
         open(marker, "w").close()
-        os._exit(17)  # the worker process dies, as on an OOM kill
+        os.kill(os.getppid(), signal.SIGKILL)  # the Ray worker dies, as on an OOM kill
     (ctx.output / "ok.txt").write_text("survived")
 """
+# User code runs in a child of the worker; only the unconfined mode lets it reach the marker on
+# the host and kill its parent (the worker), which is what these tests need to simulate.
+UNCONFINED = SandboxSettings(mode="none")
 
 
 def _setup(tmp_path: Path) -> tuple[MemoryBlockStore, str, str]:
@@ -39,7 +43,19 @@ def test_inline_source_ships_blocks_to_workers(tmp_path: Path) -> None:
     executor = RayExecutor(SourceDesc("inline"), ship=store)
     sink = MemoryBlockStore()
     [outcome] = executor.run(
-        [TaskSpec("batch", code, "fn:main", {"doc": doc}, {"marker": str(marker), "always": False}, 0)], sink
+        [
+            TaskSpec(
+                "batch",
+                code,
+                "fn:main",
+                {"doc": doc},
+                {"marker": str(marker), "always": False},
+                0,
+                None,
+                UNCONFINED,
+            )
+        ],
+        sink,
     )
     assert outcome.status == "succeeded" and outcome.output is not None and sink.has(outcome.output)
 
@@ -49,7 +65,9 @@ def test_worker_death_is_retried(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     executor = RayExecutor(SourceDesc("inline"), ship=store)
     sink = MemoryBlockStore()
-    spec = TaskSpec("batch", code, "fn:main", {"doc": doc}, {"marker": str(marker), "always": False}, 0)
+    spec = TaskSpec(
+        "batch", code, "fn:main", {"doc": doc}, {"marker": str(marker), "always": False}, 0, None, UNCONFINED
+    )
     [outcome] = executor.run([spec], sink)
     assert marker.exists()  # the first attempt did die
     assert outcome.status == "succeeded", outcome.log
@@ -60,7 +78,14 @@ def test_worker_that_always_dies_fails_the_task(tmp_path: Path) -> None:
     store, code, doc = _setup(tmp_path)
     executor = RayExecutor(SourceDesc("inline"), ship=store)
     spec = TaskSpec(
-        "batch", code, "fn:main", {"doc": doc}, {"marker": str(tmp_path / "m"), "always": True}, 0
+        "batch",
+        code,
+        "fn:main",
+        {"doc": doc},
+        {"marker": str(tmp_path / "m"), "always": True},
+        0,
+        None,
+        UNCONFINED,
     )
     [outcome] = executor.run([spec], MemoryBlockStore())
     assert outcome.status == "failed" and outcome.output is None

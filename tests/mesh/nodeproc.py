@@ -152,6 +152,7 @@ def make_order_car(
     data: bytes = b"input data\n",
     spec: str | None = None,
     mode: str = "batch",
+    network: bool = False,
 ) -> tuple[object, bytes, object]:
     """Build (in ``client_home``) an Order of the test Function over a small input; return
     (order CID, CAR bytes of everything it needs, Function code CID)."""
@@ -168,7 +169,9 @@ def make_order_car(
     )
 
     with Node.open(client_home) as node:
-        record, function = build_function(spec or f"{SLOW_FN}:slow:main", node.store, mode=mode)  # type: ignore[arg-type]
+        record, function = build_function(
+            spec or f"{SLOW_FN}:slow:main", node.store, mode=mode, network=network
+        )  # type: ignore[arg-type]
         structure = store_structure(local_structure(), node.store)
         data_cid = add_bytes(data, node.store)
         _, order = make_order(node, function, {"data": data_cid}, params or {}, seed, structure)
