@@ -43,7 +43,7 @@ __all__ = [
     "InvoiceRecord",
     "Mode",
     "OrderRecord",
-    "ParamSpec",
+    "ParamDecl",
     "ParamType",
     "Status",
     "StructureRecord",
@@ -132,7 +132,7 @@ _PARAM_NAME: Final = Text(
 
 
 @record
-class ParamSpec(Checked):
+class ParamDecl(Checked):
     """One declared parameter of a Function (a nested map of the Function record, no ``type``).
 
     Attributes:
@@ -175,7 +175,7 @@ class FunctionRecord(Record):
         requirements: The pinned requirements file, or None.
         image: A container image digest ``"sha256:<64 hex>"``, or None.
         ignore: Exclude patterns applied when hashing ``code`` (a set: stored sorted, unique).
-        params: The parameters the code declares (name -> :class:`ParamSpec`), or None when it
+        params: The parameters the code declares (name -> :class:`ParamDecl`), or None when it
             declares none (then any params are passed through unchecked).
     """
 
@@ -189,7 +189,7 @@ class FunctionRecord(Record):
         "requirements": Optional(_ANY_LINK),
         "image": Optional(_IMAGE),
         "ignore": Seq(_PATTERN, as_set=True),
-        "params": Optional(Map(_PARAM_NAME, Struct(ParamSpec))),
+        "params": Optional(Map(_PARAM_NAME, Struct(ParamDecl))),
     }
 
     name: str
@@ -200,7 +200,7 @@ class FunctionRecord(Record):
     requirements: CID | None = None
     image: str | None = None
     ignore: Sequence[str] = ()
-    params: Mapping[str, ParamSpec] | None = None
+    params: Mapping[str, ParamDecl] | None = None
 
 
 @record
