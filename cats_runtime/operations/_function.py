@@ -13,7 +13,7 @@ from typing import Final, Literal
 from ..cas import CID, BlockStore, _unixfs
 from ..errors import InvalidInputError
 from ..execution import ENTRYPOINT_RE
-from ..records import FunctionRecord, ParamSpec
+from ..records import FunctionRecord, ParamDecl
 from ._environments import Pin, project_pins, read_requirements, resolve_environment
 from ._params import load_declaration
 
@@ -197,7 +197,7 @@ def check_entrypoint(code_dir: Path, entrypoint: str) -> None:
         )
 
 
-def inspect_function(spec: str) -> dict[str, ParamSpec] | None:
+def inspect_function(spec: str) -> dict[str, ParamDecl] | None:
     """Everything checkable about ``DIR:module:callable`` without hashing or running it.
 
     The pre-flight of ``cats run``: the directory, module and callable exist and the callable

@@ -21,10 +21,10 @@ import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, get_args
+from typing import Any, Final, cast, get_args
 
 from ..errors import InvalidInputError, RecordError
-from ..records import ParamSpec, ParamType, json_type_matches, json_type_of
+from ..records import ParamDecl, ParamType, json_type_matches, json_type_of
 
 __all__ = ["DECLARATION_FILE", "load_declaration", "resolve_params"]
 
@@ -49,7 +49,7 @@ def _json_value(value: Any, where: str) -> Any:
     raise InvalidInputError(f"{where}: expected a JSON value, found a TOML {type(value).__name__}")
 
 
-def load_declaration(code_dir: Path) -> dict[str, ParamSpec] | None:
+def load_declaration(code_dir: Path) -> dict[str, ParamDecl] | None:
     """The params declared in ``code_dir/cats.toml``, or None when it declares none.
 
     Raises:
@@ -71,7 +71,7 @@ def load_declaration(code_dir: Path) -> dict[str, ParamSpec] | None:
     table = doc["params"]
     if not isinstance(table, dict):
         raise InvalidInputError(f"{path}: expected [params.NAME] tables, found params = {table!r}")
-    declared: dict[str, ParamSpec] = {}
+    declared: dict[str, ParamDecl] = {}
     for name, spec in table.items():
         where = f"{path}: param {name!r}"
         if not isinstance(spec, dict):
@@ -91,13 +91,15 @@ def load_declaration(code_dir: Path) -> dict[str, ParamSpec] | None:
             raise InvalidInputError(f"{where}: expected a string description, found {description!r}")
         default = _json_value(spec["default"], where) if "default" in spec else None
         try:
-            declared[str(name)] = ParamSpec(type=kind, default=default, description=description)
+            declared[str(name)] = ParamDecl(
+                type=cast(ParamType, kind), default=default, description=description
+            )
         except RecordError as exc:
             raise InvalidInputError(f"{where}: {exc}") from None
     return declared
 
 
-def resolve_params(declared: Mapping[str, ParamSpec] | None, params: Mapping[str, Any]) -> dict[str, Any]:
+def resolve_params(declared: Mapping[str, ParamDecl] | None, params: Mapping[str, Any]) -> dict[str, Any]:
     """``params`` checked against a declaration, with the declared defaults filled in.
 
     Undeclared (``declared`` None): ``params`` unchanged. Otherwise every name must be declared,

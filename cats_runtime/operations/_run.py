@@ -51,7 +51,7 @@ from ..records import (
     InputImport,
     InvoiceRecord,
     OrderRecord,
-    ParamSpec,
+    ParamDecl,
     StructureRecord,
     memo_entries,
     memo_key,
@@ -83,7 +83,7 @@ INPUT_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 # -- parsing user input ------------------------------------------------------------------------
-def parse_param(text: str, declared: Mapping[str, ParamSpec] | None = None) -> tuple[str, Any]:
+def parse_param(text: str, declared: Mapping[str, ParamDecl] | None = None) -> tuple[str, Any]:
     """``k=v`` -> ``(k, value)``: ``v`` is parsed as JSON when it is valid JSON, else kept as a string.
 
     When the Function's params ``declared`` say ``k`` is a string, ``v`` is taken verbatim, so

@@ -46,7 +46,7 @@ __all__ = [
     "InvoiceRecord",
     "Mode",
     "OrderRecord",
-    "ParamSpec",
+    "ParamDecl",
     "ParamType",
     "Status",
     "StructureRecord",
@@ -135,7 +135,7 @@ _PARAM_NAME: Final = Text(
 
 
 @record
-class ParamSpec(Checked):
+class ParamDecl(Checked):
     """One declared parameter of a Function (a nested map of the Function record, no ``type``).
 
     Attributes:
@@ -180,7 +180,7 @@ class FunctionRecord(Record):
         ignore: Exclude patterns applied when hashing ``code`` (a set: stored sorted, unique).
         environment: The EnvironmentRecord the code runs in (its pinned distributions), or None
             when it needs only the standard library.
-        params: The parameters the code declares (name -> :class:`ParamSpec`), or None when it
+        params: The parameters the code declares (name -> :class:`ParamDecl`), or None when it
             declares none (then any params are passed through unchecked).
         network: Whether the code needs the network; without it the task's sandbox has none.
             Part of the Function CID, so a node's allow-list names it too.
@@ -197,7 +197,7 @@ class FunctionRecord(Record):
         "image": Optional(_IMAGE),
         "ignore": Seq(_PATTERN, as_set=True),
         "environment": Optional(_RECORD_LINK),
-        "params": Optional(Map(_PARAM_NAME, Struct(ParamSpec))),
+        "params": Optional(Map(_PARAM_NAME, Struct(ParamDecl))),
         "network": Bool(),
     }
 
@@ -210,7 +210,7 @@ class FunctionRecord(Record):
     image: str | None = None
     ignore: Sequence[str] = ()
     environment: CID | None = None
-    params: Mapping[str, ParamSpec] | None = None
+    params: Mapping[str, ParamDecl] | None = None
     network: bool = False
 
 

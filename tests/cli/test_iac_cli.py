@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
+from cats_runtime.cas import CID
 from cats_runtime.cli import main
+from cats_runtime.operations import Node, build_structure, store_structure
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +39,23 @@ def _bom(capsys: pytest.CaptureFixture[str], tmp_path: Path, *extra: str) -> str
     return str(json.loads(out)["bom"])
 
 
+def _cloud_bom(capsys: pytest.CaptureFixture[str], home: Path, tmp_path: Path, program: Path) -> str:
+    """A BOM naming stack acme's Plant, assembled from a local run (this machine is not that Plant)."""
+    with pytest.raises(AssertionError, match="would execute on the local Plant"):
+        _bom(capsys, tmp_path, "--structure", str(program), "--stack", "acme")
+    local = CID.decode(_bom(capsys, tmp_path))
+    with Node.open(home) as node:
+        structure = store_structure(build_structure(program, "acme", node.store), node.store)
+        bom = node.load(local)
+        order = dataclasses.replace(node.load(bom.order), structure=structure)
+        invoice = dataclasses.replace(node.load(bom.invoice), order=order.cid)
+        cloud = node.sign(dataclasses.replace(bom, order=order.cid, invoice=invoice.cid, structure=structure))
+        records = [(order.cid, order), (invoice.cid, invoice), (cloud.cid, cloud)]
+        node.store.put_many(r.to_block() for _, r in records)
+        node.catalog.index(records)
+    return str(cloud.cid)
+
+
 def test_redeploy_local_bom_matches(
     capsys: pytest.CaptureFixture[str], cats_home: Path, tmp_path: Path
 ) -> None:
@@ -55,7 +75,7 @@ def test_redeploy_of_a_cloud_bom_without_pulumi_is_exit_7(
         pytest.skip("the pulumi CLI is installed here; this checks the message when it is not")
     program = tmp_path / "program"
     shutil.copytree(ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "node_modules"))
-    bom = _bom(capsys, tmp_path, "--structure", str(program), "--stack", "acme")
+    bom = _cloud_bom(capsys, cats_home, tmp_path, program)
     rc, _, err = cats(capsys, "redeploy", bom)
     assert rc == 7
     assert err.startswith("error: the pulumi CLI is not installed")

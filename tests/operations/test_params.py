@@ -21,7 +21,7 @@ from cats_runtime.operations import (
     store_structure,
 )
 from cats_runtime.operations._structure import local_structure
-from cats_runtime.records import ParamSpec
+from cats_runtime.records import ParamDecl
 
 MakeFunction = Callable[..., str]
 
@@ -53,9 +53,9 @@ def test_declaration_is_read_and_recorded_in_the_function(tmp_path: Path) -> Non
     code = _code(tmp_path, DECLARATION)
     declared = load_declaration(code)
     assert declared == {
-        "digits": ParamSpec(type="integer", default=3, description="Decimal places"),
-        "column": ParamSpec(type="string"),
-        "weights": ParamSpec(type="array", default=[1, 2.5]),
+        "digits": ParamDecl(type="integer", default=3, description="Decimal places"),
+        "column": ParamDecl(type="string"),
+        "weights": ParamDecl(type="array", default=[1, 2.5]),
     }
     record, _ = build_function(f"{code}:fn:main", None)
     assert record.params == declared
@@ -91,9 +91,9 @@ def test_malformed_declarations_are_refused(tmp_path: Path, text: str, match: st
 
 def test_params_are_checked_and_defaults_applied() -> None:
     declared = {
-        "digits": ParamSpec(type="integer", default=3),
-        "column": ParamSpec(type="string"),
-        "scale": ParamSpec(type="number", default=1.5),
+        "digits": ParamDecl(type="integer", default=3),
+        "column": ParamDecl(type="string"),
+        "scale": ParamDecl(type="number", default=1.5),
     }
     assert resolve_params(declared, {"column": "x"}) == {"column": "x", "digits": 3, "scale": 1.5}
     assert resolve_params(declared, {"column": "x", "scale": 2}) == {"column": "x", "digits": 3, "scale": 2}
@@ -115,7 +115,7 @@ def test_params_are_checked_and_defaults_applied() -> None:
 
 
 def test_string_params_are_taken_verbatim_when_declared() -> None:
-    declared = {"label": ParamSpec(type="string"), "n": ParamSpec(type="integer")}
+    declared = {"label": ParamDecl(type="string"), "n": ParamDecl(type="integer")}
     assert parse_param("label=3", declared) == ("label", "3")
     assert parse_param("n=3", declared) == ("n", 3)
     assert parse_param("label=3") == ("label", 3), "undeclared: JSON when it parses"

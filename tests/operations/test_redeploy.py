@@ -13,7 +13,15 @@ import pytest
 from cats_runtime.cas import _unixfs
 from cats_runtime.cas._car import export_car, import_car
 from cats_runtime.errors import InvalidInputError, ProvisionError, RecordError
-from cats_runtime.operations import Node, build_function, build_structure, run, store_structure
+from cats_runtime.operations import (
+    Node,
+    build_function,
+    build_structure,
+    local_structure,
+    run,
+    store_structure,
+    verify,
+)
 from cats_runtime.operations._redeploy import materialize_program, redeploy, required_secrets
 from cats_runtime.records import StructureRecord, VerificationRecord
 
@@ -156,3 +164,14 @@ def test_redeploy_refuses_what_is_not_a_bom(node: Node, make_function: MakeFunct
     _, fn = build_function(make_function(FN), node.store)
     with pytest.raises(RecordError, match=r"to be a cats/bom record, found cats/function@1"):
         redeploy(node, fn)
+
+
+def test_verify_of_a_cloud_bom_on_embedded_ray_records_the_local_structure(
+    node: Node, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    out, _ = _cloud_bom(node, make_function, tmp_path)
+    result = verify(node, out.bom)
+    assert result.verdict == "match"
+    record = node.load(result.verification)
+    # The re-execution ran on this machine: its Verification must not claim acme's Plant.
+    assert isinstance(record, VerificationRecord) and node.load(record.structure) == local_structure()

@@ -23,7 +23,7 @@ from cats_runtime.records import (
     FunctionRecord,
     InvoiceRecord,
     OrderRecord,
-    ParamSpec,
+    ParamDecl,
     Record,
     StructureRecord,
     VerificationRecord,
@@ -46,8 +46,8 @@ FUNCTION = FunctionRecord(
     image="sha256:" + "ab" * 32,
     ignore=["*.pyc", "__pycache__"],
     params={
-        "digits": ParamSpec(type="integer", default=3, description="decimal places"),
-        "column": ParamSpec(type="string"),
+        "digits": ParamDecl(type="integer", default=3, description="decimal places"),
+        "column": ParamDecl(type="string"),
     },
 )
 STRUCTURE = StructureRecord(
@@ -235,15 +235,15 @@ def test_param_declarations_check_their_defaults() -> None:
     assert FUNCTION.params is not None and FUNCTION.params["digits"].default == 3
     assert FunctionRecord.decode(FUNCTION.encode()).params == FUNCTION.params
     assert FUNCTION.to_obj()["params"]["column"] == {"type": "string", "default": None, "description": None}
-    assert ParamSpec(type="number", default=2).default == 2  # an integer is a number
+    assert ParamDecl(type="number", default=2).default == 2  # an integer is a number
     with pytest.raises(
         RecordError, match=r"field 'default' expected a default of type boolean, found integer"
     ):
-        ParamSpec(type="boolean", default=1)
+        ParamDecl(type="boolean", default=1)
     with pytest.raises(
         RecordError, match=r"field 'default' expected a default of type integer, found boolean"
     ):
-        ParamSpec(type="integer", default=True)
+        ParamDecl(type="integer", default=True)
     undeclared = dataclasses.replace(FUNCTION, params=None)
     assert undeclared.to_obj()["params"] is None and undeclared.cid != FUNCTION.cid
 
@@ -665,17 +665,17 @@ functions = st.builds(
         st.from_regex(r"[A-Za-z_][A-Za-z0-9_-]{0,10}", fullmatch=True),
         st.one_of(
             st.builds(
-                ParamSpec, type=st.just("integer"), default=st.none() | st.integers(-(2**64), 2**64 - 1)
+                ParamDecl, type=st.just("integer"), default=st.none() | st.integers(-(2**64), 2**64 - 1)
             ),
             st.builds(
-                ParamSpec,
+                ParamDecl,
                 type=st.just("number"),
                 default=st.none() | st.integers() | st.floats(allow_nan=False, allow_infinity=False),
             ),
             st.builds(
-                ParamSpec, type=st.just("string"), default=st.none() | texts, description=st.none() | texts
+                ParamDecl, type=st.just("string"), default=st.none() | texts, description=st.none() | texts
             ),
-            st.builds(ParamSpec, type=st.just("any"), default=json_values),
+            st.builds(ParamDecl, type=st.just("any"), default=json_values),
         ),
         max_size=3,
     ),
