@@ -24,6 +24,7 @@ from ..operations import (
     parse_input,
     parse_param,
     read_log,
+    read_requirements,
     rebuild_catalog,
     render_lineage,
     run,
@@ -147,6 +148,8 @@ def run_command(
         raise InvalidInputError("expected --structure DIR and --stack ORG together, found only one of them")
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
     values.update(parse_param(p) for p in params)
+    if requirements is not None:
+        read_requirements(requirements)  # a bad file stops here, before inputs are added
     with _node() as node:
         named = [parse_input(node, text) for text in inputs]
         if len({n for n, _ in named}) != len(named):
