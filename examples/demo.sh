@@ -53,3 +53,15 @@ step "6. memoization: the same Order returns its BOM at once"
 
 step "7. runs in the catalog"
 "$CATS" ls
+
+if [ "${CATS_DEMO_ENV:-0}" = "1" ]; then
+  # Opt-in (the first build of numpy+pandas takes a while): a CAT with pinned dependencies. Its
+  # Environment is resolved once into the CAS and built from there; the run's Invoice names it.
+  step "8. a CAT with an Environment: pandas and numpy pinned in examples/frames/requirements.lock"
+  out=$("$CATS" run --function "$HERE/frames:summary:summarize" --input "raw=$HERE/data/sensors.csv" \
+        --requirements "$HERE/frames/requirements.lock")
+  echo "$out"
+  frames=$(echo "$out" | field output)
+  "$CATS" get "$frames" -o "$CATS_HOME/frames-out" >/dev/null
+  cat "$CATS_HOME/frames-out/versions.json"
+fi

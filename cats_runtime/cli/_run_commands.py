@@ -32,6 +32,7 @@ from ..operations import (
     new_function,
     parse_param,
     read_log,
+    read_requirements,
     rebuild_catalog,
     render_lineage,
     resolve_params,
@@ -171,6 +172,8 @@ def run_command(
     values: dict[str, Any] = load_params_file(params_file) if params_file else {}
     values.update(parse_param(p, declared) for p in params)
     values = resolve_params(declared, values)
+    if requirements is not None:
+        read_requirements(requirements)  # a bad file stops here, before inputs are added
     staged = MemoryBlockStore()
     structure = build_structure(structure_dir, stack, staged) if structure_dir and stack else None
     check_plant(structure or local_structure(), ray_address)

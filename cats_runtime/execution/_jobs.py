@@ -153,6 +153,8 @@ class JobsExecutor:
             else:
                 payload["source"] = {"kind": "car", "location": BLOCKS_FILE}
                 roots = {CID.decode(tasks[0].code)}
+                if tasks[0].environment is not None:  # the Environment record and its wheels
+                    roots.add(CID.decode(tasks[0].environment))
                 for t in tasks:
                     roots.update(CID.decode(c) for c in t.inputs.values())
                     if t.datum is not None:

@@ -92,7 +92,8 @@ class Pin:
 def _logical_lines(text: str) -> Iterable[tuple[int, str]]:
     # pip's rules: a trailing backslash continues the line; '#' after whitespace (or first)
     # starts a comment. Line numbers are those of the first physical line.
-    start, parts = 0, []
+    start = 0
+    parts: list[str] = []
     for number, raw in enumerate(text.splitlines(), 1):
         if not parts:
             start = number
@@ -449,8 +450,8 @@ def resolve_environment(pins: list[Pin], store: BlockStore | None) -> tuple[Envi
             raise InvalidInputError(f"expected a wheel for {missing[0]}, found none ({_node_python()})")
         _check_closed(by_name, wheels)
         dists: list[Distribution] = []
-        for name, path in sorted(wheels.items()):
-            pin = by_name[name]
+        for dist_name, path in sorted(wheels.items()):
+            pin = by_name[dist_name]
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             if pin.hashes and digest not in pin.hashes:
                 raise IntegrityError(
@@ -459,7 +460,7 @@ def resolve_environment(pins: list[Pin], store: BlockStore | None) -> tuple[Envi
             cid = _unixfs.add_path(path, store).cid
             dists.append(
                 Distribution(
-                    name=name,
+                    name=dist_name,
                     version=pin.version,
                     filename=path.name,
                     sha256=digest,

@@ -137,3 +137,10 @@ def test_function_cid_covers_the_environment(tmp_path: Path) -> None:
     assert six.environment is not None and bare.environment is not None and plain.environment is None
     assert six.environment != bare.environment
     assert len({with_six, empty, none}) == 3
+
+
+def test_a_pin_with_no_wheel_is_an_error_that_says_so() -> None:
+    with pytest.raises(
+        InvalidInputError, match=r"expected a wheel for every pin .*found none.*not supported"
+    ):
+        resolve_environment(parse_requirements("six==0.0.1\n", "r.txt"), None)
