@@ -306,10 +306,10 @@ def _dag(
             yield root, root_data
         return
     if byte_range is not None:
-        for cid, data in _range_blocks(read, root, root_data, *byte_range):
+        for cid, block in _range_blocks(read, root, root_data, *byte_range):
             if dups or cid.to_v1() not in seen:
                 seen.add(cid.to_v1())
-                yield cid, data
+                yield cid, block
         return
     repeats = 0
     # (cid, its bytes when already read, whole subtree (True) or entity rules (False))
