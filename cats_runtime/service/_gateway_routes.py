@@ -26,7 +26,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ..cas import CID, DAG_PB, IDENTITY, UnixFSType, _dagcbor, decode_pbnode, decode_unixfs, resolve_path
+from ..cas import CID, DAG_PB, IDENTITY, RAW, UnixFSType, _dagcbor, decode_pbnode, decode_unixfs, resolve_path
 from ..cas._varint import encode_varint
 from ..cas._walk import links_of
 from ..errors import (
@@ -246,7 +246,7 @@ _MAX_DUPLICATES = 100_000
 def _file_size(cid: CID, data: bytes) -> int | None:
     """The byte length of a UnixFS file rooted at this block, or None when it is no file."""
     if cid.codec != DAG_PB:
-        return len(data) if cid.codec == 0x55 or cid.hash_code == IDENTITY else None
+        return len(data) if cid.codec == RAW or cid.hash_code == IDENTITY else None
     node = decode_pbnode(data)
     if node.data is None:
         return None
@@ -306,10 +306,10 @@ def _dag(
             yield root, root_data
         return
     if byte_range is not None:
-        for cid, data in _range_blocks(read, root, root_data, *byte_range):
+        for cid, block in _range_blocks(read, root, root_data, *byte_range):
             if dups or cid.to_v1() not in seen:
                 seen.add(cid.to_v1())
-                yield cid, data
+                yield cid, block
         return
     repeats = 0
     # (cid, its bytes when already read, whole subtree (True) or entity rules (False))
@@ -475,7 +475,9 @@ def _serve(cid: str, path: str, request: Request) -> Response:
         if "only-if-cached" in request.headers.get("cache-control", ""):
             return Response(status_code=412, headers={"X-Content-Type-Options": "nosniff"})
         raise
-    target, data, prefix, logical = root, root_data, (), (root,)
+    target, data = root, root_data
+    prefix: tuple[CID, ...] = ()
+    logical: tuple[CID, ...] = (root,)
     if segments:
         target, traversed = resolve_path(_ReaderSource(read), root, segments)
         prefix = tuple(traversed)
