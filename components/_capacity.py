@@ -140,7 +140,9 @@ def _cpu_reserved_m(vcpus: int, cloud: str) -> int:
         return table.get(vcpus, 740)
     # EKS and GKE: 6 % of the first core, 1 % of the second, 0.5 % of the next two, 0.25 % above.
     shares = [Decimal("0.06"), Decimal("0.01"), Decimal("0.005"), Decimal("0.005")]
-    millis = sum((Decimal(1000) * (shares[c] if c < 4 else Decimal("0.0025")) for c in range(vcpus)), Decimal(0))
+    millis = sum(
+        (Decimal(1000) * (shares[c] if c < 4 else Decimal("0.0025")) for c in range(vcpus)), Decimal(0)
+    )
     return int(millis)
 
 

@@ -21,9 +21,7 @@ __all__ = [
 Fragment = Any
 
 
-def container_resources(
-    cpu: str, memory: str, cpu_limit: str | None = None, gpus: int = 0
-) -> dict[str, Any]:
+def container_resources(cpu: str, memory: str, cpu_limit: str | None = None, gpus: int = 0) -> dict[str, Any]:
     """Requests and limits for one container.
 
     Memory limit equals the request: a container over its request is the first the kubelet evicts,

@@ -115,9 +115,7 @@ class CatNode(pulumi.ComponentResource):
     def __init__(self, name: str, args: CatNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         config_keys = dict(args.get("config_keys", {}))
         example = args.get("example", False) is True
-        super().__init__(
-            "cats:index:CatNode", name, {"configKeys": config_keys, "example": example}, opts
-        )
+        super().__init__("cats:index:CatNode", name, {"configKeys": config_keys, "example": example}, opts)
         check_dns_label("name", name)
         namespace_name = check_dns_label("namespace", args.get("namespace", "cats"))
         node_image = check_digest_image("nodeImage", args.get("node_image", DEFAULT_NODE_IMAGE))
@@ -183,16 +181,18 @@ class CatNode(pulumi.ComponentResource):
         # claim is not awaited and the Deployment names it by plain string; the Deployment's own await
         # (pods Ready) covers the volume.
         home_claim = f"{name}-node-home"
+        claim_meta: Fragment = {
+            **object_meta(home_claim, ns, labels),
+            "annotations": {"pulumi.com/skipAwait": "true"},
+        }
+        claim_spec: Fragment = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": args.get("node_storage_size", "50Gi")}},
+        }
         k8s.core.v1.PersistentVolumeClaim(
             f"{name}-node-home",
-            metadata={
-                **object_meta(home_claim, ns, labels),
-                "annotations": {"pulumi.com/skipAwait": "true"},
-            },
-            spec={
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": args.get("node_storage_size", "50Gi")}},
-            },
+            metadata=claim_meta,
+            spec=claim_spec,
             opts=on_cluster,
         )
         secret_env = [
@@ -209,9 +209,7 @@ class CatNode(pulumi.ComponentResource):
                 "spec": {
                     "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "fsGroup": 10001},
                     "automountServiceAccountToken": False,
-                    "volumes": [
-                        {"name": "home", "persistentVolumeClaim": {"claimName": home_claim}}
-                    ],
+                    "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": home_claim}}],
                     "containers": [
                         {
                             "name": "node",

@@ -136,9 +136,13 @@ class Kubo(pulumi.ComponentResource):
             swarm_spec: Fragment = _service_spec(swarm_type, selector, [(port_name, 4001, protocol)])
             # Local keeps the peer's address, which Kubo's connection manager and AutoNAT rely on.
             swarm_spec["externalTrafficPolicy"] = "Local"
+            swarm_meta: Fragment = {
+                **object_meta(f"{name}-{suffix}", namespace, labels),
+                "annotations": swarm_annotations,
+            }
             k8s.core.v1.Service(
                 f"{name}-{suffix}",
-                metadata={**object_meta(f"{name}-{suffix}", namespace, labels), "annotations": swarm_annotations},
+                metadata=swarm_meta,
                 spec=swarm_spec,
                 opts=child,
             )

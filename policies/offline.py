@@ -25,7 +25,7 @@ from typing import Any
 
 import pulumi
 import yaml
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from pulumi.runtime.mocks import MockMonitor
 from pulumi_policy import (
     EnforcementLevel,
@@ -211,11 +211,11 @@ class EngineMonitor(MockMonitor):
         super().__init__(mocks)
         self.component_outputs: dict[str, dict[str, Any]] = {}
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+    def RegisterResourceOutputs(self, request: Any) -> Any:
         """Keep the outputs (secrets unwrapped, unknowns dropped) by URN."""
         outputs = json_format.MessageToDict(request.outputs)
         self.component_outputs[request.urn] = _unwrap_secrets(outputs)
-        return super().RegisterResourceOutputs(request)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
 def load_stack_config(project_dir: Path, stack: str) -> StackConfig:

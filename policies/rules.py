@@ -42,7 +42,6 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from components._capacity import Capacity, allocatable, parse_cpu, parse_memory
 from pulumi_policy import (
     EnforcementLevel,
     PolicyConfigSchema,
@@ -52,6 +51,8 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
+
+from components._capacity import Capacity, allocatable, parse_cpu, parse_memory
 
 __all__ = [
     "DEFAULT_MAX_NODES",
@@ -334,9 +335,11 @@ def _validate_ray_ports(args: ResourceValidationArgs, report: ReportViolation) -
                     f"Gateway route to the Ray head ({service}:{port}); anyone reaching it can run code",
                     None,
                 )
-    elif args.resource_type == _HELM_RELEASE and "ray" in _helm_chart(args.props) and _helm_chart(
-        args.props
-    ) != "kuberay-operator":
+    elif (
+        args.resource_type == _HELM_RELEASE
+        and "ray" in _helm_chart(args.props)
+        and _helm_chart(args.props) != "kuberay-operator"
+    ):
         for where, how in _helm_exposures(args.props.get("values")):
             report(f"Helm release of {_helm_chart(args.props)!r} asks for {how} at {where}", None)
     for spec in _ray_cluster_specs(args.resource_type, args.props):
@@ -598,7 +601,9 @@ def _validate_disk_encryption(args: StackValidationArgs, report: ReportViolation
         elif r.resource_type == _LAUNCH_TEMPLATE:
             for mapping in _list(r.props.get("blockDeviceMappings")):
                 if str(_get(mapping, "ebs", "encrypted")).lower() != "true":
-                    report(f"{r.name}: block device {_map(mapping).get('deviceName')!r} is not encrypted", r.urn)
+                    report(
+                        f"{r.name}: block device {_map(mapping).get('deviceName')!r} is not encrypted", r.urn
+                    )
         elif r.resource_type == _AKS_AGENT_POOL and r.props.get("enableEncryptionAtHost") is not True:
             report(f"{r.name}: enableEncryptionAtHost is not true (temp disks and caches unencrypted)", r.urn)
 

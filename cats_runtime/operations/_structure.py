@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -17,9 +19,13 @@ from ._function import DEFAULT_IGNORE
 __all__ = [
     "CLOUDS",
     "LOCK_FILES",
+    "PINS_FILE",
+    "PLUGIN_DISTRIBUTIONS",
+    "PROGRAM_DIRS",
     "PROGRAM_FILES",
     "build_structure",
     "local_structure",
+    "plugin_pins",
     "sanitize_stack_config",
     "store_structure",
 ]
@@ -28,6 +34,18 @@ CLOUDS: Final = ("local", "aws", "gcp", "azure", "existing")
 PROGRAM_FILES: Final = ("Pulumi.yaml", "__main__.py")
 LOCK_FILES: Final = ("requirements.txt", "requirements.lock", "uv.lock", "poetry.lock", "Pipfile.lock")
 """Dependency locks included when present: the program is only reproducible with its versions."""
+PROGRAM_DIRS: Final = ("components", "policies")
+"""Hashed whole: the program's modules and the policy pack that gates its deployment."""
+PLUGIN_DISTRIBUTIONS: Final = (
+    "pulumi",
+    "pulumi-kubernetes",
+    "pulumi-aws",
+    "pulumi-gcp",
+    "pulumi-azure-native",
+    "pulumi-policy",
+)
+"""Each SDK fetches the provider plugin of its own version, so their versions pin the plugins."""
+PINS_FILE: Final = "cats-pins.json"
 CLOUD_KEYS: Final = ("cats:cloud", "cats:plant")
 """Stack config keys naming the target cloud, first match wins."""
 _DROPPED_TOP_LEVEL: Final = ("encryptionsalt", "encryptedkey", "secretsprovider")
@@ -107,10 +125,23 @@ def _cloud_of(config_text: str, stack: str) -> Cloud:
     )
 
 
+def plugin_pins() -> dict[str, str | None]:
+    """Installed version of each Pulumi SDK (hence provider plugin); None when not installed."""
+    pins: dict[str, str | None] = {}
+    for name in PLUGIN_DISTRIBUTIONS:
+        try:
+            pins[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pins[name] = None
+    return pins
+
+
 def build_structure(program_dir: Path, stack: str, store: BlockStore | None) -> StructureRecord:
     """Hash the Pulumi program of ``stack`` as one UnixFS directory.
 
-    The directory holds ``Pulumi.yaml``, ``__main__.py``, ``components/``, the one stack config
+    The directory holds ``Pulumi.yaml``, ``__main__.py``, ``components/``, ``policies/`` (the pack
+    that gates the deployment), ``cats-pins.json`` (the Pulumi SDK and provider plugin versions), the
+    one stack config
     ``Pulumi.<stack>.yaml`` (sanitized: see :func:`sanitize_stack_config`) at its usual place and
     the dependency lock if present; nothing else of ``program_dir`` (other organizations' stacks,
     state, caches) can change the CID.
@@ -132,12 +163,14 @@ def build_structure(program_dir: Path, stack: str, store: BlockStore | None) -> 
         for name in PROGRAM_FILES + LOCK_FILES:
             if (program_dir / name).is_file():
                 shutil.copyfile(program_dir / name, root / name)
-        if (program_dir / "components").is_dir():
-            shutil.copytree(
-                program_dir / "components",
-                root / "components",
-                ignore=shutil.ignore_patterns(*DEFAULT_IGNORE),
-            )
+        for folder in PROGRAM_DIRS:
+            if (program_dir / folder).is_dir():
+                shutil.copytree(
+                    program_dir / folder, root / folder, ignore=shutil.ignore_patterns(*DEFAULT_IGNORE)
+                )
+        # The plugin versions the deployment runs with (the SDK and CLI share the `pulumi` version).
+        pins = {"plugins": plugin_pins()}
+        (root / PINS_FILE).write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (root / stack_rel).parent.mkdir(parents=True, exist_ok=True)
         (root / stack_rel).write_text(sanitized, encoding="utf-8")
         program = _unixfs.add_path(root, store, exclude=DEFAULT_IGNORE, hidden=True).cid

@@ -47,7 +47,7 @@ def vault_name(project: str, stack: str, name: str) -> str:
 
 
 def noninteractive_kubeconfig(kubeconfig: str, login: str = KUBELOGIN_MODE) -> str:
-    """Rewrite AKS's ``exec`` kubeconfig so kubelogin never prompts (what ``kubelogin convert-kubeconfig`` does).
+    """Rewrite AKS's ``exec`` kubeconfig so kubelogin never prompts (as ``kubelogin convert-kubeconfig``).
 
     AKS hands out ``kubelogin get-token --login devicecode``, which waits for a person at a browser;
     the Kubernetes provider runs unattended, so the login mode becomes ``login`` and interactive mode
@@ -71,7 +71,9 @@ def noninteractive_kubeconfig(kubeconfig: str, login: str = KUBELOGIN_MODE) -> s
         exec_spec["interactiveMode"] = "Never"
         converted += 1
     if not converted:
-        raise ValueError("AKS returned a kubeconfig without a kubelogin user; expected format=exec credentials")
+        raise ValueError(
+            "AKS returned a kubeconfig without a kubelogin user; expected format=exec credentials"
+        )
     return yaml.safe_dump(config, sort_keys=True)
 
 
@@ -95,7 +97,9 @@ class AksCluster(ClusterComponent):
         cidrs, low, high = validated_common(args)
         tags = dict(args.get("tags", {}))
         location = args["region"]
-        azure_provider = azure.Provider(f"{name}-azure", location=location, opts=pulumi.ResourceOptions(parent=self))
+        azure_provider = azure.Provider(
+            f"{name}-azure", location=location, opts=pulumi.ResourceOptions(parent=self)
+        )
         child = pulumi.ResourceOptions(parent=self, provider=azure_provider)
         client = azure.authorization.get_client_config_output(
             opts=pulumi.InvokeOutputOptions(parent=self, provider=azure_provider)

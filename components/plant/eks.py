@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ import pulumi_kubernetes as k8s
 # not use; import it once here so the warning cannot fail a run that treats warnings as errors.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    import pulumi_aws.ec2.encryption_control  # noqa: F401
+    import pulumi_aws.ec2.encryption_control
 
 from .._capacity import DEFAULT_NODE_SIZE
 from .._validate import checked
@@ -108,7 +109,10 @@ def _autoscaler_policy(cluster_name: str) -> str:
                 },
                 {
                     "Effect": "Allow",
-                    "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+                    "Action": [
+                        "autoscaling:SetDesiredCapacity",
+                        "autoscaling:TerminateInstanceInAutoScalingGroup",
+                    ],
                     "Resource": "*",
                     "Condition": {
                         "StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}
@@ -118,6 +122,12 @@ def _autoscaler_policy(cluster_name: str) -> str:
         },
         sort_keys=True,
     )
+
+
+def _nth(index: int, zones: Sequence[str]) -> str:
+    if len(zones) <= index:
+        raise ValueError(f"region: expected at least two available zones, found {list(zones)}")
+    return zones[index]
 
 
 def _check_subnets(subnets: Sequence[str]) -> list[str]:
@@ -151,7 +161,9 @@ class EksCluster(ClusterComponent):
         cidrs, low, high = validated_common(args)
         tags = dict(args.get("tags", {}))
         # The region is wired into an explicit provider; nothing depends on an ambient aws:region.
-        aws_provider = aws.Provider(f"{name}-aws", region=args["region"], opts=pulumi.ResourceOptions(parent=self))
+        aws_provider = aws.Provider(
+            f"{name}-aws", region=args["region"], opts=pulumi.ResourceOptions(parent=self)
+        )
         child = pulumi.ResourceOptions(parent=self, provider=aws_provider)
         # A fixed cluster name: subnet discovery tags and the autoscaler's IAM condition need it up front.
         cluster_name = f"{name}-{pulumi.get_stack()}"[:100]
@@ -213,7 +225,9 @@ class EksCluster(ClusterComponent):
             resolve_conflicts_on_update="OVERWRITE",
             opts=child,
         )
-        issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer if ids and ids[0].oidcs else "")
+        issuer: pulumi.Output[str] = cluster.identities.apply(
+            lambda ids: (ids[0].oidcs[0].issuer or "") if ids and ids[0].oidcs else ""
+        )
         oidc = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc", url=issuer, client_id_lists=["sts.amazonaws.com"], tags=tags, opts=child
         )
@@ -251,11 +265,14 @@ class EksCluster(ClusterComponent):
             # Managed node groups tag their Auto Scaling group for Cluster Autoscaler's auto-discovery.
             tags=tags,
             opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"])
+                child,
+                pulumi.ResourceOptions(depends_on=attachments, ignore_changes=["scalingConfig.desiredSize"]),
             ),
         )
         ebs_role = self._irsa_role(f"{name}-ebs-csi", oidc, issuer, _EBS_CSI_SA, tags, child)
-        aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=ebs_role.name, policy_arn=_EBS_CSI_POLICY, opts=child)
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ebs-csi", role=ebs_role.name, policy_arn=_EBS_CSI_POLICY, opts=child
+        )
         # The add-on's controller needs nodes to become healthy, so it waits for the node group.
         ebs_csi = aws.eks.Addon(
             f"{name}-ebs-csi",
@@ -369,7 +386,7 @@ class EksCluster(ClusterComponent):
                 f"{name}-public-{i}",
                 vpc_id=vpc.id,
                 cidr_block=cidr,
-                availability_zone=zones.apply(lambda z, i=i: z[i]),
+                availability_zone=zones.apply(functools.partial(_nth, i)),
                 map_public_ip_on_launch=False,
                 tags={**tags, **discovery_tag, "kubernetes.io/role/elb": "1"},
                 opts=opts,
@@ -400,7 +417,7 @@ class EksCluster(ClusterComponent):
                 f"{name}-private-{i}",
                 vpc_id=vpc.id,
                 cidr_block=cidr,
-                availability_zone=zones.apply(lambda z, i=i: z[i]),
+                availability_zone=zones.apply(functools.partial(_nth, i)),
                 map_public_ip_on_launch=False,
                 tags={**tags, **discovery_tag, "kubernetes.io/role/internal-elb": "1"},
                 opts=opts,

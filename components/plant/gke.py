@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import warnings
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -170,7 +169,11 @@ class GkeCluster(ClusterComponent):
             location=args["region"],
             # Totals across the region's zones: per-zone counts would multiply the bounds by the zones.
             initial_node_count=1,
-            autoscaling={"total_min_node_count": low, "total_max_node_count": high, "location_policy": "BALANCED"},
+            autoscaling={
+                "total_min_node_count": low,
+                "total_max_node_count": high,
+                "location_policy": "BALANCED",
+            },
             management={"auto_repair": True, "auto_upgrade": True},
             node_config={
                 "machine_type": args.get("node_size", DEFAULT_NODE_SIZE["gcp"]),
@@ -181,7 +184,9 @@ class GkeCluster(ClusterComponent):
                 "resource_labels": labels,
             },
             # Ignore what the autoscaler changes (the initial count is per zone and only used once).
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(ignore_changes=["initialNodeCount"])),
+            opts=pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(ignore_changes=["initialNodeCount"])
+            ),
         )
         kubeconfig = pulumi.Output.all(
             cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate

@@ -21,7 +21,9 @@ from policies.offline import RecordingMocks, RegisteredResource  # noqa: E402
 
 MOCKS = RecordingMocks()
 # CI has ../shared beside the checkout; CATS_SHARED_DIR points elsewhere (a worktree's own layout).
-SHARED_SCHEMAS = Path(os.environ.get("CATS_SHARED_DIR") or REPO.parent / "shared") / "schemas" / "kuberay-v1.7.0"
+SHARED_SCHEMAS = (
+    Path(os.environ.get("CATS_SHARED_DIR") or REPO.parent / "shared") / "schemas" / "kuberay-v1.7.0"
+)
 
 
 class Built:

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pulumi
 import pytest
 import yaml
 from iac_cases import PLANTS, build_node
@@ -122,7 +121,9 @@ def test_runtime_class_is_settable() -> None:
 def test_default_ray_pods_fit_the_default_node_type(cloud: str) -> None:
     capacity = allocatable(DEFAULT_NODE_SIZE[cloud])
     assert capacity is not None
-    worker = Capacity(parse_cpu(DEFAULT_RAY_SIZES["worker_cpu"]), parse_memory(DEFAULT_RAY_SIZES["worker_memory"]))
+    worker = Capacity(
+        parse_cpu(DEFAULT_RAY_SIZES["worker_cpu"]), parse_memory(DEFAULT_RAY_SIZES["worker_memory"])
+    )
     assert capacity.fits(worker)
     # The old default (4 CPU / 16Gi) could never be scheduled on a 4 vCPU / 16 GiB node.
     assert not capacity.fits(Capacity(4000, parse_memory("16Gi")))
@@ -180,7 +181,9 @@ def test_eks_has_oidc_ebs_csi_default_storage_class_and_autoscaler() -> None:
     assert ebs["serviceAccountRoleArn"]
     classes = built.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
     defaults = [
-        c for c in classes if c.inputs["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"]
+        c
+        for c in classes
+        if c.inputs["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"]
     ]
     assert [c.inputs["provisioner"] for c in defaults] == ["ebs.csi.aws.com"]
     assert defaults[0].inputs["parameters"]["encrypted"] == "true"
@@ -252,7 +255,9 @@ def test_catnode_outputs_keep_config_keys(tmp_path: Path) -> None:
     # The engine replaces a component's state by its registered outputs and stack rules see that
     # state; the offline runner models it, so a plaintext secret must still be caught from them.
     project = tmp_path / "node"
-    shutil.copytree(REPO, project, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "__pycache__", "stacks"))
+    shutil.copytree(
+        REPO, project, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "__pycache__", "stacks")
+    )
     (project / "stacks").mkdir()
     stack = yaml.safe_load((REPO / "stacks" / "Pulumi.hooli.yaml").read_text())
     stack["config"]["cats:adminToken"] = "plain"
