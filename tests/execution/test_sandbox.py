@@ -431,3 +431,21 @@ def test_uid_mode_runs_as_a_task_uid(tmp_path: Path, home: Path) -> None:
         mode="uid",
     )
     assert result.status == "failed" and "PermissionError" in (result.error or "")
+
+
+def test_the_network_flag_is_part_of_the_function_cid() -> None:
+    from cats_runtime.cas import CID
+    from cats_runtime.errors import RecordError
+    from cats_runtime.records import FunctionRecord
+
+    code = CID.decode("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi")
+    off = FunctionRecord(name="f", code=code, entrypoint="m:f", mode="batch", python="3.11")
+    on = FunctionRecord(name="f", code=code, entrypoint="m:f", mode="batch", python="3.11", network=True)
+    assert off.network is False and off.cid != on.cid
+    assert FunctionRecord.decode(on.encode()).network is True
+    obj = off.to_obj()
+    del obj["network"]
+    from cats_runtime.cas import _dagcbor
+
+    with pytest.raises(RecordError, match="'network' is missing"):
+        FunctionRecord.decode(_dagcbor.encode(obj))
