@@ -48,7 +48,7 @@ _SECURITY_HEADERS: Final = (
 DESCRIPTION: Final = """One organization's CAT Node.
 
 * **Orders** (`POST /orders`, bearer token): submit an Order with its blocks as a CAR, or by CID
-  with a gateway to fetch it from. Function code must be on the node's allow-list (or endorsed by
+  with a gateway to fetch it from. The Function must be on the node's allow-list (or endorsed by
   a trusted did:key). Poll `GET /orders/{id}`.
 * **Records**: `GET /boms/{cid}`, `GET /invoices/{cid}`, `GET /catalog?input=&output=&function=&order=`.
 * **Trustless gateway**: `GET /ipfs/{cid}` with `Accept: application/vnd.ipld.raw` or

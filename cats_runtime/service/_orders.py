@@ -57,7 +57,7 @@ _ORDER_BODY: Final[dict[str, Any]] = {
             CAR_TYPE: {
                 "schema": {"type": "string", "format": "binary"},
                 "description": "A CARv1 whose single root is the Order, holding the Order, Function, "
-                "Structure and input DAGs. Endorsements of the code go in X-Cats-Endorsement headers.",
+                "Structure and input DAGs. Endorsements of the Function go in X-Cats-Endorsement headers.",
             },
             JSON_TYPE: {
                 "schema": {
@@ -73,7 +73,7 @@ _ORDER_BODY: Final[dict[str, Any]] = {
                         "endorsements": {
                             "type": "array",
                             "items": {"type": "string"},
-                            "description": "'<did:key>.<base64url signature>' of the code CID",
+                            "description": "'<did:key>.<base64url signature>' of the Function CID",
                         },
                     },
                 },
@@ -86,7 +86,7 @@ _ORDER_BODY: Final[dict[str, Any]] = {
             "in": "header",
             "required": False,
             "schema": {"type": "string"},
-            "description": "An endorsement of the Function's code",
+            "description": "An endorsement of the Function (or of its code, any entrypoint)",
         }
     ],
 }
@@ -176,7 +176,7 @@ def _check_complete(source: BlockSource, order: OrderRecord) -> None:
 
 def _accept_car(state: NodeState, path: str, endorsements: list[Endorsement]) -> tuple[CID, str]:
     root, order, function = _peek_records(path)
-    allowed_by = state.allow.check(function.code, endorsements)
+    allowed_by = state.allow.check(order.function, function.code, endorsements)
     with state.repo.write_lock(), open(path, "rb") as stream:
         roots = import_car(state.blocks, stream)
     _single_root(roots)
@@ -191,8 +191,8 @@ def _accept_remote(state: NodeState, order_cid: CID, source: str, endorsements: 
     """
     with GatewayBlockSource(source, timeout=15.0) as gateway:
         chained = ChainedBlockSource(state.blocks, [gateway])
-        _, function = load_order(chained, order_cid)
-    return state.allow.check(function.code, endorsements)
+        order, function = load_order(chained, order_cid)
+    return state.allow.check(order.function, function.code, endorsements)
 
 
 @router.post(
@@ -204,7 +204,7 @@ def _accept_remote(state: NodeState, order_cid: CID, source: str, endorsements: 
         202: {"description": "Accepted: the run is queued; poll Location"},
         400: {"description": "Malformed CAR, record or CID; incomplete DAG"},
         401: {"description": "Missing or unknown bearer token"},
-        403: {"description": "The Function's code is not allowed on this node"},
+        403: {"description": "The Function is not allowed on this node"},
         413: {"description": "Body larger than the node's limit"},
         415: {"description": "Body is neither a CAR nor JSON"},
         429: {"description": "Run queue full; retry after Retry-After seconds"},
@@ -253,9 +253,8 @@ async def submit_order(request: Request) -> JSONResponse:
         endorsements = _endorsements(request, extra)
         source = doc.get("from")
         if source is None:
-            _, function = await run_in_threadpool(load_order, state.blocks, order_cid)
-            allowed_by = state.allow.check(function.code, endorsements)
-            order = OrderRecord.decode(state.blocks.get(order_cid))
+            order, function = await run_in_threadpool(load_order, state.blocks, order_cid)
+            allowed_by = state.allow.check(order.function, function.code, endorsements)
             await run_in_threadpool(_check_complete, state.blocks, order)
         else:
             source = _gateway_url(source)
