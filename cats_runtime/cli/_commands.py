@@ -6,5 +6,6 @@ from . import (
     _cas_commands,  # noqa: F401
     _iac_commands,  # noqa: F401
     _node_commands,  # noqa: F401
+    _ray_commands,  # noqa: F401
     _run_commands,  # noqa: F401
 )

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from ._context import Context, Datum
 from ._jobs import JobsExecutor, auth_token
+from ._local_ray import (
+    DEFAULT_IDLE_TIMEOUT,
+    IDLE_TIMEOUT_ENV,
+    LocalRay,
+    LocalRayExecutor,
+    LocalRayInfo,
+    bind_local_ray_to_this_process,
+    idle_timeout_from_env,
+)
 from ._materialize import (
     ENTRYPOINT_RE,
     code_cache_dir,
@@ -21,7 +30,9 @@ from ._ray import (
     SourceDesc,
     TaskOutcome,
     accept_result,
+    collect_outcomes,
     ensure_ray,
+    loopback_ray_env,
     open_source,
     ray_version,
     run_locally,
@@ -29,13 +40,18 @@ from ._ray import (
 from ._task import DatumRef, TaskResult, TaskSpec, run_task
 
 __all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
     "ENTRYPOINT_RE",
+    "IDLE_TIMEOUT_ENV",
     "MAX_RETRIES",
     "Context",
     "Datum",
     "DatumRef",
     "Executor",
     "JobsExecutor",
+    "LocalRay",
+    "LocalRayExecutor",
+    "LocalRayInfo",
     "RayExecutor",
     "SourceDesc",
     "TaskOutcome",
@@ -43,9 +59,13 @@ __all__ = [
     "TaskSpec",
     "accept_result",
     "auth_token",
+    "bind_local_ray_to_this_process",
     "code_cache_dir",
+    "collect_outcomes",
     "ensure_ray",
+    "idle_timeout_from_env",
     "load_entrypoint",
+    "loopback_ray_env",
     "make_read_only",
     "make_writable",
     "materialize",

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..cas import Repo
 from ..errors import CatsError, InvalidInputError
+from ..execution import LocalRay, bind_local_ray_to_this_process
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import CATALOG_FILE, Catalog
 from . import _gateway_routes, _orders, _records_routes
@@ -106,9 +107,27 @@ def _open_state(config: NodeConfig, stack: ExitStack) -> NodeState:
             run.status,
             run.error or run.bom,
         )
+    _own_local_ray(config, stack)
     state.runs.start()
     stack.callback(state.runs.stop)
     return state
+
+
+def _own_local_ray(config: NodeConfig, stack: ExitStack) -> None:
+    """The local Ray this node starts is its own: cleaned up at start, stopped with the node.
+
+    A node that died (kill -9) may have left a Ray behind; its leftovers are removed now, before
+    the first Order starts a new one. The Ray is bound to this process, so it also goes away by
+    itself if this node is killed. The stop runs after the run manager's (the exit stack unwinds
+    in reverse), once no run is using it. Ray never runs inside the node process, so a SIGTERM
+    of the node meets no Ray signal handler (no crash dump) and stops cleanly.
+    """
+    if config.ray_address is not None:
+        return
+    local = LocalRay(config.home)
+    local.clean_stale()
+    bind_local_ray_to_this_process(config.home)
+    stack.callback(local.stop_if_owned)
 
 
 def create_app(config: NodeConfig) -> FastAPI:
