@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,11 @@ def serve(
     click.echo(
         f"CAT Node {identity.did}\nserving {home} at http://{host}:{port} (OpenAPI: /openapi.json)", err=True
     )
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the handler that
+    # was in place before it started, so that the process dies of it (exit -15). A stop that
+    # the node carried out cleanly is a success: with a no-op handler in place, uvicorn.run
+    # returns and the command exits 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.run(
         _SERVICE_FACTORY,
         factory=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import json
 import os
@@ -12,8 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-import ray  # noqa: F401  (Ray ships psutil in its third-party path and puts it on sys.path)
+import ray
+
+# Ray ships psutil in its own third-party directory, which importing Ray puts on sys.path.
+psutil: Any = importlib.import_module("psutil") if ray else None
 
 CATS = str(Path(sys.executable).with_name("cats"))
 
