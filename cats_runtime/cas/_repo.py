@@ -36,7 +36,7 @@ LAYOUT_VERSION: Final = 1
 """The repository layout this CATs writes and reads."""
 
 # What a CATs home holds: the repository's own entries plus those the layers above keep beside
-# them (catalog, keys, node state, redeploy work dirs, Pulumi state). Anything else in a
+# them (catalog, keys, node state, redeploy work dirs, Pulumi state, the local Ray). Anything else in a
 # directory without a version file means it is not a CATs home, so it is refused.
 _OWN_NAMES: Final = frozenset(
     {
@@ -51,6 +51,7 @@ _OWN_NAMES: Final = frozenset(
         "node",
         "redeploy",
         "pulumi-state",
+        "ray",  # the home's warm local Ray (state, token, Ray's session files)
     }
 )
 

@@ -322,8 +322,8 @@ class LocalRay:
 
     @property
     def ray_dir(self) -> Path:
-        """``<home>/ray`` (created 0700)."""
-        return _ray_dir(self.home)
+        """``<home>/ray`` (created 0700 by the first start, not by a status or a stop)."""
+        return self.home / "ray"
 
     def status(self) -> LocalRayInfo | None:
         """The running Ray, or None when none answers (a stale state file is left for :meth:`start`)."""
@@ -340,7 +340,7 @@ class LocalRay:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        fd = os.open(self.ray_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(_ray_dir(self.home) / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -372,6 +372,8 @@ class LocalRay:
 
     def clean_stale(self) -> None:
         """Remove what a dead supervisor left (its processes, socket, files); a live one stays."""
+        if not self.ray_dir.is_dir():
+            return  # no Ray was ever started for this home
         with self._lock():
             if self.status() is None:
                 self._clean_stale()

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -369,7 +369,7 @@ class RayExecutor:
             return outcomes
         return collect_outcomes(self.results(tasks), tasks, sink, on_done)
 
-    def results(self, tasks: Sequence[TaskSpec]) -> Iterator[TaskResult]:
+    def results(self, tasks: Sequence[TaskSpec]) -> Generator[TaskResult, None, None]:
         """Submit every task to the Ray this process is connected to; yield results as they finish.
 
         Closing the iterator early (the consumer failed, Ctrl-C, a client hung up) cancels the
