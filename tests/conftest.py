@@ -51,6 +51,10 @@ def _no_real_home(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     # A test must never touch the developer's ~/.cats: point HOME-derived defaults at a temp dir.
     if "CATS_HOME" not in os.environ:
         monkeypatch.setenv("CATS_HOME", str(tmp_path_factory.mktemp("default-home")))
+    # A `cats run` subprocess leaves its home's warm Ray running for the idle timeout (600 s by
+    # default): in tests each home is used once, so let those Rays go soon after their run.
+    if "CATS_RAY_IDLE_TIMEOUT" not in os.environ:
+        monkeypatch.setenv("CATS_RAY_IDLE_TIMEOUT", "5")
 
 
 @pytest.fixture(scope="session")

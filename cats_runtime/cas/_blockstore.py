@@ -535,21 +535,54 @@ class FSBlockStore:
     def remove_stale_temp_files(self, older_than: float = 3600.0) -> int:
         """Delete temporary files left by crashed puts; returns how many were removed.
 
+        A temporary file is stale when the process that created it (its name carries the pid) no
+        longer runs on this host, or when it is older than ``older_than`` seconds. The pid rule is
+        what makes a ``kill -9`` of ``cats add`` clean up at the next open without waiting; the age
+        rule covers a pid reused since (the dead writer then looks alive) and stores shared with
+        other hosts, whose pids mean nothing here. A live writer's file is never younger than its
+        writer, so neither rule can remove a put in progress: its pid is alive and it is fresh.
+
         Args:
-            older_than: only files last modified this many seconds ago or earlier, so puts in
-                progress in other processes are left alone.
+            older_than: files last modified this many seconds ago or earlier are removed whatever
+                their pid says.
         """
         cutoff = time.time() - older_than
         removed = 0
-        for entry in os.scandir(self.root):
-            if not entry.is_dir() or len(entry.name) != 2:
-                continue
-            for sub in os.scandir(entry.path):
-                if sub.name.startswith(".") and sub.name.endswith(_TMP_SUFFIX):
-                    try:
-                        if sub.stat().st_mtime <= cutoff:
-                            os.unlink(sub.path)
-                            removed += 1
-                    except FileNotFoundError:
-                        continue
+        try:
+            top = list(os.scandir(self.root))
+        except OSError as exc:
+            raise StoreError(f"cannot list block store {self.root}: {exc}") from exc
+        candidates = [e for e in top if _is_temp_name(e.name)]
+        for entry in top:
+            if entry.is_dir(follow_symlinks=False) and len(entry.name) == 2:
+                with contextlib.suppress(FileNotFoundError), os.scandir(entry.path) as it:
+                    candidates.extend(sub for sub in it if _is_temp_name(sub.name))
+        for sub in candidates:
+            try:
+                if _writer_gone(sub.name) or sub.stat(follow_symlinks=False).st_mtime <= cutoff:
+                    os.unlink(sub.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue  # its writer renamed it into place (or another cleaner got it) meanwhile
         return removed
+
+
+def _is_temp_name(name: str) -> bool:
+    return name.startswith(".") and name.endswith(_TMP_SUFFIX)
+
+
+def _writer_gone(name: str) -> bool:
+    """True when the pid in a ``.<name>.<pid>.<rand>.tmp`` file name is not a live process here."""
+    parts = name[: -len(_TMP_SUFFIX)].split(".")
+    if len(parts) < 4 or not parts[-2].isdigit():
+        return False  # not our naming: only the age rule applies
+    pid = int(parts[-2])
+    if pid == os.getpid():
+        return False  # this process may be writing it right now (another thread)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another uid
+    return False

@@ -15,6 +15,7 @@ hold :meth:`Repo.write_lock` (shared: adds run in parallel) from the first put t
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ LAYOUT_VERSION: Final = 1
 """The repository layout this CATs writes and reads."""
 
 # What a CATs home holds: the repository's own entries plus those the layers above keep beside
-# them (catalog, keys, node state, redeploy work dirs, Pulumi state). Anything else in a
+# them (catalog, keys, node state, redeploy work dirs, Pulumi state, the local Ray). Anything else in a
 # directory without a version file means it is not a CATs home, so it is refused.
 _OWN_NAMES: Final = frozenset(
     {
@@ -50,6 +51,7 @@ _OWN_NAMES: Final = frozenset(
         "node",
         "redeploy",
         "pulumi-state",
+        "ray",  # the home's warm local Ray (state, token, Ray's session files)
     }
 )
 
@@ -169,6 +171,11 @@ class Repo:
                 + (": it was written by a newer CATs; upgrade CATs" if found > LAYOUT_VERSION else "")
             )
         blocks = FSBlockStore(home / "blocks", sync=sync)
+        # A kill -9 of an add leaves its temporary files behind; they are invisible to reads but
+        # take space forever unless someone removes them. Opening the home is the natural moment
+        # (every command and the node do it); the store's rule spares live writers' files.
+        with contextlib.suppress(OSError, StoreError):  # best effort: a read-only home still opens
+            blocks.remove_stale_temp_files()
         pins = PinStore(home / "pins", source=blocks)
         return cls(home, blocks, pins)
 

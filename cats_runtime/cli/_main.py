@@ -16,7 +16,7 @@ import click
 
 from .. import __version__
 from ..errors import CatsError
-from . import _cas_commands, _env_commands, _iac_commands, _node_commands, _run_commands
+from . import _cas_commands, _env_commands, _iac_commands, _node_commands, _ray_commands, _run_commands
 from ._app import (
     EXIT_HELP,
     CliState,
@@ -31,7 +31,7 @@ __all__ = ["cli", "main"]
 
 # Order does not matter to click (it sorts commands in --help); listing the modules here is what
 # makes their commands part of `cats`.
-_COMMAND_MODULES = (_cas_commands, _run_commands, _node_commands, _iac_commands, _env_commands)
+_COMMAND_MODULES = (_cas_commands, _run_commands, _node_commands, _iac_commands, _env_commands, _ray_commands)
 
 
 @click.group(

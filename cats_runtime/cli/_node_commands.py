@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from ..operations import (
     TokenStore,
     build_function,
     endorse_code,
+    endorse_function,
     fetch_from_peers,
     import_input,
     load_params_file,
@@ -216,6 +218,11 @@ def serve(
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logging.getLogger("cats_runtime").addHandler(handler)
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal under the handler that
+    # was in place before it started, so that the process dies of it (exit -15). A stop that
+    # the node carried out cleanly is a success: with a no-op handler in place, the server's run
+    # returns and the command exits 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.Server(server_config).run(sockets=[sock])
 
 
@@ -305,7 +312,21 @@ def token_ls(token_file: Path | None, as_json: bool) -> None:
     "functions",
     multiple=True,
     metavar="DIR:module:callable",
-    help="Allow the code of this Function (its directory is hashed as `cats run` hashes it).",
+    help="Allow this Function: hashed as `cats run` hashes it (with --mode), its record's CID is listed.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["batch", "map"]),
+    default="batch",
+    show_default=True,
+    help="Mode of the --function entries (part of the Function CID).",
+)
+@click.option(
+    "--code-any-entrypoint",
+    "codes",
+    multiple=True,
+    metavar="CODE_CID",
+    help="Allow ANY entrypoint and mode over this code directory (wider than a Function; explicit).",
 )
 @click.option(
     "--allow",
@@ -315,24 +336,56 @@ def token_ls(token_file: Path | None, as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def allow(
-    entries: tuple[str, ...], functions: tuple[str, ...], allow_file: Path | None, as_json: bool
+    entries: tuple[str, ...],
+    functions: tuple[str, ...],
+    mode: str,
+    codes: tuple[str, ...],
+    allow_file: Path | None,
+    as_json: bool,
 ) -> None:
-    """Allow Function code by CID, or trust a did:key to endorse code; no arguments lists the file."""
+    """Allow Functions by CID, or trust a did:key to endorse them; no arguments lists the file.
+
+    An ENTRY is a Function CID, `code:<code CID>` (any entrypoint of that code, as
+    --code-any-entrypoint) or a did:key. A bare code CID is refused: it would allow every
+    entrypoint of the code without saying so.
+    """
     rules = AllowList(allow_file) if allow_file else AllowList.for_home(state().home)
     for spec in functions:
-        record, _ = build_function(spec, None)
-        rules.add(str(record.code))
+        _, function = build_function(spec, None, mode=mode)  # type: ignore[arg-type]
+        rules.add(str(function))
+    for code in codes:
+        rules.add(f"code:{cid_arg(code)}")
     for entry in entries:
         rules.add(entry)
-    cids, signers = sorted(str(c) for c in rules.cids), sorted(rules.signers)
-    emit(as_json, {"cids": cids, "signers": signers}, "\n".join([*cids, *signers]))
+    listed = rules.entries()
+    doc = {
+        "functions": sorted(str(c) for c in rules.functions),
+        "codes": sorted(str(c) for c in rules.codes),
+        "signers": sorted(rules.signers),
+    }
+    emit(as_json, doc, "\n".join(listed))
 
 
 @node.command("endorse")
-@click.argument("code_cid")
-def endorse(code_cid: str) -> None:
-    """Sign Function code CODE_CID with this node's key (send it as an X-Cats-Endorsement header)."""
-    click.echo(str(endorse_code(_identity(state().home), cid_arg(code_cid))))
+@click.argument("cid")
+@click.option(
+    "--code-any-entrypoint",
+    "any_entrypoint",
+    is_flag=True,
+    help="CID is a code directory: endorse every entrypoint over it (wider; explicit).",
+)
+def endorse(cid: str, any_entrypoint: bool) -> None:
+    """Sign the Function CID with this node's key (send it as an X-Cats-Endorsement header)."""
+    target = cid_arg(cid)
+    if any_entrypoint:
+        click.echo(str(endorse_code(_identity(state().home), target)))
+    else:
+        if target.codec != 0x71:
+            raise InvalidInputError(
+                f"expected a Function CID (dag-cbor record), found {target}; "
+                "to endorse any entrypoint of code, pass --code-any-entrypoint"
+            )
+        click.echo(str(endorse_function(_identity(state().home), target)))
 
 
 def _read_token(token_file: Path | None) -> str:
@@ -386,7 +439,7 @@ def _read_token(token_file: Path | None) -> str:
     "endorsements",
     multiple=True,
     metavar="DID.SIG",
-    help="An endorsement of the code (from `cats node endorse`). Repeatable.",
+    help="An endorsement of the Function (from `cats node endorse`). Repeatable.",
 )
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the run settles.")
 @click.option(

@@ -15,6 +15,15 @@ from ._environment import (
 )
 from ._extras import EXTRAS, require_extra
 from ._jobs import JobsExecutor, auth_token
+from ._local_ray import (
+    DEFAULT_IDLE_TIMEOUT,
+    IDLE_TIMEOUT_ENV,
+    LocalRay,
+    LocalRayExecutor,
+    LocalRayInfo,
+    bind_local_ray_to_this_process,
+    idle_timeout_from_env,
+)
 from ._materialize import (
     ENTRYPOINT_RE,
     load_entrypoint,
@@ -31,7 +40,9 @@ from ._ray import (
     SourceDesc,
     TaskOutcome,
     accept_result,
+    collect_outcomes,
     ensure_ray,
+    loopback_ray_env,
     open_source,
     ray_version,
     run_locally,
@@ -52,8 +63,10 @@ from ._sandbox import (
 from ._task import DatumRef, TaskResult, TaskSpec, run_task
 
 __all__ = [
+    "DEFAULT_IDLE_TIMEOUT",
     "ENTRYPOINT_RE",
     "EXTRAS",
+    "IDLE_TIMEOUT_ENV",
     "MAX_RETRIES",
     "BuiltEnvironment",
     "SANDBOX_CHOICES",
@@ -63,6 +76,9 @@ __all__ = [
     "DatumRef",
     "Executor",
     "JobsExecutor",
+    "LocalRay",
+    "LocalRayExecutor",
+    "LocalRayInfo",
     "RayExecutor",
     "SandboxCall",
     "SandboxMode",
@@ -84,8 +100,12 @@ __all__ = [
     "code_cache_dir",
     "bwrap_available",
     "clean_workdir",
+    "bind_local_ray_to_this_process",
+    "collect_outcomes",
     "ensure_ray",
+    "idle_timeout_from_env",
     "load_entrypoint",
+    "loopback_ray_env",
     "make_read_only",
     "make_writable",
     "materialize",

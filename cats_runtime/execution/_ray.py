@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -33,7 +33,9 @@ __all__ = [
     "TaskOutcome",
     "accept_result",
     "check_result",
+    "collect_outcomes",
     "ensure_ray",
+    "loopback_ray_env",
     "open_source",
     "ray_version",
     "run_locally",
@@ -119,26 +121,74 @@ def _ray_task(
 
 
 def ray_version() -> str:
-    """The installed Ray version (imported lazily: ``cats --help`` must not pay for Ray)."""
-    import ray
+    """The installed Ray version, read from the package metadata.
 
-    return str(ray.__version__)
+    Importing Ray costs about a second; a run on the warm local Ray never imports it, so the
+    Invoice's executor facts must not either.
+    """
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("ray")
+    except importlib.metadata.PackageNotFoundError:
+        import ray  # an unusual install without metadata: ask the module itself
+
+        return str(ray.__version__)
 
 
-def ensure_ray(address: str | None = None) -> str:
+LOOPBACK: Final = "127.0.0.1"
+
+
+def loopback_ray_env(token_path: Path | None = None, temp_dir: Path | None = None) -> dict[str, str]:
+    """Environment that keeps an embedded Ray on loopback and behind token authentication.
+
+    Ray replaces a ``127.0.0.1`` node address by the interface address unless
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``; ``RAY_AUTH_MODE=token`` makes every Ray port demand
+    the token (read from ``token_path`` when given, else Ray's default ``~/.ray/auth_token``);
+    ``RAY_TMPDIR`` keeps Ray's files out of ``/tmp/ray``. Usage statistics are off: nothing of a
+    run is sent anywhere.
+    """
+    env = {
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    if token_path is not None:
+        env["RAY_AUTH_TOKEN_PATH"] = str(token_path)
+    if temp_dir is not None:
+        env["RAY_TMPDIR"] = str(temp_dir)
+    return env
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_ray(address: str | None = None, *, temp_dir: Path | None = None) -> str:
     """Connect to Ray once per process and return a description of the cluster.
 
     ``None`` starts (or reuses) an embedded local Ray sized to this machine's CPUs, without the
-    dashboard, and with worker output kept out of the driver's terminal (it goes to the Invoice
-    log instead). A ``ray://`` address connects with Ray Client. An already initialized Ray
-    (a test session, a Ray Job's driver) is reused as it is.
+    dashboard, every port bound to 127.0.0.1 with Ray's token authentication on (see
+    :func:`loopback_ray_env`; Ray picks free ports itself for everything but the metrics port,
+    which is given a free one), and with worker output kept out of the driver's terminal (it goes
+    to the Invoice log instead). ``temp_dir`` holds Ray's session files. A ``ray://`` address
+    connects with Ray Client. An already initialized Ray (a test session, a Ray Job's driver) is
+    reused as it is.
     """
-    import ray
-
     if address is not None and not (address.startswith("ray://") or address == "auto"):
         raise InvalidInputError(f"expected a ray:// address (or none for local Ray), found {address!r}")
     with _init_lock:
         key = address or "local"
+        if address is None:
+            # Before ``import ray``: Ray reads part of this when it loads.
+            for name, value in loopback_ray_env(temp_dir=temp_dir).items():
+                os.environ.setdefault(name, value)
+        import ray
+
         if ray.is_initialized():
             if key in _connected:
                 return _connected[key]
@@ -153,6 +203,9 @@ def ensure_ray(address: str | None = None) -> str:
                 include_dashboard=False,
                 log_to_driver=False,
                 logging_level=logging.ERROR,
+                _node_ip_address=LOOPBACK,
+                _metrics_export_port=_free_loopback_port(),
+                _temp_dir=None if temp_dir is None else str(temp_dir),
             )
             _connected[key] = "local"
         else:
@@ -228,24 +281,73 @@ def accept_result(result: TaskResult, sink: BlockStore) -> TaskOutcome:
     return outcome
 
 
+def collect_outcomes(
+    results: Iterable[TaskResult],
+    tasks: Sequence[TaskSpec],
+    sink: BlockStore,
+    on_done: Callable[[TaskOutcome], None] | None = None,
+) -> list[TaskOutcome]:
+    """Verify and store task results as they arrive (any order); outcomes come back in task order."""
+    index = {spec.key: i for i, spec in enumerate(tasks)}
+    outcomes: list[TaskOutcome | None] = [None] * len(tasks)
+    # Verified blocks are stored in batches: a durable put costs a filesystem sync, and one
+    # sync per small datum would serialize a map run on the driver. Blocks not yet stored
+    # when the run is interrupted are referenced by nothing, so batching is safe.
+    buffer: list[Block] = []
+    buffered = 0
+    flushed = time.monotonic()
+    remaining = len(tasks)
+    for result in results:
+        if result.key not in index:
+            raise ExecutionError(f"expected results of this run's tasks, found one for {result.key!r}")
+        outcome, blocks = check_result(result)
+        buffer.extend(blocks)
+        buffered += sum(len(b.data) for b in blocks)
+        if outcomes[index[result.key]] is None:
+            remaining -= 1
+        outcomes[index[result.key]] = outcome
+        if on_done is not None:
+            on_done(outcome)
+        full = len(buffer) >= _FLUSH_BLOCKS or buffered >= _FLUSH_BYTES
+        if buffer and (full or not remaining or time.monotonic() - flushed >= _FLUSH_SECONDS):
+            sink.put_many(buffer)
+            buffer, buffered, flushed = [], 0, time.monotonic()
+    if buffer:
+        sink.put_many(buffer)
+    missing = [tasks[i].key for i, o in enumerate(outcomes) if o is None]
+    if missing:
+        raise ExecutionError(f"expected a result for every task, found none for {missing[:3]}")
+    return [o for o in outcomes if o is not None]
+
+
 class RayExecutor:
     """Runs :class:`TaskSpec` s as Ray tasks and collects verified outputs.
 
     Args:
-        address: ``None`` for embedded local Ray, or a ``ray://`` address.
+        address: ``None`` for local Ray, or a ``ray://`` address.
         source: Where workers read code and input blocks.
         ship: Blocks source used to gather the blocks each task needs when ``source`` is
             ``inline`` (the driver's store).
+        home: The CATs home of the run. With ``address=None`` and no Ray already running in this
+            process, the tasks go to that home's warm local Ray
+            (:mod:`~cats_runtime.execution._local_ray`), started on first use; without a home
+            an embedded Ray is started in this process.
     """
 
     def __init__(
-        self, source: SourceDesc, *, address: str | None = None, ship: BlockSource | None = None
+        self,
+        source: SourceDesc,
+        *,
+        address: str | None = None,
+        ship: BlockSource | None = None,
+        home: Path | None = None,
     ) -> None:
         if source.kind == "inline" and ship is None:
             raise InvalidInputError("an inline source needs a store to ship blocks from")
         self.source = source
         self.address = address
         self.ship = ship
+        self.home = home
         self.cluster = ""
 
     def run(
@@ -259,6 +361,21 @@ class RayExecutor:
 
         A task whose worker died more than ``MAX_RETRIES`` times becomes a failed outcome; the
         caller decides what a failure means for the run. Ctrl-C cancels the tasks still running.
+        """
+        if self.address is None and self.home is not None and not _ray_in_this_process():
+            from ._local_ray import LocalRayExecutor
+
+            warm = LocalRayExecutor(self.home, self.source)
+            outcomes = warm.run(tasks, sink, on_done=on_done)
+            self.cluster = warm.cluster
+            return outcomes
+        return collect_outcomes(self.results(tasks), tasks, sink, on_done)
+
+    def results(self, tasks: Sequence[TaskSpec]) -> Generator[TaskResult, None, None]:
+        """Submit every task to the Ray this process is connected to; yield results as they finish.
+
+        Closing the iterator early (the consumer failed, Ctrl-C, a client hung up) cancels the
+        tasks still running.
         """
         import ray
 
@@ -279,15 +396,8 @@ class RayExecutor:
                 for cid_text in [*spec.inputs.values(), *([spec.datum.cid] if spec.datum else [])]:
                     data.extend(_collect(self.ship, CID.decode(cid_text)))
             refs.append(remote.remote(spec, self.source, code_ref, data))
-        index = {ref: i for i, ref in enumerate(refs)}
-        outcomes: list[TaskOutcome | None] = [None] * len(refs)
+        keys = {ref: spec.key for ref, spec in zip(refs, tasks, strict=True)}
         pending = list(refs)
-        # Verified blocks are stored in batches: a durable put costs a filesystem sync, and one
-        # sync per small datum would serialize a map run on the driver. Blocks not yet stored
-        # when the run is interrupted are referenced by nothing, so batching is safe.
-        buffer: list[Block] = []
-        buffered = 0
-        flushed = time.monotonic()
         try:
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)
@@ -295,21 +405,11 @@ class RayExecutor:
                     more, pending = ray.wait(pending, num_returns=len(pending), timeout=0)
                     done += more
                 for ref in done:
-                    outcome, blocks = check_result(self._fetch(ray, ref, tasks[index[ref]].key))
-                    buffer.extend(blocks)
-                    buffered += sum(len(b.data) for b in blocks)
-                    outcomes[index[ref]] = outcome
-                    if on_done is not None:
-                        on_done(outcome)
-                full = len(buffer) >= _FLUSH_BLOCKS or buffered >= _FLUSH_BYTES
-                if buffer and (full or not pending or time.monotonic() - flushed >= _FLUSH_SECONDS):
-                    sink.put_many(buffer)
-                    buffer, buffered, flushed = [], 0, time.monotonic()
+                    yield self._fetch(ray, ref, keys[ref])
         except BaseException:
             for ref in pending:
                 ray.cancel(ref, force=True)
             raise
-        return [o for o in outcomes if o is not None]
 
     @staticmethod
     def _fetch(ray: Any, ref: Any, key: str) -> TaskResult:
@@ -327,6 +427,14 @@ class RayExecutor:
                 f"{type(exc).__name__}: {first}",
             )
         return result
+
+
+def _ray_in_this_process() -> bool:
+    """True when this process already holds a Ray connection (a test session, a Ray Job driver)."""
+    import sys
+
+    ray = sys.modules.get("ray")  # never import Ray just to ask: that alone costs a second
+    return ray is not None and bool(ray.is_initialized())
 
 
 def _collect(store: BlockSource, root: CID) -> list[tuple[bytes, bytes]]:

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ._access import AllowList, Endorsement, TokenStore, endorse_code, endorsement_payload
+from ._access import (
+    AllowList,
+    Endorsement,
+    TokenStore,
+    code_endorsement_payload,
+    endorse_code,
+    endorse_function,
+    endorsement_payload,
+)
 from ._browse import (
     INLINE_TEXT_BYTES,
     BomPage,
@@ -122,7 +130,9 @@ __all__: list[str] = [
     "TokenStore",
     "bom_signing_payload",
     "did_from_public_key",
+    "code_endorsement_payload",
     "endorse_code",
+    "endorse_function",
     "endorsement_payload",
     "fetch_from_peers",
     "fetch_order",

@@ -8,10 +8,24 @@ time and does not stop at the first match, so timing reveals neither which entry
 how much of a hash did.
 
 **Allow-list.** A text file (default ``<home>/node/allow.txt``), one entry per line, ``#``
-comments: a CID allows Function code with exactly that UnixFS CID; a ``did:key:z...`` trusts
-that key to endorse code. An endorsement is an Ed25519 signature by a trusted key over
-``b"cats-code-endorsement@1:" + bytes(code_cid)``; ``cats node endorse CID`` makes one with the
-node's own key.
+comments. An entry names what a node agrees to run:
+
+- ``<Function CID>`` (a ``cats/function`` record, dag-cbor): exactly that Function, i.e. that code
+  with that entrypoint, mode, requirements, image and every other field of the record. This is
+  the normal entry (``cats node allow --function DIR:module:fn``).
+- ``code:<code CID>``: any entrypoint (and any other record field) over that UnixFS code
+  directory. Explicit, because allowing code is wider than allowing a Function: an Order naming
+  another callable in allowed code (``main:other``) is then accepted too
+  (``cats node allow --code-any-entrypoint CID``).
+- ``did:key:z...``: trust that key's endorsements.
+
+A bare code CID (dag-pb) is refused with a message naming both spellings, so an allow-list written
+for the old, code-only meaning cannot silently keep allowing every entrypoint.
+
+An endorsement is an Ed25519 signature by a trusted key over
+``b"cats-function-endorsement@1:" + bytes(function_cid)`` (``cats node endorse FUNCTION_CID``), or,
+as the explicit wider option, over ``b"cats-code-endorsement@1:" + bytes(code_cid)``
+(``cats node endorse --code-any-entrypoint CODE_CID``).
 """
 
 from __future__ import annotations
@@ -28,7 +42,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from ..cas import CID
 from ..errors import AuthError, CredentialsError, InvalidInputError, StoreError
@@ -38,7 +52,9 @@ __all__ = [
     "AllowList",
     "Endorsement",
     "TokenStore",
+    "code_endorsement_payload",
     "endorse_code",
+    "endorse_function",
     "endorsement_payload",
 ]
 
@@ -46,7 +62,10 @@ TOKENS_FILE: Final = Path("node") / "tokens.json"
 ALLOW_FILE: Final = Path("node") / "allow.txt"
 _ORG_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOKEN_PREFIX: Final = "cats_"  # noqa: S105  (a recognizable prefix, not a secret)
-_ENDORSEMENT_DOMAIN: Final = b"cats-code-endorsement@1:"
+_ENDORSEMENT_DOMAIN: Final = b"cats-function-endorsement@1:"
+_CODE_ENDORSEMENT_DOMAIN: Final = b"cats-code-endorsement@1:"
+_CODE_PREFIX: Final = "code:"
+_DAG_CBOR: Final = 0x71
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -182,14 +201,19 @@ class TokenStore:
         return found
 
 
-def endorsement_payload(code: CID) -> bytes:
-    """The bytes an endorsement of Function code ``code`` signs."""
-    return _ENDORSEMENT_DOMAIN + bytes(code)
+def endorsement_payload(function: CID) -> bytes:
+    """The bytes an endorsement of the Function record ``function`` signs."""
+    return _ENDORSEMENT_DOMAIN + bytes(function.to_v1())
+
+
+def code_endorsement_payload(code: CID) -> bytes:
+    """The bytes an endorsement of code ``code`` for any entrypoint signs (the wider option)."""
+    return _CODE_ENDORSEMENT_DOMAIN + bytes(code)
 
 
 @dataclass(frozen=True)
 class Endorsement:
-    """A signature by ``signer`` (a did:key) saying "I vouch for the code with this CID".
+    """A signature by ``signer`` (a did:key) saying "I vouch for this Function" (or this code).
 
     Its text form, used in HTTP headers and JSON bodies, is ``<did>.<base64url signature>``.
     """
@@ -217,18 +241,49 @@ class Endorsement:
             raise InvalidInputError(f"expected base64url after the DID in the endorsement: {exc}") from None
         return cls(did, signature)
 
-    def valid_for(self, code: CID) -> bool:
-        """True when the signature is valid for ``code`` (trust in the signer is checked elsewhere)."""
-        return verify_signature(self.signer, endorsement_payload(code), self.signature)
+    def valid_for(self, function: CID) -> bool:
+        """True when this signs the Function ``function`` (trust in the signer is checked elsewhere)."""
+        return verify_signature(self.signer, endorsement_payload(function), self.signature)
+
+    def valid_for_code(self, code: CID) -> bool:
+        """True when this signs ``code`` for any entrypoint (the explicit, wider endorsement)."""
+        return verify_signature(self.signer, code_endorsement_payload(code), self.signature)
+
+
+def endorse_function(identity: NodeIdentity, function: CID) -> Endorsement:
+    """Endorse one Function (its record's CID) with this node's key."""
+    return Endorsement(identity.did, identity.sign(endorsement_payload(function)))
 
 
 def endorse_code(identity: NodeIdentity, code: CID) -> Endorsement:
-    """Endorse Function code with this node's key."""
-    return Endorsement(identity.did, identity.sign(endorsement_payload(code)))
+    """Endorse code for any entrypoint with this node's key (wider than :func:`endorse_function`)."""
+    return Endorsement(identity.did, identity.sign(code_endorsement_payload(code)))
+
+
+def _parse_entry(line: str) -> tuple[str, CID | str]:
+    """``(kind, value)`` of one allow-list entry: ``function``, ``code`` or ``signer``."""
+    if line.startswith("did:"):
+        public_key_from_did(line)
+        return "signer", line
+    if line.startswith(_CODE_PREFIX):
+        code = CID.decode(line[len(_CODE_PREFIX) :].strip()).to_v1()
+        if code.codec == _DAG_CBOR:
+            raise InvalidInputError(
+                f"expected a code directory CID (dag-pb) after {_CODE_PREFIX!r}, found a record CID {code}"
+            )
+        return "code", code
+    cid = CID.decode(line).to_v1()
+    if cid.codec != _DAG_CBOR:
+        raise InvalidInputError(
+            f"expected a Function CID (a cats/function record, dag-cbor), found {cid} (not a record): "
+            f"allow a Function with `cats node allow --function DIR:module:fn`, or any entrypoint of "
+            f"that code explicitly with '{_CODE_PREFIX}{cid}' (`cats node allow --code-any-entrypoint`)"
+        )
+    return "function", cid
 
 
 class AllowList:
-    """The code a node agrees to run: code CIDs, and did:keys trusted to endorse code.
+    """What a node agrees to run: Function CIDs, code for any entrypoint, and trusted did:keys.
 
     The file is re-read when it changes. A missing file allows nothing.
 
@@ -240,27 +295,25 @@ class AllowList:
         self.path = path
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
-        self._cids: frozenset[CID] = frozenset()
-        self._signers: frozenset[str] = frozenset()
+        self._rules: _Rules = _Rules(frozenset(), frozenset(), frozenset())
 
     @classmethod
     def for_home(cls, home: Path) -> AllowList:
         """The default allow-list of the node at ``home``."""
         return cls(home / ALLOW_FILE)
 
-    def _load(self) -> tuple[frozenset[CID], frozenset[str]]:
+    def _load(self) -> _Rules:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            return frozenset(), frozenset()
+            return _Rules(frozenset(), frozenset(), frozenset())
         except OSError as exc:
             raise StoreError(f"cannot read the allow-list {self.path}: {exc.strerror or exc}") from exc
         stamp = (st.st_mtime_ns, st.st_size)
         with self._lock:
             if stamp == self._stamp:
-                return self._cids, self._signers
-        cids: set[CID] = set()
-        signers: set[str] = set()
+                return self._rules
+        found: dict[str, set[Any]] = {"function": set(), "code": set(), "signer": set()}
         try:
             text = self.path.read_text(encoding="utf-8")
         except OSError as exc:
@@ -270,35 +323,43 @@ class AllowList:
             if not line:
                 continue
             try:
-                if line.startswith("did:"):
-                    public_key_from_did(line)
-                    signers.add(line)
-                else:
-                    cids.add(CID.decode(line).to_v1())
+                kind, value = _parse_entry(line)
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{self.path}:{lineno}: {exc}") from None
+            found[kind].add(value)
+        rules = _Rules(frozenset(found["function"]), frozenset(found["code"]), frozenset(found["signer"]))
         with self._lock:
-            self._stamp = stamp
-            self._cids, self._signers = frozenset(cids), frozenset(signers)
-        return self._cids, self._signers
+            self._stamp, self._rules = stamp, rules
+        return rules
 
     @property
-    def cids(self) -> frozenset[CID]:
-        """Code CIDs allowed directly (as CIDv1)."""
-        return self._load()[0]
+    def functions(self) -> frozenset[CID]:
+        """Function CIDs allowed (as CIDv1)."""
+        return self._load().functions
+
+    @property
+    def codes(self) -> frozenset[CID]:
+        """Code CIDs allowed for any entrypoint (the explicit ``code:`` entries)."""
+        return self._load().codes
 
     @property
     def signers(self) -> frozenset[str]:
-        """did:keys trusted to endorse code."""
-        return self._load()[1]
+        """did:keys trusted to endorse Functions (or code)."""
+        return self._load().signers
+
+    def entries(self) -> list[str]:
+        """Every entry in its file spelling, sorted: Functions, ``code:`` entries, then did:keys."""
+        rules = self._load()
+        return [
+            *sorted(str(c) for c in rules.functions),
+            *sorted(f"{_CODE_PREFIX}{c}" for c in rules.codes),
+            *sorted(rules.signers),
+        ]
 
     def add(self, entry: str) -> None:
-        """Append a CID or a did:key (validated first) to the file."""
+        """Append a Function CID, a ``code:<CID>`` or a did:key (validated first) to the file."""
         entry = entry.strip()
-        if entry.startswith("did:"):
-            public_key_from_did(entry)
-        else:
-            CID.decode(entry)
+        _parse_entry(entry)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             with open(self.path, "a", encoding="utf-8") as out:
@@ -309,22 +370,42 @@ class AllowList:
         with self._lock:
             self._stamp = None
 
-    def check(self, code: CID, endorsements: Iterable[Endorsement] = ()) -> str:
-        """Say why ``code`` may run, or refuse it.
+    def check(self, function: CID, code: CID, endorsements: Iterable[Endorsement] = ()) -> str:
+        """Say why the Function ``function`` (over ``code``) may run, or refuse it.
+
+        Args:
+            function: The Function record's CID (what the Order names).
+            code: The record's code CID (consulted only for explicit any-entrypoint entries).
+            endorsements: Endorsements sent with the Order.
 
         Returns:
-            ``"allow-list"`` or ``"endorsed by <did>"``.
+            ``"allow-list"``, ``"allow-list: code:<CID> (any entrypoint)"``, ``"endorsed by <did>"``
+            or ``"endorsed by <did>: code:<CID> (any entrypoint)"``.
 
         Raises:
-            AuthError: The code is neither listed nor validly endorsed by a trusted key.
+            AuthError: Neither the Function nor (explicitly) its code is listed or validly endorsed.
         """
-        cids, signers = self._load()
-        if code.to_v1() in cids:
+        rules = self._load()
+        wide = f"{_CODE_PREFIX}{code.to_v1()} (any entrypoint)"
+        if function.to_v1() in rules.functions:
             return "allow-list"
+        if code.to_v1() in rules.codes:
+            return f"allow-list: {wide}"
         for endorsement in endorsements:
-            if endorsement.signer in signers and endorsement.valid_for(code):
+            if endorsement.signer not in rules.signers:
+                continue
+            if endorsement.valid_for(function):
                 return f"endorsed by {endorsement.signer}"
+            if endorsement.valid_for_code(code):
+                return f"endorsed by {endorsement.signer}: {wide}"
         raise AuthError(
-            f"expected Function code on this node's allow-list or endorsed by a trusted key, "
-            f"found code {code} that is neither"
+            f"expected a Function on this node's allow-list or endorsed by a trusted key, found "
+            f"Function {function} (code {code}) that is neither"
         )
+
+
+@dataclass(frozen=True)
+class _Rules:
+    functions: frozenset[CID]
+    codes: frozenset[CID]
+    signers: frozenset[str]

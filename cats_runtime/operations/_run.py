@@ -461,7 +461,8 @@ def execute_order(
     if address is not None and address.startswith(("http://", "https://")):
         executor = JobsExecutor(address, store, cas_url=cas_url)
     else:
-        executor = RayExecutor(_source_for(node, address, cas_url), address=address, ship=store)
+        source = _source_for(node, address, cas_url)
+        executor = RayExecutor(source, address=address, ship=store, home=node.home)
     outcomes = executor.run(specs, store, on_done=progress) if specs else []
     by_key = {o.key: o for o in outcomes}
     for spec in specs:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..cas import Repo
 from ..errors import CatsError, InvalidInputError
-from ..execution import SandboxPolicy, TaskLimits
+from ..execution import LocalRay, SandboxPolicy, TaskLimits, bind_local_ray_to_this_process
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import CATALOG_FILE, Catalog
 from . import _gateway_routes, _orders, _records_routes, _ui
@@ -51,7 +51,7 @@ _SECURITY_HEADERS: Final = (
 DESCRIPTION: Final = """One organization's CAT Node.
 
 * **Orders** (`POST /orders`, bearer token): submit an Order with its blocks as a CAR, or by CID
-  with a gateway to fetch it from. Function code must be on the node's allow-list (or endorsed by
+  with a gateway to fetch it from. The Function must be on the node's allow-list (or endorsed by
   a trusted did:key). Poll `GET /orders/{id}`.
 * **Records**: `GET /boms/{cid}`, `GET /invoices/{cid}`, `GET /catalog?input=&output=&function=&order=`.
 * **Trustless gateway**: `GET /ipfs/{cid}` with `Accept: application/vnd.ipld.raw` or
@@ -109,6 +109,7 @@ def _open_state(config: NodeConfig, stack: ExitStack) -> NodeState:
             run.status,
             run.error or run.bom,
         )
+    _own_local_ray(config, stack)
     state.runs.start()
     stack.callback(state.runs.stop)
     return state
@@ -120,6 +121,23 @@ def _sandbox_policy(doc: dict[str, Any]) -> SandboxPolicy:
         limits=TaskLimits(**doc.get("limits", {})),
         allow_network=bool(doc.get("allow_network", False)),
     )
+
+
+def _own_local_ray(config: NodeConfig, stack: ExitStack) -> None:
+    """The local Ray this node starts is its own: cleaned up at start, stopped with the node.
+
+    A node that died (kill -9) may have left a Ray behind; its leftovers are removed now, before
+    the first Order starts a new one. The Ray is bound to this process, so it also goes away by
+    itself if this node is killed. The stop runs after the run manager's (the exit stack unwinds
+    in reverse), once no run is using it. Ray never runs inside the node process, so a SIGTERM
+    of the node meets no Ray signal handler (no crash dump) and stops cleanly.
+    """
+    if config.ray_address is not None:
+        return
+    local = LocalRay(config.home)
+    local.clean_stale()
+    bind_local_ray_to_this_process(config.home)
+    stack.callback(local.stop_if_owned)
 
 
 def create_app(config: NodeConfig) -> FastAPI:

@@ -60,7 +60,7 @@ _ORDER_BODY: Final[dict[str, Any]] = {
             CAR_TYPE: {
                 "schema": {"type": "string", "format": "binary"},
                 "description": "A CARv1 whose single root is the Order, holding the Order, Function, "
-                "Structure and input DAGs. Endorsements of the code go in X-Cats-Endorsement headers.",
+                "Structure and input DAGs. Endorsements of the Function go in X-Cats-Endorsement headers.",
             },
             JSON_TYPE: {
                 "schema": {
@@ -76,7 +76,7 @@ _ORDER_BODY: Final[dict[str, Any]] = {
                         "endorsements": {
                             "type": "array",
                             "items": {"type": "string"},
-                            "description": "'<did:key>.<base64url signature>' of the code CID",
+                            "description": "'<did:key>.<base64url signature>' of the Function CID",
                         },
                     },
                 },
@@ -89,7 +89,7 @@ _ORDER_BODY: Final[dict[str, Any]] = {
             "in": "header",
             "required": False,
             "schema": {"type": "string"},
-            "description": "An endorsement of the Function's code",
+            "description": "An endorsement of the Function (or of its code, any entrypoint)",
         }
     ],
 }
@@ -188,7 +188,7 @@ def _check_complete(source: BlockSource, order: OrderRecord) -> None:
 def _accept_car(state: NodeState, path: str, endorsements: list[Endorsement]) -> tuple[CID, str]:
     root, order, function = _peek_records(path)
     _check_network(state, function, order.function)
-    allowed_by = state.allow.check(function.code, endorsements)
+    allowed_by = state.allow.check(order.function, function.code, endorsements)
     with state.repo.write_lock(), open(path, "rb") as stream:
         roots = import_car(state.blocks, stream)
     _single_root(roots)
@@ -205,7 +205,7 @@ def _accept_remote(state: NodeState, order_cid: CID, source: str, endorsements: 
         chained = ChainedBlockSource(state.blocks, [gateway])
         order, function = load_order(chained, order_cid)
     _check_network(state, function, order.function)
-    return state.allow.check(function.code, endorsements)
+    return state.allow.check(order.function, function.code, endorsements)
 
 
 @router.post(
@@ -217,7 +217,7 @@ def _accept_remote(state: NodeState, order_cid: CID, source: str, endorsements: 
         202: {"description": "Accepted: the run is queued; poll Location"},
         400: {"description": "Malformed CAR, record or CID; incomplete DAG"},
         401: {"description": "Missing or unknown bearer token"},
-        403: {"description": "The Function's code is not allowed on this node"},
+        403: {"description": "The Function is not allowed on this node"},
         413: {"description": "Body larger than the node's limit"},
         415: {"description": "Body is neither a CAR nor JSON"},
         429: {"description": "Run queue full; retry after Retry-After seconds"},
@@ -269,10 +269,9 @@ async def submit_order(request: Request) -> JSONResponse:
         endorsements = _endorsements(request, extra)
         source = doc.get("from")
         if source is None:
-            stored, function = await run_in_threadpool(load_order, state.blocks, order_cid)
-            _check_network(state, function, stored.function)
-            allowed_by = state.allow.check(function.code, endorsements)
-            order = OrderRecord.decode(state.blocks.get(order_cid))
+            order, function = await run_in_threadpool(load_order, state.blocks, order_cid)
+            _check_network(state, function, order.function)
+            allowed_by = state.allow.check(order.function, function.code, endorsements)
             await run_in_threadpool(_check_complete, state.blocks, order)
         else:
             source = _gateway_url(source)

@@ -155,7 +155,7 @@ def make_order_car(
     network: bool = False,
 ) -> tuple[object, bytes, object]:
     """Build (in ``client_home``) an Order of the test Function over a small input; return
-    (order CID, CAR bytes of everything it needs, Function code CID)."""
+    (order CID, CAR bytes of everything it needs, Function CID: what a node's allow-list names)."""
     import io
 
     from cats_runtime.cas import add_bytes, write_car
@@ -169,15 +169,18 @@ def make_order_car(
     )
 
     with Node.open(client_home) as node:
-        record, function = build_function(
-            spec or f"{SLOW_FN}:slow:main", node.store, mode=mode, network=network
-        )  # type: ignore[arg-type]
+        _, function = build_function(
+            spec or f"{SLOW_FN}:slow:main",
+            node.store,
+            mode=mode,  # type: ignore[arg-type]
+            network=network,
+        )
         structure = store_structure(local_structure(), node.store)
         data_cid = add_bytes(data, node.store)
         _, order = make_order(node, function, {"data": data_cid}, params or {}, seed, structure)
         out = io.BytesIO()
         write_car(out, [order], order_blocks(node.store, order))
-    return order, out.getvalue(), record.code
+    return order, out.getvalue(), function
 
 
 def prepare_home(home: Path, org: str = "client", allow: list[str] = ()) -> str:  # type: ignore[assignment]

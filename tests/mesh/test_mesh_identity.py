@@ -22,6 +22,7 @@ from cats_runtime.operations import (
     TokenStore,
     did_from_public_key,
     endorse_code,
+    endorse_function,
     public_key_from_did,
     sign_bom,
     verify_bom_signature,
@@ -156,23 +157,33 @@ def test_a_broken_tokens_file_is_a_store_error(tmp_path: Path) -> None:
 
 def test_allow_list_and_endorsements(tmp_path: Path) -> None:
     code = CID.decode("bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi")
-    other = Block.encode(b"other code").cid
+    function = CID.compute(b"\xa1ax\x01", DAG_CBOR)
+    other = CID.compute(b"\xa1ax\x02", DAG_CBOR)
     rules = AllowList(tmp_path / "allow.txt")
     with pytest.raises(AuthError, match="allow-list"):
-        rules.check(code)
-    rules.add(str(code))
-    assert rules.check(code) == "allow-list"
+        rules.check(function, code)
+    rules.add(str(function))
+    assert rules.check(function, code) == "allow-list"
+    with pytest.raises(AuthError):
+        rules.check(other, code)  # same code, another Function (e.g. another entrypoint)
     signer = NodeIdentity.load_or_create(tmp_path / "signer")
-    endorsement = endorse_code(signer, other)
+    endorsement = endorse_function(signer, other)
     with pytest.raises(AuthError):
-        rules.check(other, [endorsement])  # signer not trusted yet
+        rules.check(other, code, [endorsement])  # signer not trusted yet
     rules.add(signer.did)
-    assert rules.check(other, [Endorsement.parse(str(endorsement))]) == f"endorsed by {signer.did}"
+    assert rules.check(other, code, [Endorsement.parse(str(endorsement))]) == f"endorsed by {signer.did}"
+    third = CID.compute(b"\xa1ax\x03", DAG_CBOR)
     with pytest.raises(AuthError):
-        rules.check(Block.encode(b"third").cid, [endorsement])  # endorses other code
+        rules.check(third, code, [endorsement])  # endorses another Function
+    wide = endorse_code(signer, code)
+    assert rules.check(third, code, [wide]) == f"endorsed by {signer.did}: code:{code} (any entrypoint)"
     (tmp_path / "bad.txt").write_text("# comment\n\nnot-a-cid\n")
     with pytest.raises(InvalidInputError, match=r"bad\.txt:3"):
-        AllowList(tmp_path / "bad.txt").check(code)
+        AllowList(tmp_path / "bad.txt").check(function, code)
+    with pytest.raises(InvalidInputError, match="code-any-entrypoint"):
+        rules.add(str(code))  # a bare code CID would silently allow every entrypoint
+    rules.add(f"code:{code}")
+    assert rules.check(third, code) == f"allow-list: code:{code} (any entrypoint)"
     with pytest.raises(InvalidInputError, match="endorsement"):
         Endorsement.parse("no-dot-here")
     assert os.path.exists(tmp_path / "allow.txt")

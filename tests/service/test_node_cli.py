@@ -21,12 +21,16 @@ def test_id_token_allow_and_endorse(tmp_path: Path) -> None:
     assert "revoked 1" in cats(home, "node", "token", "rm", "partner").stdout
     bad = cats(home, "node", "token", "add", "a/b", check=False)
     assert bad.returncode == 2 and "organization name" in bad.stderr
-    record, _ = build_function(f"{SLOW_FN}:slow:main", None)
+    record, function = build_function(f"{SLOW_FN}:slow:main", None)
     listed = cats(home, "node", "allow", "--function", f"{SLOW_FN}:slow:main", did).stdout.split()
-    assert listed == [str(record.code), did]
-    assert AllowList.for_home(home).check(record.code) == "allow-list"
-    endorsement = Endorsement.parse(cats(home, "node", "endorse", str(record.code)).stdout.strip())
-    assert endorsement.signer == did and endorsement.valid_for(record.code)
+    assert listed == [str(function), did]
+    assert AllowList.for_home(home).check(function, record.code) == "allow-list"
+    endorsement = Endorsement.parse(cats(home, "node", "endorse", str(function)).stdout.strip())
+    assert endorsement.signer == did and endorsement.valid_for(function)
+    code_only = cats(home, "node", "endorse", str(record.code), check=False)
+    assert code_only.returncode == 2 and "--code-any-entrypoint" in code_only.stderr
+    wide = cats(home, "node", "endorse", "--code-any-entrypoint", str(record.code)).stdout.strip()
+    assert Endorsement.parse(wide).valid_for_code(record.code)
     wrong = cats(home, "node", "allow", "not-a-cid", check=False)
     assert wrong.returncode == 2
 

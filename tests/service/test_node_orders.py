@@ -11,7 +11,7 @@ import pytest
 from nodeproc import NodeProcess, make_order_car, prepare_home, start_node, wait_run
 
 from cats_runtime.cas import Repo
-from cats_runtime.operations import NodeIdentity, endorse_code
+from cats_runtime.operations import NodeIdentity, endorse_function
 
 CAR = {"Content-Type": "application/vnd.ipld.car"}
 
@@ -106,7 +106,7 @@ def test_code_endorsed_by_a_trusted_key_is_accepted(env: Env, tmp_path: Path) ->
     fn.mkdir()
     (fn / "ok.py").write_text("def main(ctx):\n    (ctx.output / 'x').write_text('x')\n")
     _, car, code = make_order_car(tmp_path / "c3", spec=f"{fn}:ok:main")
-    endorsement = str(endorse_code(signer, code))
+    endorsement = str(endorse_function(signer, code))
     untrusted = httpx.post(
         f"{env.node.url}/orders",
         content=car,
