@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,20 @@ def test_offline_usage_errors_exit_2(args: list[str], message: str) -> None:
     completed = run_offline(*args)
     assert completed.returncode == 2
     assert message in completed.stderr
+
+
+def test_refused_stack_value_is_a_violation_not_a_crash(tmp_path: Path) -> None:
+    project = tmp_path / "node"
+    project.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py"):
+        (project / name).write_text((REPO / name).read_text())
+    for folder in ("components", "policies"):
+        shutil.copytree(REPO / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "stacks").mkdir()
+    stack = (REPO / "stacks" / "Pulumi.hooli.yaml").read_text()
+    (project / "stacks" / "Pulumi.t.yaml").write_text(stack + "  cats:rayImage: rayproject/ray:2.52.0\n")
+    completed = run_offline("--project", str(project), "--stack", "t", "--json")
+    assert completed.returncode == 1, completed.stderr
+    violations = json.loads(completed.stdout)["violations"]
+    assert [v["policy"] for v in violations] == ["stack-config-valid"]
+    assert "rayImage: expected an image pinned" in violations[0]["message"]
