@@ -97,7 +97,6 @@ __all__ = [
     "distributions_digest",
     "environment_cache_dir",
     "load_environment",
-    "code_cache_dir",
     "bwrap_available",
     "clean_workdir",
     "bind_local_ray_to_this_process",

@@ -49,6 +49,8 @@ def test_failing_stack_is_reported_not_raised(tmp_path: Path) -> None:
     project = tmp_path / "node"
     shutil.copytree(REPO / "tests" / "iac" / "fixtures" / "bad_project", project)
     shutil.copytree(REPO / "policies", project / "policies", ignore=shutil.ignore_patterns("__pycache__"))
+    # the pack checks pod sizes against the program's own capacity table (components/_capacity.py)
+    shutil.copytree(REPO / "components", project / "components", ignore=shutil.ignore_patterns("__pycache__"))
     result = check_policies(project)
     assert not result.passed
     assert "kubo-rpc-cluster-only" in {v.policy for v in result.stacks[0].mandatory}
@@ -58,6 +60,8 @@ def test_program_that_crashes_is_an_input_error(tmp_path: Path) -> None:
     project = tmp_path / "node"
     shutil.copytree(REPO / "tests" / "iac" / "fixtures" / "bad_project", project)
     shutil.copytree(REPO / "policies", project / "policies", ignore=shutil.ignore_patterns("__pycache__"))
+    # the pack checks pod sizes against the program's own capacity table (components/_capacity.py)
+    shutil.copytree(REPO / "components", project / "components", ignore=shutil.ignore_patterns("__pycache__"))
     (project / "__main__.py").write_text("raise RuntimeError('boom')\n")
     with pytest.raises(InvalidInputError, match="boom"):
         check_policies(project)

@@ -9,7 +9,7 @@ import pytest
 
 from cats_runtime.cas import CID, DAG_CBOR, add_path, get_profile
 from cats_runtime.errors import RecordError
-from cats_runtime.operations import Node, import_input
+from cats_runtime.operations import Node, build_function, import_input
 from cats_runtime.operations._run import make_order
 from cats_runtime.records import OrderRecord
 
@@ -26,9 +26,13 @@ def test_a_path_input_records_its_profile_and_the_cid_can_be_re_derived(node: No
     given = import_input(node, f"again={parsed.cid}")
     assert parsed.skipped_hidden == 1 and given.imported is None
     assert parsed.imported is not None
+    code = tmp_path / "fn"
+    code.mkdir()
+    (code / "main.py").write_text("def main(ctx):\n    pass\n")
+    _, function = build_function(f"{code}:main:main", node.store)  # make_order reads its params
     _, cid = make_order(
         node,
-        FUNCTION,
+        function,
         {"data": parsed.cid, "again": given.cid},
         {},
         0,

@@ -114,7 +114,10 @@ def test_lineage_of_a_chain(node: Node, make_function: MakeFunction, tmp_path: P
     first = run(node, function=fn, inputs=_doc(node, tmp_path))  # type: ignore[arg-type]
     copy = make_function(
         "import shutil\n\ndef main(ctx):\n"
-        "    shutil.copytree(ctx.inputs['up'], ctx.output, dirs_exist_ok=True)\n"
+        # Inputs are read-only (0444/0555) and the sandbox's uid is not root: copy the bytes,
+        # not the modes, or the output directory itself would become read-only.
+        "    for f in ctx.inputs['up'].iterdir():\n"
+        "        shutil.copyfile(f, ctx.output / f.name)\n"
         "    (ctx.output / 'note.txt').write_text('copied')\n",
     )
     _, fn2 = build_function(copy, node.store, name="copier")
