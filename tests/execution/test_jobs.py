@@ -221,24 +221,23 @@ def test_cats_run_over_ray_client(ray_head: tuple[str, str, int], tmp_path: Path
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": token,
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from cats_runtime.cli import main; main()",
-            "run",
-            "--function",
-            f"{code}:fn:main",
-            "--input",
-            f"doc={doc}",
-            "--ray-address",
-            f"ray://127.0.0.1:{port}",
-            "--json",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    argv = [
+        sys.executable,
+        "-c",
+        "from cats_runtime.cli import main; main()",
+        "run",
+        "--function",
+        f"{code}:fn:main",
+        "--input",
+        f"doc={doc}",
+        "--ray-address",
+        f"ray://127.0.0.1:{port}",
+        "--json",
+    ]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode != 0 and "Starting Ray client server failed" in done.stderr:
+        # Ray's proxier gives each client a server of its own with a fixed start-up wait that a
+        # loaded 2-core machine can miss (Ray's, not ours): one more connection, the same checks.
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"status": "succeeded"' in done.stdout
