@@ -15,7 +15,7 @@ fi
 if [ -z "${CATS_HOME:-}" ]; then
   CATS_HOME="$(mktemp -d -t cats-demo-XXXXXX)"
   # The temporary home goes whichever way the demo ends (success, a failed step, Ctrl-C).
-  trap 'rm -rf -- "$CATS_HOME"' EXIT
+  trap '"$CATS" ray stop >/dev/null 2>&1 || true; rm -rf -- "$CATS_HOME"' EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
 fi

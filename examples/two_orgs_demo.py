@@ -215,6 +215,16 @@ def main() -> None:
             try:
                 b.stop()
             finally:
+                # A `cats` command run on a home leaves its warm local Ray for the idle timeout;
+                # the demo is over, so stop them now (a no-op where none runs).
+                for org in (a, b):
+                    if org.home.is_dir():
+                        subprocess.run(  # noqa: S603  (our own cats executable, argument list)
+                            [CATS, "--home", str(org.home), "ray", "stop"],
+                            capture_output=True,
+                            timeout=120,
+                            check=False,
+                        )
                 # Even when stopping a node failed, the temporary work directory goes.
                 if not args.keep and args.workdir is None:
                     shutil.rmtree(workdir, ignore_errors=True)
