@@ -5,9 +5,11 @@ function). "Unsandboxed" is how tasks ran before the sandbox: materialize code a
 the entrypoint in the worker's own interpreter and call it. The sandboxed runs go through
 ``run_task`` exactly as a Ray worker does (no Ray here: it would only add the same constant to
 both sides). ``none`` (a fresh process, no namespaces) separates the cost of spawning Python from
-the cost of bubblewrap. The CPU column counts this process and the children it reaped: in
-``bwrap`` mode the Python inside is reaped within its pid namespace and is undercounted, so read
-the ``none`` row for the CPU cost of starting the launcher.
+the cost of bubblewrap. ``bwrap`` is the default: one warm sandboxed fork server per worker forks
+each task into namespaces of its own; ``bwrap-exec`` starts a fresh bwrap and Python per task
+(what runs where the fork server cannot, ``CATS_SANDBOX_FORK=0``). The CPU column counts this
+process and the children it reaped: in the ``bwrap`` rows the Python inside is reaped within its
+pid namespace and is undercounted, so read the ``none`` row for the CPU cost of starting Python.
 
 .venv/bin/python benchmarks/bench_sandbox.py [--n 50]
 """
@@ -29,6 +31,7 @@ from cats_runtime.execution import (
     DatumRef,
     SandboxSettings,
     TaskSpec,
+    _sandbox,
     bwrap_available,
     load_entrypoint,
     materialize,
@@ -87,18 +90,20 @@ def main() -> None:
             )
         work = root / "work"
         work.mkdir(mode=0o700)
-        timings: dict[str, list[float]] = {"unsandboxed": [], "none": [], "bwrap": []}
+        timings: dict[str, list[float]] = {"unsandboxed": [], "none": [], "bwrap-exec": [], "bwrap": []}
         # CPU seconds (this process + its children) per task: what the task costs the machine,
         # much less sensitive than wall time to other load on a shared machine.
-        cpu: dict[str, list[float]] = {"unsandboxed": [], "none": [], "bwrap": []}
-        modes = ["none", "bwrap"] if bwrap_available() is None else ["none"]
+        cpu: dict[str, list[float]] = {k: [] for k in timings}
+        modes = ["none", "bwrap-exec", "bwrap"] if bwrap_available() is None else ["none"]
         for i, spec in specs:  # interleaved, so load changes on the machine hit every variant alike
             t, c = time.perf_counter(), _cpu()
             _unsandboxed(store, spec, work, i)
             timings["unsandboxed"].append(time.perf_counter() - t)
             cpu["unsandboxed"].append(_cpu() - c)
             for mode in modes:
-                s = TaskSpec(**{**spec.__dict__, "sandbox": SandboxSettings(mode=mode, workdir=str(work))})  # type: ignore[arg-type]
+                real = "bwrap" if mode == "bwrap-exec" else mode
+                os.environ["CATS_SANDBOX_FORK"] = "0" if mode == "bwrap-exec" else "1"
+                s = TaskSpec(**{**spec.__dict__, "sandbox": SandboxSettings(mode=real, workdir=str(work))})  # type: ignore[arg-type]
                 t, c = time.perf_counter(), _cpu()
                 result = run_task(s, store)
                 timings[mode].append(time.perf_counter() - t)
@@ -118,6 +123,8 @@ def main() -> None:
         )
     if "bwrap" not in modes:
         print(f"bwrap not measured: {bwrap_available()}")
+    elif _sandbox.fork_server_unavailable is not None:
+        print(f"the fork server could not start, bwrap ran exec per task: {_sandbox.fork_server_unavailable}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Build a Function's Environment from the CAS, never from a package index, and run code in it.
 
 Contract of the cache (``<cache>/<environment CID>/``, a virtualenv): an entry is complete
-exactly when its marker file ``.cats-environment`` names the CID and every distribution's
-``.dist-info`` directory is present. Entries are built in a private temporary directory
-beside the cache and renamed into place, so a reader never sees a half-built entry; two
-builders racing both build, one rename wins and the other's copy is discarded. An entry that
-fails the check (interrupted by a crash before the rename completed its work, or damaged by
-hand) is moved aside and rebuilt.
+exactly when its marker file ``.cats-environment`` names the CID, every distribution's
+``.dist-info`` directory is present and the tree hashes to the digest the marker recorded when it
+was built (re-hashed at the entry's first use by each process: a tree changed since is rebuilt).
+Entries are built in a private temporary directory beside the cache and renamed into place, so a
+reader never sees a half-built entry; two builders racing both build, one rename wins and the
+other's copy is discarded. An entry that fails the check (interrupted by a crash before the rename
+completed its work, or damaged by hand) is moved aside and rebuilt. Tasks see entries only through
+read-only binds.
 
 Wheels come out of the CAS (every block verified against its CID), are checked against the
 Environment's sha256 and installed by ``uv`` with ``--offline --no-index --require-hashes
@@ -159,6 +161,37 @@ def _site_packages(venv: Path) -> Path:
     return venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 
 
+def tree_digest(root: Path) -> str:
+    """sha256 over every entry below ``root`` but the marker: relative path, kind, mode, content.
+
+    Symlinks count by their target text (never followed), files by their bytes streamed.
+    """
+    outer = hashlib.sha256()
+    for dirpath, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, root)
+            if rel == MARKER:
+                continue
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode):
+                outer.update(f"L {rel} {os.readlink(path)}\n".encode())
+                continue
+            inner = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    inner.update(chunk)
+            outer.update(f"F {rel} {stat.S_IMODE(info.st_mode):o} {inner.hexdigest()}\n".encode())
+    return "sha256:" + outer.hexdigest()
+
+
+# Entries whose tree this process has re-hashed: (path, marker inode, marker mtime) -> ok. An entry
+# is re-verified against its recorded digest at its first use by each worker process, so a tree
+# damaged or changed while the node was down is rebuilt, not run; later uses cost one stat.
+_VERIFIED: dict[tuple[str, int, int], bool] = {}
+
+
 def _complete(venv: Path, cid: CID, env: EnvironmentRecord | None) -> bool:
     try:
         marker = json.loads((venv / MARKER).read_text(encoding="utf-8"))
@@ -172,7 +205,16 @@ def _complete(venv: Path, cid: CID, env: EnvironmentRecord | None) -> bool:
         return False
     if env is not None and len(names) != len(env.distributions):
         return False
-    return all(isinstance(n, str) and (site / n / "RECORD").is_file() for n in names)
+    if not all(isinstance(n, str) and (site / n / "RECORD").is_file() for n in names):
+        return False
+    tree = marker.get("tree")
+    if not isinstance(tree, str):
+        return False  # built before trees were recorded: rebuilt
+    info = (venv / MARKER).stat()
+    key = (str(venv), info.st_ino, info.st_mtime_ns)
+    if key not in _VERIFIED:
+        _VERIFIED[key] = tree_digest(venv) == tree
+    return _VERIFIED[key]
 
 
 def _built(venv: Path) -> BuiltEnvironment:
@@ -262,8 +304,10 @@ def build_environment(source: BlockSource, cid: CID, cache: Path) -> BuiltEnviro
         install_environment(venv, tmp / "wheels", reqs, tmp)
         site = _site_packages(venv)
         dist_info = sorted(p.name for p in site.glob("*.dist-info"))
+        tree = tree_digest(venv)
         (venv / MARKER).write_text(
-            json.dumps({"environment": str(cid), "dist_info": dist_info}, sort_keys=True), encoding="utf-8"
+            json.dumps({"environment": str(cid), "dist_info": dist_info, "tree": tree}, sort_keys=True),
+            encoding="utf-8",
         )
         if (final.exists() or final.is_symlink()) and not _complete(final, cid, env):
             # A damaged entry: move it aside first (rename is atomic; deleting is not).

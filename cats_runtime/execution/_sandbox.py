@@ -39,17 +39,22 @@ site-packages). ``extra_ro_paths`` are bound read-only without being put on ``sy
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
 import os
+import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -445,6 +450,14 @@ _NET_FILES: Final = (
 )
 
 
+def _read_only_binds(settings: SandboxSettings, prefix: str) -> list[str]:
+    """The host paths a sandbox sees read-only (besides the system's): interpreter, environment."""
+    ro = [prefix, *settings.python_path, *settings.extra_ro_paths]
+    if settings.network:
+        ro += [p for p in _NET_FILES if os.path.exists(p)]
+    return list(dict.fromkeys(ro))
+
+
 def _bwrap_command(call: SandboxCall, settings: SandboxSettings, exe: str, prefix: str, fd: int) -> list[str]:
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -456,10 +469,7 @@ def _bwrap_command(call: SandboxCall, settings: SandboxSettings, exe: str, prefi
     cmd += _ro_system()
     # The private /tmp first: a bind below /tmp (a python_path there) must land on top of it.
     cmd += ["--perms", "1777", "--size", str(settings.limits.tmp_bytes), "--tmpfs", _SANDBOX_TMP]
-    ro = [prefix, *settings.python_path, *settings.extra_ro_paths]
-    if settings.network:
-        ro += [p for p in _NET_FILES if os.path.exists(p)]
-    ro = list(dict.fromkeys(ro))
+    ro = _read_only_binds(settings, prefix)
     # bwrap makes missing parents of a mount point 0700; the task uid must be able to pass them.
     cmd += _parents([*ro, "/cats/lib/_launcher.py"])
     for path in ro:
@@ -558,6 +568,238 @@ def _reclaim_output(output: Path) -> None:
         os.chown(output, me, me)
 
 
+# -- the fork server (bwrap mode) ------------------------------------------------------------
+# One warm sandboxed interpreter per (worker process, interpreter, environment, network, work
+# directory): it forks every call instead of starting Python again (see _launcher._fork_server
+# for what each call gets). Where it cannot run, calls start a fresh bwrap each, as before.
+_FORK_SERVERS: OrderedDict[tuple[object, ...], _ForkServer | None] = OrderedDict()
+_FORK_LOCK = threading.Lock()
+_FORK_START_TIMEOUT: Final = 30.0
+_MAX_FORK_SERVERS: Final = 4
+fork_server_unavailable: str | None = None
+"""Why the last fork server could not start (tasks then start a fresh bwrap each), for diagnostics."""
+_STATUS_GRACE: Final = 15  # seconds past the wall-clock limit before the server itself is killed
+
+
+@dataclass
+class _ForkServer:
+    proc: subprocess.Popen[bytes]
+    control: socket.socket
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    busy: int = 0  # calls in flight (changed under _FORK_LOCK): a busy server is never evicted
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.control.close()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+
+def _fork_server_command(
+    settings: SandboxSettings, exe: str, prefix: str, workdir: Path, fd: int
+) -> list[str]:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise ExecutionError("sandbox mode bwrap is unavailable: bubblewrap (bwrap) is not installed")
+    cmd = [bwrap, *_namespace_args(settings.network), "--die-with-parent", "--new-session", "--clearenv"]
+    # The server makes each call's namespaces and mounts: it keeps CAP_SYS_ADMIN (in its user
+    # namespace, or beside the two uid capabilities on a root node); every call gives up all.
+    cmd += ["--cap-add", "CAP_SYS_ADMIN"]
+    if _is_root():
+        cmd += ["--cap-add", "CAP_KILL"]  # the middle process kills a call of the task uid at its wall limit
+    if not settings.network:
+        cmd += ["--cap-add", "CAP_NET_ADMIN"]  # to bring up the loopback of each call's own namespace
+    for name, value in _ENV.items():
+        cmd += ["--setenv", name, value]
+    cmd += _ro_system()
+    cmd += ["--perms", "1777", "--size", str(1 * MiB), "--tmpfs", _SANDBOX_TMP]
+    ro = _read_only_binds(settings, prefix)
+    cmd += _parents([*ro, "/cats/lib/_launcher.py"])
+    for path in ro:
+        cmd += ["--ro-bind", path, path]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    for point in ("/cats/code", "/cats/inputs", "/cats/output", "/cats/.work"):
+        cmd += ["--perms", "0755", "--dir", point]
+    cmd += ["--bind", str(workdir), "/cats/.work"]
+    cmd += [
+        "--ro-bind",
+        str(_LAUNCHER),
+        "/cats/lib/_launcher.py",
+        "--ro-bind",
+        str(_CONTEXT),
+        "/cats/lib/_context.py",
+    ]
+    return [
+        *cmd,
+        "--chdir",
+        "/",
+        "--",
+        exe,
+        "-I",
+        "-S",
+        "-B",
+        "/cats/lib/_launcher.py",
+        "--fork-server",
+        str(fd),
+        "network" if settings.network else "isolated",
+    ]
+
+
+def _start_fork_server(settings: SandboxSettings, exe: str, prefix: str, workdir: Path) -> _ForkServer | None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        cmd = _fork_server_command(settings, exe, prefix, workdir, theirs.fileno())
+        # A fixed argv of node paths; no user data (that travels per call, in request.json).
+        proc = subprocess.Popen(  # noqa: S603
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+            env=dict(_ENV),
+            start_new_session=True,
+        )
+    except OSError:
+        ours.close()
+        return None
+    finally:
+        theirs.close()
+    server = _ForkServer(proc, ours)
+    ours.settimeout(_FORK_START_TIMEOUT)
+    try:
+        hello = ours.recv(4096)
+    except OSError:
+        hello = b""
+    ours.settimeout(None)
+    if hello != b"ready":
+        global fork_server_unavailable
+        fork_server_unavailable = hello.decode("utf-8", "replace") or "the fork server did not start"
+        server.close()
+        return None
+    return server
+
+
+def _fork_key(settings: SandboxSettings, exe: str, prefix: str, workdir: Path) -> tuple[object, ...]:
+    return (exe, prefix, settings.python_path, settings.extra_ro_paths, settings.network, str(workdir))
+
+
+def _fork_server_for(settings: SandboxSettings, exe: str, prefix: str, workdir: Path) -> _ForkServer | None:
+    key = _fork_key(settings, exe, prefix, workdir)
+    with _FORK_LOCK:
+        if key in _FORK_SERVERS:
+            server = _FORK_SERVERS[key]
+            if server is None or server.proc.poll() is None:
+                if server is not None:
+                    server.busy += 1
+                    _FORK_SERVERS.move_to_end(key)
+                return server
+        dead = _FORK_SERVERS.pop(key, None)
+        if dead is not None:
+            dead.close()
+        _FORK_SERVERS[key] = server = _start_fork_server(settings, exe, prefix, workdir)
+        if server is not None:
+            server.busy += 1
+        # A worker keeps a few warm servers (one per environment it runs), not one per run ever.
+        idle = [k for k, v in _FORK_SERVERS.items() if k != key and (v is None or v.busy == 0)]
+        for old in idle[: max(0, len(_FORK_SERVERS) - _MAX_FORK_SERVERS)]:
+            gone = _FORK_SERVERS.pop(old)
+            if gone is not None:
+                gone.close()
+        return server
+
+
+@atexit.register
+def _stop_fork_servers() -> None:
+    with _FORK_LOCK:
+        for server in _FORK_SERVERS.values():
+            if server is not None:
+                server.close()
+        _FORK_SERVERS.clear()
+
+
+def _read_all(fd: int, deadline: float) -> bytes | None:
+    """Everything written to ``fd`` until EOF; None when the deadline comes first."""
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _forked_call(
+    server: _ForkServer, call: SandboxCall, settings: SandboxSettings, prefix: str
+) -> tuple[object, int | None, bool, str] | None:
+    """Run ``call`` through the fork server: (report, exit code, timed out, log); None if it is gone."""
+    result_r, result_w = os.pipe()
+    log_r, log_w = os.pipe()
+    status_r, status_w = os.pipe()
+    order = {
+        "task": call.task_dir.name,
+        "network": settings.network,
+        "tmp_bytes": settings.limits.tmp_bytes,
+        "wall_seconds": settings.limits.wall_seconds,
+        "under_tmp": [p for p in _read_only_binds(settings, prefix) if Path(p).is_relative_to(_SANDBOX_TMP)],
+    }
+    try:
+        with server.lock:
+            socket.send_fds(server.control, [json.dumps(order).encode()], [result_w, log_w, status_w])
+    except OSError:
+        for fd in (result_r, result_w, log_r, log_w, status_r, status_w):
+            os.close(fd)
+        return None
+    finally:
+        for fd in (result_w, log_w, status_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    log_parts: list[bytes] = []
+    with os.fdopen(log_r, "rb") as log_stream:
+        drain = threading.Thread(target=_drain, args=(log_stream, log_parts), daemon=True)
+        drain.start()
+        deadline = time.monotonic() + settings.limits.wall_seconds + _STATUS_GRACE
+        try:
+            raw = _read_all(result_r, deadline)
+            status = _read_all(status_r, deadline) if raw is not None else None
+        finally:
+            os.close(result_r)
+            os.close(status_r)
+        if raw is None or status is None:
+            # The middle process neither reported nor hit its own alarm: stop the whole server.
+            with _FORK_LOCK:
+                server.close()
+            drain.join(timeout=10)
+            return _TIMED_OUT, None, True, b"".join(log_parts).decode("utf-8", "replace")
+        drain.join(timeout=10)
+    log = b"".join(log_parts).decode("utf-8", "replace")
+    if not status:
+        if raw:
+            return _parse_report(raw), None, False, log
+        global fork_server_unavailable
+        lines = log.strip().splitlines()
+        fork_server_unavailable = (
+            f"a call failed in the fork server: {lines[-1] if lines else 'no reason given'}"
+        )
+        return None
+    facts = json.loads(status)
+    return _parse_report(raw), int(facts["code"]), bool(facts["timed_out"]), log
+
+
+def _parse_report(raw: bytes) -> object:
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def run_call(call: SandboxCall, settings: SandboxSettings) -> CallResult:
     """Run ``call`` in a fresh child confined as ``settings.mode`` says; wait for it and check the output.
 
@@ -579,6 +821,26 @@ def run_call(call: SandboxCall, settings: SandboxSettings) -> CallResult:
     )
     if uid is not None:
         _own_output(output, uid)
+    if mode == "bwrap" and os.environ.get("CATS_SANDBOX_FORK", "1") != "0":
+        server = _fork_server_for(settings, exe, prefix, call.task_dir.parent)
+        done = None
+        if server is not None:
+            try:
+                done = _forked_call(server, call, settings, prefix)
+            finally:
+                with _FORK_LOCK:
+                    server.busy -= 1
+        if done is not None:
+            reported, code, timed_out, log = done
+            return _finish(call, settings, uid, reported, code, timed_out, log)
+        # No server here, or it died before reporting: a fresh bwrap for this call, and for the
+        # later calls of this worker (a server that failed once is not trusted to work again).
+        with _FORK_LOCK:
+            failed = _FORK_SERVERS.get(key := _fork_key(settings, exe, prefix, call.task_dir.parent))
+            if failed is not None:
+                failed.close()
+            _FORK_SERVERS[key] = None
+        _empty(output)
     read_fd, write_fd = os.pipe()
     env = dict(_ENV)
     try:
@@ -625,23 +887,44 @@ def run_call(call: SandboxCall, settings: SandboxSettings) -> CallResult:
     drain.join(timeout=10)
     if proc.stdout is not None:
         proc.stdout.close()
+    if mode == "bwrap" and code > 128:
+        code = -(code - 128)  # bwrap exits 128+n when its child died of n
+    return _finish(
+        call, settings, uid, reported, code, timed_out, b"".join(log_parts).decode("utf-8", "replace")
+    )
+
+
+def _empty(output: Path) -> None:
+    from ._materialize import remove_tree
+
+    for entry in list(output.iterdir()):
+        remove_tree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _finish(
+    call: SandboxCall,
+    settings: SandboxSettings,
+    uid: int | None,
+    reported: object,
+    code: int | None,
+    timed_out: bool,
+    log: str,
+) -> CallResult:
+    output = call.task_dir / "output"
     if uid is not None:
         _reclaim_output(output)
-    log = b"".join(log_parts).decode("utf-8", "replace")
     error: str | None
     if timed_out:
         error = f"LimitError: the task ran longer than {settings.limits.wall_seconds} s (wall clock)"
     elif isinstance(reported, dict):
         error = None if reported.get("ok") is True else str(reported.get("error") or "the call failed")
-    elif code < 0:
+    elif code is not None and code < 0:
         error = _signal_reason(-code, settings.limits)
-    elif mode == "bwrap" and code > 128:
-        error = _signal_reason(code - 128, settings.limits)  # bwrap exits 128+n when its child died of n
     else:
         error = f"ExecutionError: the task exited with status {code} without reporting a result"
     if error is None:
         error = _check_output(output, settings.limits)
-    return CallResult(error, log, mode)
+    return CallResult(error, log, settings.mode)
 
 
 _TIMED_OUT: Final = object()

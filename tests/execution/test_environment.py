@@ -109,6 +109,20 @@ def test_a_damaged_entry_is_rebuilt(tmp_path: Path, six_env: SixEnv) -> None:
     assert "tampered" not in (rebuilt.site_packages[0] / "six.py").read_text()
 
 
+def test_a_changed_file_is_caught_at_first_use_and_rebuilt(tmp_path: Path, six_env: SixEnv) -> None:
+    """Not only a missing RECORD: one byte changed in an installed file, dist-info intact."""
+    from cats_runtime.execution import _environment
+
+    store, _, cid = six_env
+    built = build_environment(store, cid, tmp_path / "envs")
+    six_py = built.site_packages[0] / "six.py"
+    original = six_py.read_bytes()
+    six_py.write_bytes(original.replace(b"Utilities", b"Utilitiez", 1))
+    _environment._VERIFIED.clear()  # a new worker process: nothing verified yet
+    rebuilt = build_environment(store, cid, tmp_path / "envs")
+    assert (rebuilt.site_packages[0] / "six.py").read_bytes() == original
+
+
 def test_concurrent_builders_agree(tmp_path: Path, six_env: SixEnv) -> None:
     store, _, cid = six_env
     results: list[object] = []

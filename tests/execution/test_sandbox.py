@@ -55,6 +55,13 @@ SMALL = TaskLimits(
 )
 
 
+@pytest.fixture(autouse=True, params=["fork-server", "bwrap-per-task"])
+def bwrap_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every probe runs both ways bwrap mode starts a call: forked from a warm server, or fresh."""
+    monkeypatch.setenv("CATS_SANDBOX_FORK", "1" if request.param == "fork-server" else "0")
+    return str(request.param)
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """A node home with what a probe wants: a key, tokens, an allow-list, another task's code."""
