@@ -166,7 +166,10 @@ def _layout(spec: TaskSpec, source: BlockSource, task_dir: Path, budget: _Budget
 def _environment(spec: TaskSpec, source: BlockSource) -> BuiltEnvironment:
     assert spec.environment is not None
     hint = Path(spec.env_cache) if spec.env_cache else None
-    cache = hint if hint is not None and hint.is_dir() else environment_cache_dir()
+    if os.environ.get("CATS_ENV_CACHE") or hint is None or not hint.is_dir():
+        cache = environment_cache_dir()  # this worker's own (its operator's CATS_ENV_CACHE wins)
+    else:
+        cache = hint
     return build_environment(source, CID.decode(spec.environment), cache)
 
 
