@@ -193,17 +193,21 @@ async function fetchCar (base, req) {
   const order = []
   result.duplicates = []
   result.bad_blocks = []
-  for await (const { cid, bytes } of reader) {
-    const bad = await verifyBlock(cid, bytes)
-    if (bad !== null) {
-      result.bad_blocks.push(cid.toString())
-      problems.push(bad)
-      continue // a verifying client drops the block: it is as good as missing
+  try {
+    for await (const { cid, bytes } of reader) {
+      const bad = await verifyBlock(cid, bytes)
+      if (bad !== null) {
+        result.bad_blocks.push(cid.toString())
+        problems.push(bad)
+        continue // a verifying client drops the block: it is as good as missing
+      }
+      const k = key(cid)
+      if (blocks.has(k)) result.duplicates.push(cid.toString())
+      blocks.set(k, bytes)
+      order.push(k)
     }
-    const k = key(cid)
-    if (blocks.has(k)) result.duplicates.push(cid.toString())
-    blocks.set(k, bytes)
-    order.push(k)
+  } catch (err) {
+    problems.push(`the CAR ends inside a block: ${err.message}`) // the blocks before it still count
   }
   result.blocks = order.length
   const store = new CarStore(blocks)

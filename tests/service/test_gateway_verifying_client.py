@@ -40,6 +40,8 @@ if NODE is None or not (ORACLE_DIR / "node_modules" / "ipfs-unixfs-exporter").is
 DEEP_SIZE = 100_000  # 4096-byte leaves, 8 per node: 25 leaves under 4 inner nodes under the root
 LEAF, INNER = 4096, 8 * 4096
 HAMT_ENTRIES = 1000  # 240-byte names: (240 + 36) * 1000 bytes of links, over the 256 KiB estimate
+# Looked up in the HAMT by the hash of their UTF-8 bytes, and percent-encoded in the URL.
+ODD_NAMES = ["\u00fcn\u00ef \u00df.txt", "per%cent?.txt", "hash#tag&amp.txt", "\u65e5\u672c"]
 Result = dict[str, Any]
 
 
@@ -60,6 +62,7 @@ def make_tree(data: Path) -> dict[str, bytes]:
         "a/sp ace/\u00fcn\u00ef.txt": "\u00fcn\u00efcode path\n".encode(),
         "hamt/inner/note.txt": b"inside a sharded directory\n",
     }
+    files.update({f"hamt/{name}": name.encode() for name in ODD_NAMES})
     files.update({f"hamt/{hamt_name(i)}": f"entry {i}\n".encode() for i in range(HAMT_ENTRIES)})
     for rel, content in files.items():
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +182,7 @@ def results(served: Served) -> dict[str, Result]:
             for i in (0, 7, 500, 999)
         ]
         reqs.append(request(served, f"hamt range {v}", f"hamt/{hamt_name(7)}", v, entity_bytes="2:4"))
+        reqs += [request(served, f"odd {v} {name}", f"hamt/{name}", v) for name in ODD_NAMES]
         reqs.append(request(served, f"dir range {v}", "a", v, entity_bytes="0:10"))
         for path in ("a/sp ace/\u00fcn\u00ef.txt", f"hamt/{hamt_name(500)}", "a/b/deep.bin"):
             reqs.append(request(served, f"raw {v} {path}", path, v, fmt="raw"))
@@ -238,11 +242,11 @@ def test_dag_scopes_of_a_file_and_of_a_hamt_directory(
     block = results[f"file {version} block"]
     assert_verified(block, served, version, "a/b/deep.bin")
     assert block["blocks"] == 4 and block["terminus"]["size"] == DEEP_SIZE
-    names = sorted([*(hamt_name(i) for i in range(HAMT_ENTRIES)), "inner"])
+    names = sorted([*(hamt_name(i) for i in range(HAMT_ENTRIES)), "inner", *ODD_NAMES])
     entity = results[f"hamt {version} entity"]
     assert_verified(entity, served, version, "hamt")  # unused == []: the shards, not the entries
     assert [name for name, _ in entity["entries"]] == names
-    assert entity["blocks"] > 2, "a 1001-entry HAMT has sub-shards"
+    assert entity["blocks"] > 2, "a HAMT of a thousand entries has sub-shards"
     assert_verified(results[f"hamt {version} block"], served, version, "hamt")
     assert results[f"hamt {version} block"]["blocks"] == 2
     everything = results[f"hamt {version} all"]
@@ -268,6 +272,10 @@ def test_paths_through_nested_and_sharded_directories(
     ranged = results[f"hamt range {version}"]
     assert_verified(ranged, served, version, f"hamt/{hamt_name(7)}")
     assert ranged["bytes"]["sha256"] == sha(b"try")
+    for name in ODD_NAMES:
+        odd = results[f"odd {version} {name}"]
+        assert_verified(odd, served, version, f"hamt/{name}")
+        assert odd["bytes"]["sha256"] == sha(name.encode())
     uni = results[f"unicode {version}"]
     assert_verified(uni, served, version, "a/sp ace/\u00fcn\u00ef.txt")
     assert uni["bytes"]["sha256"] == sha(served.files["a/sp ace/\u00fcn\u00ef.txt"])
