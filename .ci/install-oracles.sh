@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the independent oracles used by tests/cas/test_oracles.py and test_carv2.py. Idempotent.
+# Installs the independent oracles used by tests/cas/test_oracles.py, test_carv2.py and
+# tests/service/test_gateway_verifying_client.py. Idempotent.
 #   - Debian ipfs-cid (/usr/bin/ipfs_cid): Kubo's default CIDv0 of one file.
-#   - npm ipfs-unixfs-importer and @ipld/car (CARv1/CARv2), pinned in tests/oracle/package-lock.json.
+#   - npm ipfs-unixfs-importer, @ipld/car (CARv1/CARv2), and ipfs-unixfs-exporter, multiformats,
+#     @ipld/dag-pb, ipfs-unixfs (the verifying gateway client), pinned in tests/oracle/package-lock.json.
 # Without them those tests skip with a reason; the fixed vectors still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
