@@ -41,28 +41,55 @@ class LineageNode:
 
 
 @dataclass
+class _Index:
+    inputs: dict[CID, list[tuple[CID, str]]] = field(default_factory=dict)
+    producers: dict[CID, list[CID]] = field(default_factory=dict)
+    consumers: dict[CID, list[CID]] = field(default_factory=dict)
+    outputs: dict[CID, list[CID]] = field(default_factory=dict)
+
+
+@dataclass
 class Lineage:
-    """Nodes and edges (``data -> bom`` for an input, ``bom -> data`` for the output)."""
+    """Nodes and edges (``data -> bom`` for an input, ``bom -> data`` for the output).
+
+    The neighbour queries use an index built once per change of the edge set, so rendering a
+    graph of E edges costs O(E log E), not a scan of every edge per node.
+    """
 
     root: CID
     nodes: dict[CID, LineageNode] = field(default_factory=dict)
     edges: set[tuple[CID, CID, str]] = field(default_factory=set)
+    _index: tuple[int, _Index] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _adjacent(self) -> _Index:
+        if self._index is None or self._index[0] != len(self.edges):
+            index = _Index()
+            for src, dst, name in sorted(self.edges):
+                src_bom = src in self.nodes and self.nodes[src].kind == "bom"
+                if src_bom:
+                    index.outputs.setdefault(src, []).append(dst)
+                    index.producers.setdefault(dst, []).append(src)
+                else:
+                    index.inputs.setdefault(dst, []).append((src, name))
+                    index.consumers.setdefault(src, []).append(dst)
+            self._index = (len(self.edges), index)
+        return self._index[1]
 
     def inputs_of(self, bom: CID) -> list[tuple[CID, str]]:
         """Data consumed by ``bom`` with the input names."""
-        return sorted((src, name) for src, dst, name in self.edges if dst == bom)
+        return list(self._adjacent().inputs.get(bom, ()))
 
     def producers_of(self, data: CID) -> list[CID]:
         """BOMs that produced ``data``."""
-        return sorted(src for src, dst, _ in self.edges if dst == data and self.nodes[src].kind == "bom")
+        return list(self._adjacent().producers.get(data, ()))
 
     def consumers_of(self, data: CID) -> list[CID]:
         """BOMs that consumed ``data``."""
-        return sorted(dst for src, dst, _ in self.edges if src == data)
+        return list(self._adjacent().consumers.get(data, ()))
 
     def output_of(self, bom: CID) -> CID | None:
         """The data ``bom`` produced."""
-        outs = [dst for src, dst, _ in self.edges if src == bom]
+        outs = self._adjacent().outputs.get(bom)
         return outs[0] if outs else None
 
     def to_json(self) -> dict[str, Any]:
@@ -96,6 +123,7 @@ def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
     if unknown and not node.store.has(cid):
         raise BlockNotFoundError(f"{cid} is neither a BOM nor data known to the catalog at {node.home}")
     boms: dict[CID, BOMRecord] = {}
+    memo: dict[CID, Any] = {}  # records shared by many runs (their Function) decoded once
 
     def add_bom(b: CID) -> BOMRecord | None:
         if b in boms:
@@ -108,7 +136,8 @@ def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
         if not isinstance(record, BOMRecord):
             return None
         boms[b] = record
-        facts = run_facts(node, record.order, b)
+        memo[b] = record
+        facts = run_facts(node, record.order, b, memo=memo)
         graph.nodes[b] = LineageNode(b, "bom", facts.function_name or "run", facts)
         graph.nodes.setdefault(record.output, LineageNode(record.output, "data", "output"))
         graph.edges.add((b, record.output, "output"))
@@ -201,46 +230,89 @@ def _text(g: Lineage) -> str:
     label = f"{kind}: {root.title}" if root and root.label not in ("data", "output") else kind
     lines.append(f"{g.root} ({label}){_verdict_mark(root) if root else ''}")
 
-    def up_data(data: CID, prefix: str, seen: frozenset[CID]) -> None:
-        producers = g.producers_of(data)
-        for i, b in enumerate(producers):
-            last = i == len(producers) - 1
-            n = g.nodes[b]
-            lines.append(f"{prefix}{'└─' if last else '├─'} made by {n.title} BOM {b}{_verdict_mark(n)}")
-            if b not in seen:
-                up_bom(b, prefix + ("   " if last else "│  "), seen | {b})
+    # Iterative depth-first walks (a chain of thousands of runs must not hit Python's recursion
+    # limit), each run expanded once: a run reached again (a diamond in the DAG) is one line that
+    # points back, so the text grows with the edges, not with the paths.
+    def branch(last: bool) -> str:
+        return "└─" if last else "├─"
 
-    def up_bom(b: CID, prefix: str, seen: frozenset[CID]) -> None:
-        ins = g.inputs_of(b)
-        for i, (data, name) in enumerate(ins):
-            last = i == len(ins) - 1
-            lines.append(f"{prefix}{'└─' if last else '├─'} input {name} = {data}")
-            up_data(data, prefix + ("   " if last else "│  "), seen)
+    def indent(prefix: str, last: bool) -> str:
+        return prefix + ("   " if last else "│  ")
 
-    def down_data(data: CID, prefix: str, seen: frozenset[CID]) -> None:
-        consumers = g.consumers_of(data)
-        for i, b in enumerate(consumers):
-            last = i == len(consumers) - 1
-            out = g.output_of(b)
-            n = g.nodes[b]
-            lines.append(
-                f"{prefix}{'└─' if last else '├─'} used by {n.title} BOM {b} -> {out}{_verdict_mark(n)}"
-            )
-            if out is not None and b not in seen:
-                down_data(out, prefix + ("   " if last else "│  "), seen | {b})
+    expanded_up: set[CID] = set()
+
+    def walk_up(what: str, start: CID, prefix: str) -> None:
+        # Work items: ("print", _, line); ("bom", cid, prefix) lists a run's inputs; ("data", cid,
+        # prefix) lists the runs that produced the data. Pushed in reverse: popped in order.
+        todo: list[tuple[str, CID, str]] = [(what, start, prefix)]
+        while todo:
+            kind, current, pre = todo.pop()
+            if kind == "print":
+                lines.append(pre)
+                continue
+            items: list[tuple[str, CID, str]] = []
+            if kind == "bom":
+                ins = g.inputs_of(current)
+                for i, (data, name) in enumerate(ins):
+                    last = i == len(ins) - 1
+                    items.append(("print", data, f"{pre}{branch(last)} input {name} = {data}"))
+                    items.append(("data", data, indent(pre, last)))
+            else:
+                producers = g.producers_of(current)
+                for i, b in enumerate(producers):
+                    last = i == len(producers) - 1
+                    n = g.nodes[b]
+                    again = b in expanded_up
+                    note = " (shown above)" if again else ""
+                    items.append(
+                        ("print", b, f"{pre}{branch(last)} made by {n.title} BOM {b}{_verdict_mark(n)}{note}")
+                    )
+                    if not again:
+                        expanded_up.add(b)
+                        items.append(("bom", b, indent(pre, last)))
+            todo.extend(reversed(items))
+
+    def walk_down(start: CID, prefix: str) -> None:
+        expanded: set[CID] = {g.root}
+        todo: list[tuple[str, CID, str]] = [("data", start, prefix)]
+        while todo:
+            what, current, pre = todo.pop()
+            if what == "print":
+                lines.append(pre)
+                continue
+            consumers = g.consumers_of(current)
+            items: list[tuple[str, CID, str]] = []
+            for i, b in enumerate(consumers):
+                last = i == len(consumers) - 1
+                out = g.output_of(b)
+                n = g.nodes[b]
+                again = b in expanded
+                note = " (shown above)" if again and b != g.root else ""
+                items.append(
+                    (
+                        "print",
+                        b,
+                        f"{pre}{branch(last)} used by {n.title} BOM {b} -> {out}{_verdict_mark(n)}{note}",
+                    )
+                )
+                if out is not None and not again:
+                    expanded.add(b)
+                    items.append(("data", out, indent(pre, last)))
+            todo.extend(reversed(items))
 
     root_kind = root.kind if root else "data"
     lines.append("upstream:")
     if root_kind == "bom":
-        up_bom(g.root, "  ", frozenset({g.root}))
+        expanded_up.add(g.root)
+        walk_up("bom", g.root, "  ")
     else:
-        up_data(g.root, "  ", frozenset())
+        walk_up("data", g.root, "  ")
     lines.append("downstream:")
     start = g.output_of(g.root) if root_kind == "bom" else g.root
     if start is not None:
         if root_kind == "bom":
             lines.append(f"  output {start}")
-        down_data(start, "  ", frozenset({g.root}))
+        walk_down(start, "  ")
     if lines[-1] == "downstream:":
         lines.append("  (not used by any run yet)")
     if any(n.kind == "bom" for n in g.nodes.values()):

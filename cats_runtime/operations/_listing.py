@@ -75,23 +75,34 @@ def _s(cid: CID | None) -> str | None:
     return None if cid is None else str(cid)
 
 
-def _load(node: Node, cid: CID | None) -> Any:
+def _load(node: Node, cid: CID | None, memo: dict[CID, Any] | None = None) -> Any:
     if cid is None:
         return None
+    if memo is not None and cid in memo:
+        return memo[cid]
     try:
-        return node.load(cid)
+        record = node.load(cid)
     except (BlockNotFoundError, DecodeError):
-        return None
+        record = None
+    if memo is not None:
+        memo[cid] = record
+    return record
 
 
-def run_facts(node: Node, order: CID, bom: CID | None = None) -> RunFacts:
-    """The facts of a run of ``order`` (and of its BOM, when it succeeded)."""
-    record = _load(node, bom)
+def run_facts(
+    node: Node, order: CID, bom: CID | None = None, *, memo: dict[CID, Any] | None = None
+) -> RunFacts:
+    """The facts of a run of ``order`` (and of its BOM, when it succeeded).
+
+    ``memo`` (CID -> decoded record) lets a caller describing many runs decode each shared record
+    (a Function used by a thousand runs) once.
+    """
+    record = _load(node, bom, memo)
     bom_record = record if isinstance(record, BOMRecord) else None
-    order_record = _load(node, order)
+    order_record = _load(node, order, memo)
     order_record = order_record if isinstance(order_record, OrderRecord) else None
     function = bom_record.function if bom_record else (order_record.function if order_record else None)
-    fn = _load(node, function)
+    fn = _load(node, function, memo)
     fn = fn if isinstance(fn, FunctionRecord) else None
     verdict = node.catalog.verdict_for(bom) if bom is not None else None
     return RunFacts(
