@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import InvalidInputError, NotFoundError, StoreError
-from ._cid import CID
+from ._cid import CID, DAG_CBOR
 from ._store import BlockSource
 from ._walk import reachable
 
@@ -114,7 +114,21 @@ class PinStore:
         if "\n" in name or "\x00" in name:
             raise InvalidInputError(f"expected a one-line pin name, found {name!r}")
         if self.source is not None:
-            reachable(self.source, [cid])
+            # A pinned root was complete when pinned and gc keeps it so: a DAG linking one (a
+            # run's parent BOM) is checked down to it, not through it, or a chain of D runs would
+            # walk O(D^2) blocks. Only records (dag-cbor) are looked up: UnixFS interiors are
+            # never pin roots worth a query per block.
+            with self._connect(write=False) as db:
+
+                def pinned(c: CID) -> bool:
+                    if c.codec != DAG_CBOR:
+                        return False
+                    return (
+                        db.execute("SELECT 1 FROM pins WHERE key = ?", (c.to_v1().buffer,)).fetchone()
+                        is not None
+                    )
+
+                reachable(self.source, [cid], known_complete=pinned)
         pin = Pin(cid, name, int(time.time() * 1000))
         try:
             with self._connect() as db:

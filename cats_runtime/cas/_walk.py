@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import BlockNotFoundError, UnsupportedCodecError
 from ._cid import CID, DAG_CBOR, DAG_PB, IDENTITY, RAW, Block
@@ -67,12 +67,18 @@ def walk(source: BlockSource, root: CID) -> Iterator[Block]:
         stack.extend(reversed(links_of(cid, data)))
 
 
-def reachable(source: BlockSource, roots: Iterable[CID]) -> set[CID]:
+def reachable(
+    source: BlockSource, roots: Iterable[CID], *, known_complete: Callable[[CID], bool] | None = None
+) -> set[CID]:
     """The CIDv1 of every block reachable from ``roots``, checking that each one is present.
 
     Raw blocks (the leaves of files, usually almost all the bytes) are only checked with
     ``has``: they have no links, so reading and re-hashing them would cost a full pass over
     the data for nothing. Every block with links is read and verified.
+
+    ``known_complete`` names sub-DAGs checked before (a pinned root): the walk does not descend
+    into them, so pinning a run whose parents are pinned walks only the new blocks. Their blocks
+    are then not in the result.
 
     Raises:
         BlockNotFoundError: a reachable block is missing (the message names it and its parent).
@@ -84,6 +90,8 @@ def reachable(source: BlockSource, roots: Iterable[CID]) -> set[CID]:
         cid, parent = stack.pop()
         key = cid.to_v1()
         if key in seen:
+            continue
+        if known_complete is not None and parent is not None and known_complete(cid):
             continue
         if cid.codec == RAW:
             if cid.hash_code != IDENTITY and not source.has(cid):

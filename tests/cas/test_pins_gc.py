@@ -248,3 +248,37 @@ def test_repo_verify_counts_and_lists_corrupt_blocks(tmp_repo: Repo, dag: Any) -
     path.write_bytes(b"tampered")
     report = tmp_repo.verify()
     assert [(c.cid, c.path) for c in report.corrupt] == [(dag.leaf0.cid, path)]
+
+
+def test_pinning_a_chain_walks_each_block_once(tmp_path: Path) -> None:
+    """Pinning run D of a chain checks its new blocks down to its pinned parent, not through it."""
+    from cats_runtime.cas import MemoryBlockStore
+    from cats_runtime.cas._dagcbor import encode
+
+    class Counting(MemoryBlockStore):
+        reads = 0
+
+        def get(self, cid: CID) -> bytes:
+            Counting.reads += 1
+            return super().get(cid)
+
+    store = Counting()
+    pins = PinStore(tmp_path / "pins", source=store)
+    parent: CID | None = None
+    depth = 300
+    for i in range(depth):
+        leaf = Block.encode(f"output {i}".encode())
+        store.put(leaf)
+        block = Block.encode(
+            encode({"n": i, "output": leaf.cid, "parents": [parent] if parent else []}), DAG_CBOR
+        )
+        store.put(block)
+        pins.add(block.cid, f"run {i}")
+        parent = block.cid
+    assert Counting.reads <= 2 * depth  # one record read per pin (was depth^2 / 2 = 45,000)
+    # A DAG whose pinned part is complete but whose new part is not is still refused.
+    missing = Block.encode(b"never stored")
+    orphan = Block.encode(encode({"output": missing.cid, "parents": [parent]}), DAG_CBOR)
+    store.put(orphan)
+    with pytest.raises(BlockNotFoundError, match="is missing"):
+        pins.add(orphan.cid)
