@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from ..cas import CID, DAG_CBOR, BlockSource, _dagcbor
-from ..errors import DecodeError, StoreError
+from ..errors import BlockNotFoundError, DecodeError, StoreError
 
 if TYPE_CHECKING:
     from . import InvoiceRecord, OrderRecord
@@ -437,48 +437,54 @@ class Catalog:
         Memo entries are recomputed from Invoices and their Orders. Everything happens in one
         transaction, so readers see the old catalog until the new one is complete.
         """
-        from . import InvoiceRecord, OrderRecord, VerificationRecord, decode_record
+        from . import InvoiceRecord, OrderRecord, decode_record
 
-        found: list[tuple[CID, Any]] = []
+        # Streaming: each record is indexed as it is decoded (memory stays flat whatever the
+        # store holds); the memo is derived afterwards from the rows just written, re-reading
+        # only the Invoices it needs and their Orders.
         by_type: dict[str, int] = {}
         blocks = 0
-        for cid in cids:
-            blocks += 1
-            if cid.codec != DAG_CBOR:
-                continue
-            data = source.get(cid)
-            try:
-                value = _dagcbor.decode(data)
-            except DecodeError:
-                continue
-            if not isinstance(value, dict) or not str(value.get("type", "")).startswith("cats/"):
-                continue
-            try:
-                record = decode_record(data)
-            except DecodeError:
-                continue  # a cats/ lookalike that is not a valid record is not indexed
-            found.append((cid, record))
-            by_type[record.TYPE] = by_type.get(record.TYPE, 0) + 1
-        records = dict(found)
-        # Re-executions made by `verify` never feed the memo (a mismatch must not replace outputs).
-        rechecks = {r.invoice for _, r in found if isinstance(r, VerificationRecord)}
-        memo: list[tuple[str, CID, CID, CID, CID]] = []
-        for cid, record in found:
-            if isinstance(record, InvoiceRecord) and cid not in rechecks:
-                order = records.get(record.order)
-                if isinstance(order, OrderRecord):
-                    memo.extend(memo_entries(cid, record, order))
+        indexed = 0
         with self.transaction() as db:
             for table in _TABLES:
                 db.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed table names)
-            for cid, record in found:
+            for cid in cids:
+                blocks += 1
+                if cid.codec != DAG_CBOR:
+                    continue
+                data = source.get(cid)
+                try:
+                    value = _dagcbor.decode(data)
+                except DecodeError:
+                    continue
+                if not isinstance(value, dict) or not str(value.get("type", "")).startswith("cats/"):
+                    continue
+                try:
+                    record = decode_record(data)
+                except DecodeError:
+                    continue  # a cats/ lookalike that is not a valid record is not indexed
                 self._index_one(db, cid, record)
-            for key, function_cid, datum, output, invoice in memo:
-                db.execute(
-                    _MEMO_INSERT,
-                    (key, str(function_cid), str(datum), str(output), str(invoice)),
-                )
-        return CatalogStats(blocks, len(found), by_type)
+                indexed += 1
+                by_type[record.TYPE] = by_type.get(record.TYPE, 0) + 1
+            # Re-executions made by `verify` never feed the memo (a mismatch must not replace outputs).
+            pending = db.execute(
+                "SELECT cid, order_cid FROM invoices WHERE cid NOT IN (SELECT invoice FROM verifications)"
+            )
+            writer = db.cursor()
+            for invoice_text, order_text in pending:
+                invoice = decode_record(source.get(CID.decode(invoice_text)))
+                try:
+                    order = decode_record(source.get(CID.decode(order_text)))
+                except (BlockNotFoundError, DecodeError):
+                    continue  # an Invoice whose Order is not here justifies no memo entry
+                if isinstance(invoice, InvoiceRecord) and isinstance(order, OrderRecord):
+                    for key, function_cid, datum, output, inv in memo_entries(
+                        CID.decode(invoice_text), invoice, order
+                    ):
+                        writer.execute(
+                            _MEMO_INSERT, (key, str(function_cid), str(datum), str(output), str(inv))
+                        )
+        return CatalogStats(blocks, indexed, by_type)
 
 
 def memo_entries(
