@@ -197,6 +197,7 @@ def run_command(
             requirements=requirements,
             image=image,
             name=name,
+            resolved=node.home / "envs" / ".resolved",
         )
         node.store.put_many(Block.checked(cid, staged.get(cid)) for cid in staged)
         with progress("running", None, enabled=not as_json) as advance:

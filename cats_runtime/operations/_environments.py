@@ -413,13 +413,60 @@ def _check_closed(pins: dict[str, Pin], wheels: dict[str, Path]) -> None:
                 )
 
 
-def resolve_environment(pins: list[Pin], store: BlockStore | None) -> tuple[EnvironmentRecord, CID]:
+def _pins_key(pins: list[Pin]) -> str:
+    lines = sorted(
+        f"{p.name}=={p.version} {','.join(sorted(p.hashes))} [{','.join(sorted(p.extras))}]" for p in pins
+    )
+    return hashlib.sha256(("\n".join([_node_python(), *lines])).encode()).hexdigest()
+
+
+def _satisfies(env: EnvironmentRecord, pins: list[Pin]) -> bool:
+    """Whether ``env`` is a resolution of exactly ``pins`` for this interpreter and platform."""
+    if (env.python, env.implementation, env.platform) != (
+        f"{sys.version_info.major}.{sys.version_info.minor}",
+        sys.implementation.name,
+        sysconfig.get_platform(),
+    ):
+        return False
+    by_name = {p.name: p for p in pins}
+    if {d.name for d in env.distributions} != set(by_name) or len(env.distributions) != len(by_name):
+        return False
+    return all(
+        d.version == by_name[d.name].version
+        and (not by_name[d.name].hashes or d.sha256 in by_name[d.name].hashes)
+        for d in env.distributions
+    )
+
+
+def _reuse(pins: list[Pin], store: BlockStore, memo: Path) -> tuple[EnvironmentRecord, CID] | None:
+    from ..cas import reachable
+    from ..errors import CatsError
+    from ..records import decode_record
+
+    try:
+        cid = CID.decode((memo / _pins_key(pins)).read_text(encoding="ascii").strip())
+        record = decode_record(store.get(cid))
+        if not isinstance(record, EnvironmentRecord) or not _satisfies(record, pins):
+            return None
+        reachable(store, [cid])  # every wheel still in the store
+    except (OSError, ValueError, CatsError):
+        return None
+    return record, cid
+
+
+def resolve_environment(
+    pins: list[Pin], store: BlockStore | None, *, memo: Path | None = None
+) -> tuple[EnvironmentRecord, CID]:
     """Fetch one wheel per pin (wheels only, with pip), check them, store them and the record.
 
     Args:
         pins: The whole environment (as from :func:`parse_requirements`), closed under the
             wheels' requirements.
         store: Where wheels and the record go (None: only compute the CID).
+        memo: A directory remembering which Environment the same pins resolved to before: when
+            that record is in ``store`` with every wheel and still satisfies the pins (names,
+            versions, hashes, this interpreter and platform), it is reused without asking an
+            index; otherwise the pins are resolved again and the memo updated.
 
     Returns:
         The Environment record and its CID.
@@ -429,6 +476,8 @@ def resolve_environment(pins: list[Pin], store: BlockStore | None) -> tuple[Envi
             pins not closed under the wheels' requirements.
         IntegrityError: a wheel does not match its ``--hash`` pin.
     """
+    if memo is not None and store is not None and (known := _reuse(pins, store, memo)) is not None:
+        return known
     by_name = {p.name: p for p in pins}
     with tempfile.TemporaryDirectory(prefix="cats-wheels-") as tmp:
         root = Path(tmp)
@@ -477,6 +526,12 @@ def resolve_environment(pins: list[Pin], store: BlockStore | None) -> tuple[Envi
     block = record.to_block()
     if store is not None:
         store.put(block)
+        if memo is not None:
+            memo.mkdir(parents=True, exist_ok=True)
+            entry = memo / _pins_key(pins)
+            tmp_entry = entry.with_suffix(f".{os.getpid()}.tmp")
+            tmp_entry.write_text(str(block.cid), encoding="ascii")
+            os.replace(tmp_entry, entry)  # readers see the old CID or the new one, never half
     return record, block.cid
 
 

@@ -224,6 +224,7 @@ def build_function(
     name: str | None = None,
     ignore: tuple[str, ...] = DEFAULT_IGNORE,
     network: bool = False,
+    resolved: Path | None = None,
 ) -> tuple[FunctionRecord, CID]:
     """Hash a code directory and describe how to run it; the record (and code) go into ``store``.
 
@@ -238,6 +239,8 @@ def build_function(
         name: A human name; defaults to the callable's name.
         ignore: Exclude patterns used when hashing (recorded in the Function).
         network: The code needs the network (recorded; without it the sandbox has none).
+        resolved: Where resolutions of pinned requirements are remembered (see
+            :func:`resolve_environment`): a rerun with the same pins asks no index.
 
     Returns:
         The record and its CID.
@@ -262,7 +265,7 @@ def build_function(
         pins = read_requirements(requirements)
     elif (project := project_pins(code_dir)) is not None:
         pins = project[0]
-    environment = resolve_environment(pins, store)[1] if pins is not None else None
+    environment = resolve_environment(pins, store, memo=resolved)[1] if pins is not None else None
     code = _unixfs.add_path(os.path.realpath(code_dir), store, exclude=ignore, hidden=True).cid
     req: CID | None = None
     if requirements is not None:
