@@ -19,6 +19,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
+    """A port free now, for tests that need one nothing listens on (never to hand to a server:
+    another process may take it before the server binds it; servers bind port 0 themselves)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -112,31 +114,44 @@ class NodeProcess:
 
 
 def start_node(home: Path, *args: str, port: int | None = None, timeout: float = 60) -> NodeProcess:
-    """Start ``cats node serve`` for ``home`` and wait until ``GET /node`` answers."""
-    port = port or free_port()
+    """Start ``cats node serve`` for ``home`` and wait until ``GET /node`` answers.
+
+    Without ``port`` the node binds port 0 itself and writes the port it got to ``--port-file``:
+    a port picked here and handed on could be taken by another process in between.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    log = home.parent / f"{home.name}-node-{port}.log"
+    port_file = home.parent / f".{home.name}-port-{os.getpid()}-{time.monotonic_ns()}"
+    port_file.unlink(missing_ok=True)
+    log = home.parent / f"{home.name}-node-{port or 'any'}.log"
     env = {**os.environ, "CATS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    command = [CATS, "--home", str(home), "node", "serve", "--port", str(port or 0)]
+    command += ["--port-file", str(port_file)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [CATS, "--home", str(home), "node", "serve", "--port", str(port), *args],
+            [*command, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
         )
-    node = NodeProcess(home, port, proc, log, args)
+    node = NodeProcess(home, port or 0, proc, log, args)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
+            port_file.unlink(missing_ok=True)
             raise AssertionError(f"node exited with {proc.returncode}:\n{node.output()}")
+        if not node.port and port_file.exists():
+            node.port = int(port_file.read_text())
+            port_file.unlink()
         try:
-            if httpx.get(f"{node.url}/node", timeout=2).status_code == 200:
+            if node.port and httpx.get(f"{node.url}/node", timeout=2).status_code == 200:
+                port_file.unlink(missing_ok=True)
                 return node
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
             node.stop()
+            port_file.unlink(missing_ok=True)
             raise AssertionError(f"node not ready after {timeout}s:\n{node.output()}")
         time.sleep(0.1)
 
