@@ -42,11 +42,15 @@ class LineageNode:
 
 @dataclass
 class Lineage:
-    """Nodes and edges (``data -> bom`` for an input, ``bom -> data`` for the output)."""
+    """Nodes and edges (``data -> bom`` for an input, ``bom -> data`` for the output).
+
+    ``truncated`` says the walk stopped at its node cap: more BOMs lie beyond those shown.
+    """
 
     root: CID
     nodes: dict[CID, LineageNode] = field(default_factory=dict)
     edges: set[tuple[CID, CID, str]] = field(default_factory=set)
+    truncated: bool = False
 
     def inputs_of(self, bom: CID) -> list[tuple[CID, str]]:
         """Data consumed by ``bom`` with the input names."""
@@ -79,11 +83,20 @@ class Lineage:
                 for n in sorted(self.nodes.values(), key=lambda n: str(n.cid))
             ],
             "edges": [{"from": str(a), "to": str(b), "name": name} for a, b, name in sorted(self.edges)],
+            "truncated": self.truncated,
         }
 
 
-def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
+def lineage(node: Node, cid: CID, *, depth: int = 32, max_nodes: int | None = None) -> Lineage:
     """Walk up (producers, inputs, parent BOMs) and down (consumers) from ``cid``, a BOM or data.
+
+    Args:
+        node: The node whose catalog and store are walked.
+        cid: A BOM or data CID.
+        depth: How many steps to walk each way.
+        max_nodes: Add no more BOMs once the graph has this many nodes, and mark it
+            ``truncated`` (None: no cap). Depth alone does not bound the work: one data CID
+            consumed by thousands of runs is a single step.
 
     Raises:
         BlockNotFoundError: ``cid`` is neither an indexed BOM nor data the catalog knows about.
@@ -100,6 +113,8 @@ def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
     def add_bom(b: CID) -> BOMRecord | None:
         if b in boms:
             return boms[b]
+        if graph.truncated:
+            return None  # the cap was reached: nothing more is loaded
         try:
             record = node.load(b)
         except BlockNotFoundError:
@@ -107,6 +122,11 @@ def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
             return None
         if not isinstance(record, BOMRecord):
             return None
+        if max_nodes is not None and b != cid:  # the root is always shown
+            new = {b, record.output, *record.inputs.values()} - graph.nodes.keys()
+            if len(graph.nodes) + len(new) > max_nodes:
+                graph.truncated = True  # this BOM and whatever lies beyond it are left out
+                return None
         boms[b] = record
         facts = run_facts(node, record.order, b)
         graph.nodes[b] = LineageNode(b, "bom", facts.function_name or "run", facts)

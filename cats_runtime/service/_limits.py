@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ..errors import InvalidInputError, TooLargeError
 
@@ -81,11 +81,18 @@ async def _chunks(request: Request, limit: int, what: str) -> AsyncIterator[byte
     """The body's chunks, failing as soon as more than ``limit`` bytes have arrived."""
     _declared_length(request, limit, what)
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise TooLargeError(f"expected a {what} body of at most {limit} bytes, found more")
-        yield chunk
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise TooLargeError(f"expected a {what} body of at most {limit} bytes, found more")
+            yield chunk
+    except ClientDisconnect:
+        # The client left, or the server closed it for missing its body deadline: an ordinary
+        # end of the request (no traceback in the node's log), answered to nobody.
+        raise InvalidInputError(
+            f"expected a {what} body, found the connection closed after {total} bytes"
+        ) from None
 
 
 async def read_body(request: Request, limit: int, what: str) -> bytes:

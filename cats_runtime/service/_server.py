@@ -153,5 +153,5 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline = None
         if not self.transport.is_closing():
             late = self._limits.body_timeout
-            log.warning("closed a connection from %s: its body took longer than %g s", self._address, late)
+            log.info("closed a connection from %s: its body took longer than %g s", self._address, late)
             self.transport.close()

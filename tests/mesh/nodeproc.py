@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,6 +210,24 @@ def prepare_home(home: Path, org: str = "client", allow: list[str] = ()) -> str:
     for entry in allow:
         rules.add(str(entry))
     return token
+
+
+@contextlib.contextmanager
+def allow_list_restored(home: Path) -> Iterator[Path]:
+    """The allow-list file of ``home``, put back as it was when the block ends.
+
+    A test that widens a module-wide node's allow-list must not leave the wider rules to the
+    tests after it (the node re-reads the file when it changes, so the restore takes effect).
+    """
+    path = home / "node" / "allow.txt"
+    before = path.read_bytes() if path.exists() else None
+    try:
+        yield path
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(before)
 
 
 def wait_run(url: str, run_id: str, timeout: float = 180) -> dict[str, object]:
