@@ -10,7 +10,7 @@ from nodeproc import start_node
 from ui_homes import _code, _put, _run
 
 from cats_runtime.cas import add_bytes, add_path
-from cats_runtime.operations import LINEAGE_MAX_NODES, Node, local_structure, lineage, store_structure
+from cats_runtime.operations import LINEAGE_MAX_NODES, Node, lineage, local_structure, store_structure
 from cats_runtime.records import FunctionRecord
 
 RUNS = 300  # runs over one input: one step deep, 2 * RUNS + 1 nodes
