@@ -124,8 +124,8 @@ def node() -> None:
 )
 @click.option(
     "--keep-alive-timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=5.0,
+    type=click.IntRange(1),
+    default=5,
     show_default=True,
     help="Seconds an idle keep-alive connection stays open.",
 )
@@ -209,7 +209,7 @@ def serve(
     max_car_response_mib: int,
     header_timeout: float,
     body_timeout: float,
-    keep_alive_timeout: float,
+    keep_alive_timeout: int,
     max_connections: int,
     max_client_connections: int,
     max_runs: int,

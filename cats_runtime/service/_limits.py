@@ -53,7 +53,7 @@ class Limits:
     max_car_response_bytes: int = 1024 * MiB
     header_timeout: float = 10.0
     body_timeout: float = 120.0
-    keep_alive_timeout: float = 5.0
+    keep_alive_timeout: int = 5
     max_connections: int = 1024
     max_client_connections: int = 256
 

@@ -135,6 +135,8 @@ def test_slow_headers_and_slow_bodies_are_closed_and_the_node_still_answers(
 
 def test_one_client_cannot_take_every_connection(tmp_path: Path) -> None:
     node = start_node(tmp_path / "node", "--max-client-connections", "20", "--header-timeout", "60")
+    limits = httpx.get(f"{node.url}/node", timeout=10).json()["limits"]
+    assert (limits["max_client_connections"], limits["header_timeout"]) == (20, 60.0)
     held = [_connect(node, b"GET /node HTTP/1.1\r\nHost: n\r\n") for _ in range(20)]
     try:
         refused = httpx.get(f"{node.url}/node", timeout=10)
