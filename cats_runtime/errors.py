@@ -18,6 +18,7 @@ service catch ``CatsError``; library code raises and lets it travel.
     │   ├── CARFormatError                      a truncated or malformed CAR stream
     │   └── RecordError                         DAG-CBOR that is not a valid CATs record
     ├── IntegrityError (ValueError)             bytes whose hash does not match their CID
+    │   └── CorruptBlockError (+ StoreError)    a block of the local store itself that no longer matches
     ├── BlockNotFoundError (LookupError)        a CID no configured source has
     ├── NotFoundError (LookupError)             a named thing (run, pin, stack) that does not exist
     ├── StoreError (OSError)                    the store cannot be read or written
@@ -42,6 +43,7 @@ __all__ = [
     "BlockNotFoundError",
     "CARFormatError",
     "CatsError",
+    "CorruptBlockError",
     "CredentialsError",
     "DecodeError",
     "ExecutionError",
@@ -119,6 +121,15 @@ class NotFoundError(CatsError, LookupError):
 
 class StoreError(CatsError, OSError):
     """The store cannot be read or written (permissions, disk full, lock held)."""
+
+
+class CorruptBlockError(IntegrityError, StoreError):
+    """A block of the local store whose bytes no longer hash to its CID.
+
+    An :class:`IntegrityError` (the CLI's exit 4, like any hash mismatch) that is also a
+    :class:`StoreError`: the fault is this store's, not the caller's, so the node answers 500,
+    where a block a client sent that does not match its CID is the client's 400.
+    """
 
 
 class AddressInUseError(CatsError, OSError):

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, cast
 
-from ..errors import BlockNotFoundError, IntegrityError, InvalidCIDError, InvalidInputError, StoreError
+from ..errors import BlockNotFoundError, CorruptBlockError, InvalidCIDError, InvalidInputError, StoreError
 from ._cid import CID, HASH_NAMES, IDENTITY, Block, compute_digest
 
 __all__ = ["CorruptBlock", "FSBlockStore"]
@@ -234,7 +234,8 @@ class FSBlockStore:
 
         Raises:
             BlockNotFoundError: no such block.
-            IntegrityError: the file's bytes do not hash to ``cid`` (names the CID and file).
+            CorruptBlockError: the file's bytes do not hash to ``cid`` (names the CID and file);
+                an IntegrityError.
             StoreError: the file cannot be read.
         """
         if cid.hash_code == IDENTITY:
@@ -249,7 +250,7 @@ class FSBlockStore:
             raise StoreError(f"cannot read block {cid} at {path}: {exc}") from exc
         reason = self._mismatch(cid, data)
         if reason:
-            raise IntegrityError(f"block {cid} stored at {path} is corrupt: {reason}")
+            raise CorruptBlockError(f"block {cid} stored at {path} is corrupt: {reason}")
         return data
 
     @staticmethod

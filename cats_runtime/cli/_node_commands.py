@@ -42,6 +42,7 @@ __all__ = ["cli"]
 cli = command_set()  # this module's commands; cli/_main.py adds them to `cats`
 
 _SERVICE_FACTORY = "cats_runtime.service:app_from_environment"
+_SERVICE_PROTOCOL = "cats_runtime.service._server:GuardedProtocol"  # cats_runtime.service.PROTOCOL
 _CONFIG_ENV = "CATS_NODE_CONFIG"  # read by the service's factory (cats_runtime.service.CONFIG_ENV)
 MiB = 1 << 20
 
@@ -63,7 +64,18 @@ def node() -> None:
     show_default=True,
     help="Interface to bind. Anything but loopback exposes the node: put TLS in front of it.",
 )
-@click.option("--port", type=click.IntRange(1, 65535), default=8700, show_default=True, help="TCP port.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8700,
+    show_default=True,
+    help="TCP port (0: any free port; the announcement and --port-file name the one bound).",
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the bound port to this file once the node is ready to serve.",
+)
 @click.option(
     "--token-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -88,6 +100,48 @@ def node() -> None:
     default=64,
     show_default=True,
     help="Largest JSON body accepted, in KiB.",
+)
+@click.option(
+    "--max-car-response-mib",
+    type=click.IntRange(1),
+    default=1024,
+    show_default=True,
+    help="Most bytes one gateway CAR response sends (dups=y included), in MiB; past it the CAR ends early.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a request's headers; then 408 and the connection is closed.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=120.0,
+    show_default=True,
+    help="Seconds a client has to send a request's body once its headers are in; then it is closed.",
+)
+@click.option(
+    "--keep-alive-timeout",
+    type=click.IntRange(1),
+    default=5,
+    show_default=True,
+    help="Seconds an idle keep-alive connection stays open.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1),
+    default=1024,
+    show_default=True,
+    help="Connections and requests in progress at once; beyond, requests get 503.",
+)
+@click.option(
+    "--max-client-connections",
+    type=click.IntRange(1),
+    default=256,
+    show_default=True,
+    help="Open connections from one client address; more get 503 and are closed at once.",
 )
 @click.option(
     "--max-runs", type=click.IntRange(1), default=2, show_default=True, help="Runs executing at once."
@@ -147,10 +201,17 @@ def node() -> None:
 def serve(
     host: str,
     port: int,
+    port_file: Path | None,
     token_file: Path | None,
     allow_file: Path | None,
     max_car_mib: int,
     max_json_kib: int,
+    max_car_response_mib: int,
+    header_timeout: float,
+    body_timeout: float,
+    keep_alive_timeout: int,
+    max_connections: int,
+    max_client_connections: int,
     max_runs: int,
     max_queued: int,
     ray_address: str | None,
@@ -171,6 +232,7 @@ def serve(
     # port in use is one line, exit 10, and leaves the home untouched), then the app is built,
     # which opens the home and takes its one-node lock (a home another node serves: exit 10).
     sock = _listen(host, port)
+    port = int(sock.getsockname()[1])  # the one bound, also when --port 0 let the system choose
     try:
         identity = _identity(home)
         if operator_token:
@@ -183,6 +245,12 @@ def serve(
                 "max_json_bytes": max_json_kib * 1024,
                 "max_concurrent_runs": max_runs,
                 "max_queued_runs": max_queued,
+                "max_car_response_bytes": max_car_response_mib * MiB,
+                "header_timeout": header_timeout,
+                "body_timeout": body_timeout,
+                "keep_alive_timeout": keep_alive_timeout,
+                "max_connections": max_connections,
+                "max_client_connections": max_client_connections,
             },
             "allow_file": None if allow_file is None else str(allow_file.absolute()),
             "tokens_file": None if token_file is None else str(token_file.absolute()),
@@ -205,6 +273,9 @@ def serve(
             access_log=access_log,
             timeout_graceful_shutdown=5,
             server_header=False,
+            http=_SERVICE_PROTOCOL,  # uvicorn's httptools protocol with header/body deadlines
+            timeout_keep_alive=keep_alive_timeout,
+            limit_concurrency=max_connections,
         )
         server_config.load()  # calls the factory: opens the home, takes its node lock
     except BaseException:
@@ -213,6 +284,8 @@ def serve(
     click.echo(
         f"CAT Node {identity.did}\nserving {home} at http://{host}:{port} (OpenAPI: /openapi.json)", err=True
     )
+    if port_file is not None:
+        _write_port_file(port_file, port)
     # A serving node's warnings (runs settled at start, peers skipped) are its log: show them.
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
@@ -224,6 +297,13 @@ def serve(
     # returns and the command exits 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     uvicorn.Server(server_config).run(sockets=[sock])
+
+
+def _write_port_file(path: Path, port: int) -> None:
+    """Write ``port`` to ``path`` whole or not at all, so a reader never sees half a number."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(f"{port}\n")
+    os.replace(partial, path)
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -13,6 +13,7 @@ from ._access import (
 )
 from ._browse import (
     INLINE_TEXT_BYTES,
+    LINEAGE_MAX_NODES,
     BomPage,
     BomRef,
     DataLink,
@@ -93,6 +94,7 @@ from ._verify import StructuralReport, VerifyOutcome, diff_trees, load_bom, veri
 
 __all__: list[str] = [
     "INLINE_TEXT_BYTES",
+    "LINEAGE_MAX_NODES",
     "BomPage",
     "BomRef",
     "DataLink",

@@ -35,6 +35,7 @@ from ._node import Node
 
 __all__ = [
     "INLINE_TEXT_BYTES",
+    "LINEAGE_MAX_NODES",
     "LOG_BYTES",
     "BomPage",
     "BomRef",
@@ -478,7 +479,7 @@ def bom_page(node: Node, cid: CID, own_did: str) -> BomPage:
     bom = _bom(node, cid)
     order = _load(node, bom.order)
     invoice = _invoice_view(node, bom.invoice)
-    graph = lineage(node, cid)
+    graph = lineage(node, cid, max_nodes=LINEAGE_MAX_NODES)
     return BomPage(
         cid=cid,
         signature=_signature(bom),
@@ -503,6 +504,9 @@ def bom_page(node: Node, cid: CID, own_did: str) -> BomPage:
 
 # -- lineage -------------------------------------------------------------------------------
 
+LINEAGE_MAX_NODES: Final = 500
+"""Most nodes of a lineage graph on a page (anonymous requests): past it the graph is ``truncated``."""
+
 
 @dataclass(frozen=True)
 class LineagePage:
@@ -520,7 +524,7 @@ def lineage_page(node: Node, cid: CID) -> LineagePage:
         BlockNotFoundError: The node knows nothing of ``cid``.
         InvalidInputError: ``cid`` is a record other than a BOM.
     """
-    graph = lineage(node, cid)
+    graph = lineage(node, cid, max_nodes=LINEAGE_MAX_NODES)
     return LineagePage(cid, graph, _issuers(node, graph))
 
 

@@ -53,12 +53,14 @@ class Lineage:
     """Nodes and edges (``data -> bom`` for an input, ``bom -> data`` for the output).
 
     The neighbour queries use an index built once per change of the edge set, so rendering a
-    graph of E edges costs O(E log E), not a scan of every edge per node.
+    graph of E edges costs O(E log E), not a scan of every edge per node. ``truncated`` says the
+    walk stopped at its node cap: more BOMs lie beyond those shown.
     """
 
     root: CID
     nodes: dict[CID, LineageNode] = field(default_factory=dict)
     edges: set[tuple[CID, CID, str]] = field(default_factory=set)
+    truncated: bool = False
     _index: tuple[int, _Index] | None = field(default=None, init=False, repr=False, compare=False)
 
     def _adjacent(self) -> _Index:
@@ -106,11 +108,20 @@ class Lineage:
                 for n in sorted(self.nodes.values(), key=lambda n: str(n.cid))
             ],
             "edges": [{"from": str(a), "to": str(b), "name": name} for a, b, name in sorted(self.edges)],
+            "truncated": self.truncated,
         }
 
 
-def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
+def lineage(node: Node, cid: CID, *, depth: int = 32, max_nodes: int | None = None) -> Lineage:
     """Walk up (producers, inputs, parent BOMs) and down (consumers) from ``cid``, a BOM or data.
+
+    Args:
+        node: The node whose catalog and store are walked.
+        cid: A BOM or data CID.
+        depth: How many steps to walk each way.
+        max_nodes: Add no more BOMs once the graph has this many nodes, and mark it
+            ``truncated`` (None: no cap). Depth alone does not bound the work: one data CID
+            consumed by thousands of runs is a single step.
 
     Raises:
         BlockNotFoundError: ``cid`` is neither an indexed BOM nor data the catalog knows about.
@@ -128,6 +139,8 @@ def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
     def add_bom(b: CID) -> BOMRecord | None:
         if b in boms:
             return boms[b]
+        if graph.truncated:
+            return None  # the cap was reached: nothing more is loaded
         try:
             record = node.load(b)
         except BlockNotFoundError:
@@ -135,6 +148,11 @@ def lineage(node: Node, cid: CID, *, depth: int = 32) -> Lineage:
             return None
         if not isinstance(record, BOMRecord):
             return None
+        if max_nodes is not None and b != cid:  # the root is always shown
+            new = {b, record.output, *record.inputs.values()} - graph.nodes.keys()
+            if len(graph.nodes) + len(new) > max_nodes:
+                graph.truncated = True  # this BOM and whatever lies beyond it are left out
+                return None
         boms[b] = record
         memo[b] = record
         facts = run_facts(node, record.order, b, memo=memo)

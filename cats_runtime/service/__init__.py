@@ -10,13 +10,16 @@ from ._errors import STATUS_CODES, NotAcceptableError, status_for
 from ._gateway_routes import CAR_MEDIA_TYPE, RAW_MEDIA_TYPE
 from ._limits import Limits
 from ._runs import RunInfo, RunResult
+from ._server import PROTOCOL, GuardedProtocol
 from ._state import NodeConfig
 
 __all__ = [
     "CAR_MEDIA_TYPE",
     "CONFIG_ENV",
+    "PROTOCOL",
     "RAW_MEDIA_TYPE",
     "STATUS_CODES",
+    "GuardedProtocol",
     "Limits",
     "NodeConfig",
     "NotAcceptableError",

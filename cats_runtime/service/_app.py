@@ -12,6 +12,7 @@ uvicorn by import string keeps the CLI from importing the service layer: both ar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -30,7 +33,7 @@ from ..execution import LocalRay, SandboxPolicy, TaskLimits, bind_local_ray_to_t
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import CATALOG_FILE, Catalog
 from . import _gateway_routes, _orders, _records_routes, _ui
-from ._errors import cats_error_handler
+from ._errors import cats_error_handler, http_error_handler, validation_error_handler
 from ._limits import Limits
 from ._runs import RunManager, RunStore, hold_node_lock
 from ._state import NodeConfig, NodeState
@@ -188,6 +191,8 @@ def _build_app(lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]])
         redoc_url=None,
     )
     app.add_exception_handler(CatsError, cats_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(SecurityHeaders)
     app.include_router(_gateway_routes.router)
     app.include_router(_orders.router)
@@ -201,12 +206,7 @@ def config_to_json(config: NodeConfig) -> str:
     limits = config.limits
     doc: dict[str, Any] = {
         "home": str(config.home),
-        "limits": {
-            "max_car_bytes": limits.max_car_bytes,
-            "max_json_bytes": limits.max_json_bytes,
-            "max_concurrent_runs": limits.max_concurrent_runs,
-            "max_queued_runs": limits.max_queued_runs,
-        },
+        "limits": dataclasses.asdict(limits),
         "allow_file": None if config.allow_file is None else str(config.allow_file),
         "tokens_file": None if config.tokens_file is None else str(config.tokens_file),
         "ray_address": config.ray_address,

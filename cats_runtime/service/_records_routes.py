@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -122,11 +123,6 @@ def get_node(request: Request) -> JSONResponse:
             "did": state.identity.did,
             "version": __version__,
             "gateway": "/ipfs/{cid}",
-            "limits": {
-                "max_car_bytes": limits.max_car_bytes,
-                "max_json_bytes": limits.max_json_bytes,
-                "max_concurrent_runs": limits.max_concurrent_runs,
-                "max_queued_runs": limits.max_queued_runs,
-            },
+            "limits": dataclasses.asdict(limits),  # every limit, so clients can stay under them
         }
     )

@@ -253,6 +253,19 @@ def _log_html(log: LogView | None) -> str:
 
 
 def _graph_html(g: Lineage, issuers: Mapping[CID, str | None], own_did: str) -> str:
+    return _truncation_note(g) + _graph_body(g, issuers, own_did)
+
+
+def _truncation_note(g: Lineage) -> str:
+    if not g.truncated:
+        return ""
+    return (
+        f'<p class="muted" id="lineage-truncated">Truncated: only the first {len(g.nodes)} nodes are '
+        "shown (the graph goes on; <code>cats lineage</code> on a node walks it whole).</p>"
+    )
+
+
+def _graph_body(g: Lineage, issuers: Mapping[CID, str | None], own_did: str) -> str:
     if len(g.nodes) > MAX_SVG_NODES:
         items = "".join(
             f"<li>{e(n.kind)} {e(n.label)} {link(c, n.kind if n.kind == 'bom' else None, full=True)}</li>"

@@ -18,9 +18,9 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -54,11 +54,22 @@ class Daemon:
             return "(no log)"
 
 
-def _free_port() -> int:
-    # The port is released before the daemon binds it; a collision is possible but rare on loopback.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# The daemon binds port 0 itself and says which port it got (a port picked here and handed on
+# could be taken by another process in between):
+#   HTTP API listening on /ip4/127.0.0.1/tcp/42463/http
+#   Gateway (read only) listening on /ip4/127.0.0.1/tcp/44257/http
+_ANNOUNCED = {
+    "api": re.compile(r"HTTP API listening on /ip4/127\.0\.0\.1/tcp/(\d+)"),
+    "gateway": re.compile(r"Gateway \(read only\) listening on /ip4/127\.0\.0\.1/tcp/(\d+)"),
+}
+
+
+def _announced_ports(log_path: Path) -> dict[str, int]:
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return {}
+    return {name: int(m.group(1)) for name, rx in _ANNOUNCED.items() if (m := rx.search(text))}
 
 
 def _env(repo: Path) -> dict[str, str]:
@@ -102,15 +113,14 @@ def start() -> Daemon:
     )
     if init.returncode != 0:
         raise RuntimeError(f"jsipfs init failed ({init.returncode}): {init.stderr.decode(errors='replace')}")
-    api_port, gateway_port = _free_port(), _free_port()
     config_path = repo / "config"
     config = json.loads(config_path.read_text())
     addresses = config.setdefault("Addresses", {})
-    addresses["API"] = f"/ip4/127.0.0.1/tcp/{api_port}"
-    addresses["Gateway"] = f"/ip4/127.0.0.1/tcp/{gateway_port}"
+    addresses["API"] = "/ip4/127.0.0.1/tcp/0"
+    addresses["Gateway"] = "/ip4/127.0.0.1/tcp/0"
     addresses["Swarm"] = ["/ip4/127.0.0.1/tcp/0"]
     # The gRPC endpoint defaults to a fixed port (5003): move it so parallel sessions cannot clash.
-    addresses["RPC"] = f"/ip4/127.0.0.1/tcp/{_free_port()}"
+    addresses["RPC"] = "/ip4/127.0.0.1/tcp/0"
     addresses["Delegates"] = []
     config["Bootstrap"] = []
     discovery = config.setdefault("Discovery", {})
@@ -127,20 +137,18 @@ def start() -> Daemon:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    daemon = Daemon(
-        process,
-        repo,
-        f"http://127.0.0.1:{api_port}",
-        f"http://127.0.0.1:{gateway_port}",
-        log_path,
-    )
+    daemon = Daemon(process, repo, "", "", log_path)
     deadline = time.monotonic() + START_TIMEOUT
     with httpx.Client(timeout=2.0) as http:
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"jsipfs daemon exited with {process.returncode}:\n{daemon.log_tail()}")
+            ports = _announced_ports(log_path)
+            if not daemon.api_url and len(ports) == len(_ANNOUNCED):
+                daemon.api_url = f"http://127.0.0.1:{ports['api']}"
+                daemon.gateway_url = f"http://127.0.0.1:{ports['gateway']}"
             try:
-                if http.post(f"{daemon.api_url}/api/v0/version").status_code == 200:
+                if daemon.api_url and http.post(f"{daemon.api_url}/api/v0/version").status_code == 200:
                     return daemon
             except httpx.HTTPError:
                 pass

@@ -61,3 +61,44 @@ def test_openapi_has_unique_operation_ids_and_logs_no_warning(served: NodeProces
     assert httpx.get(f"{served.url}/node", timeout=10).status_code == 200
     assert "Duplicate Operation ID" not in served.output()
     assert "Warning" not in served.output()
+
+
+def test_port_0_binds_a_free_port_that_the_announcement_and_the_port_file_name(served: NodeProcess) -> None:
+    # start_node asked for --port 0: the port it uses came from the node process itself.
+    assert served.args == () and served.port > 0
+    announced = f"at http://127.0.0.1:{served.port} "
+    assert announced in served.output()
+    node = httpx.get(f"{served.url}/node", timeout=10)
+    assert node.status_code == 200
+    assert not list(served.home.parent.glob(f".{served.home.name}-port-*"))  # read and removed
+
+
+def test_the_port_file_appears_only_once_the_node_serves(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    home = tmp_path / "home"
+    port_file = tmp_path / "port"
+    cats_bin = str(Path(sys.executable).with_name("cats"))
+    env = {**os.environ, "CATS_HOME": str(home)}
+    proc = subprocess.Popen(
+        [cats_bin, "--home", str(home), "node", "serve", "--port", "0", "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert proc.poll() is None, f"the node exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "no port file after 60 s"
+            time.sleep(0.1)
+        port = int(port_file.read_text())
+        # The socket is listening when the file appears: the first request is served, no retry.
+        assert httpx.get(f"http://127.0.0.1:{port}/node", timeout=30).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
+    """A port free now, for tests that need one nothing listens on (never to hand to a server:
+    another process may take it before the server binds it; servers bind port 0 themselves)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -112,31 +115,44 @@ class NodeProcess:
 
 
 def start_node(home: Path, *args: str, port: int | None = None, timeout: float = 60) -> NodeProcess:
-    """Start ``cats node serve`` for ``home`` and wait until ``GET /node`` answers."""
-    port = port or free_port()
+    """Start ``cats node serve`` for ``home`` and wait until ``GET /node`` answers.
+
+    Without ``port`` the node binds port 0 itself and writes the port it got to ``--port-file``:
+    a port picked here and handed on could be taken by another process in between.
+    """
     home.mkdir(parents=True, exist_ok=True)
-    log = home.parent / f"{home.name}-node-{port}.log"
+    port_file = home.parent / f".{home.name}-port-{os.getpid()}-{time.monotonic_ns()}"
+    port_file.unlink(missing_ok=True)
+    log = home.parent / f"{home.name}-node-{port or 'any'}.log"
     env = {**os.environ, "CATS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    command = [CATS, "--home", str(home), "node", "serve", "--port", str(port or 0)]
+    command += ["--port-file", str(port_file)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [CATS, "--home", str(home), "node", "serve", "--port", str(port), *args],
+            [*command, *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
         )
-    node = NodeProcess(home, port, proc, log, args)
+    node = NodeProcess(home, port or 0, proc, log, args)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
+            port_file.unlink(missing_ok=True)
             raise AssertionError(f"node exited with {proc.returncode}:\n{node.output()}")
+        if not node.port and port_file.exists():
+            node.port = int(port_file.read_text())
+            port_file.unlink()
         try:
-            if httpx.get(f"{node.url}/node", timeout=2).status_code == 200:
+            if node.port and httpx.get(f"{node.url}/node", timeout=2).status_code == 200:
+                port_file.unlink(missing_ok=True)
                 return node
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
             node.stop()
+            port_file.unlink(missing_ok=True)
             raise AssertionError(f"node not ready after {timeout}s:\n{node.output()}")
         time.sleep(0.1)
 
@@ -194,6 +210,24 @@ def prepare_home(home: Path, org: str = "client", allow: list[str] = ()) -> str:
     for entry in allow:
         rules.add(str(entry))
     return token
+
+
+@contextlib.contextmanager
+def allow_list_restored(home: Path) -> Iterator[Path]:
+    """The allow-list file of ``home``, put back as it was when the block ends.
+
+    A test that widens a module-wide node's allow-list must not leave the wider rules to the
+    tests after it (the node re-reads the file when it changes, so the restore takes effect).
+    """
+    path = home / "node" / "allow.txt"
+    before = path.read_bytes() if path.exists() else None
+    try:
+        yield path
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(before)
 
 
 def wait_run(url: str, run_id: str, timeout: float = 180) -> dict[str, object]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from nodeproc import NodeProcess, cats, prepare_home, start_node, wait_run
+from nodeproc import NodeProcess, allow_list_restored, cats, prepare_home, start_node, wait_run
 
 from cats_runtime.cas import CID, add_bytes, write_car
 from cats_runtime.operations import (
@@ -113,8 +113,10 @@ def test_code_for_any_entrypoint_is_an_explicit_option(env: Env) -> None:
     bare = cats(env.node.home, "node", "allow", str(env.code), check=False)
     assert bare.returncode == 2 and "--code-any-entrypoint" in bare.stderr
     assert _post(env, car).status_code == 403  # the refused bare entry changed nothing
-    cats(env.node.home, "node", "allow", "--code-any-entrypoint", str(env.code))
-    wide = _post(env, car)
-    assert wide.status_code == 202, wide.text
-    assert wide.json()["allowed_by"] == f"allow-list: code:{env.code} (any entrypoint)"
-    assert wait_run(env.node.url, wide.json()["run"])["status"] == "succeeded"
+    with allow_list_restored(env.node.home):  # the wider rule ends with this test
+        cats(env.node.home, "node", "allow", "--code-any-entrypoint", str(env.code))
+        wide = _post(env, car)
+        assert wide.status_code == 202, wide.text
+        assert wide.json()["allowed_by"] == f"allow-list: code:{env.code} (any entrypoint)"
+        assert wait_run(env.node.url, wide.json()["run"])["status"] == "succeeded"
+    assert _post(env, car).status_code == 403  # and is gone again for the tests after this one

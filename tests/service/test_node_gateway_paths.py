@@ -164,3 +164,29 @@ def test_path_errors(served: Served) -> None:
     assert through_file.status_code == 400
     dotdot = httpx.get(f"{node.url}/ipfs/{root}/sub/%2E%2E/sub", params={"format": "car"})
     assert dotdot.status_code in (400, 404)
+
+
+def test_a_deep_path_is_resolved_in_one_walk(tmp_path: os.PathLike[str]) -> None:
+    from pathlib import Path
+
+    from cats_runtime.service import _gateway_routes
+
+    deep = Path(tmp_path) / "d"
+    segments = [f"s{i}" for i in range(64)]  # the deepest path the gateway accepts
+    leaf_dir = deep.joinpath(*segments[:-1])
+    leaf_dir.mkdir(parents=True)
+    (leaf_dir / segments[-1]).write_bytes(b"at the bottom\n")
+    store = MemoryBlockStore()
+    root = add_path(deep, store).cid
+    reads: list[CID] = []
+
+    def read(cid: CID) -> bytes:
+        reads.append(cid)
+        return store.get(cid)
+
+    target, traversed, logical = _gateway_routes._resolve(read, root, segments)
+    # Each directory on the path is loaded once (resolving every prefix again from the root
+    # loaded 64 * 65 / 2 = 2,080 of them).
+    assert len(reads) == len(set(reads)) == 64
+    assert (target, list(traversed)) == resolve_path(store, root, segments)
+    assert list(logical) == [root] + [resolve_path(store, root, segments[: i + 1])[0] for i in range(64)]

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from nodeproc import NodeProcess, make_order_car, prepare_home, start_node, wait_run
+from nodeproc import NodeProcess, allow_list_restored, make_order_car, prepare_home, start_node, wait_run
 
 from cats_runtime.cas import Repo
 from cats_runtime.operations import NodeIdentity, endorse_function
@@ -113,8 +113,19 @@ def test_code_endorsed_by_a_trusted_key_is_accepted(env: Env, tmp_path: Path) ->
         headers={**CAR, **_auth(env.token), "X-Cats-Endorsement": endorsement},
     )
     assert untrusted.status_code == 403  # valid signature, but the signer is not trusted yet
-    with open(env.node.home / "node" / "allow.txt", "a") as f:
-        f.write(f"{signer.did}  # trusted partner\n")
+    with allow_list_restored(env.node.home) as allow_file:
+        with open(allow_file, "a") as f:
+            f.write(f"{signer.did}  # trusted partner\n")
+        _endorsed_orders_run(env, car, endorsement, signer.did)
+    again = httpx.post(
+        f"{env.node.url}/orders",
+        content=car,
+        headers={**CAR, **_auth(env.token), "X-Cats-Endorsement": endorsement},
+    )
+    assert again.status_code == 403  # the trust ended with the test: later tests see the old list
+
+
+def _endorsed_orders_run(env: Env, car: bytes, endorsement: str, did: str) -> None:
     forged = endorsement[:-4] + ("AAAA" if not endorsement.endswith("AAAA") else "BBBB")
     bad = httpx.post(
         f"{env.node.url}/orders",
@@ -128,7 +139,7 @@ def test_code_endorsed_by_a_trusted_key_is_accepted(env: Env, tmp_path: Path) ->
         headers={**CAR, **_auth(env.token), "X-Cats-Endorsement": endorsement},
     )
     assert ok.status_code == 202, ok.text
-    assert ok.json()["allowed_by"] == f"endorsed by {signer.did}"
+    assert ok.json()["allowed_by"] == f"endorsed by {did}"
     assert wait_run(env.node.url, ok.json()["run"])["status"] == "succeeded"
 
 
