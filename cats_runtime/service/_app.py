@@ -12,6 +12,7 @@ uvicorn by import string keeps the CLI from importing the service layer: both ar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import CATALOG_FILE, Catalog
 from . import _gateway_routes, _orders, _records_routes, _ui
 from ._errors import cats_error_handler
+from ._fetches import FetchLimits, FetchPool
 from ._limits import Limits
 from ._runs import RunManager, RunStore, hold_node_lock
 from ._state import NodeConfig, NodeState
@@ -101,6 +103,8 @@ def _open_state(config: NodeConfig, stack: ExitStack) -> NodeState:
         max_concurrent=limits.max_concurrent_runs,
         max_queued=limits.max_queued_runs,
     )
+    state.fetches = FetchPool(config.fetch.workers, config.fetch.per_org)
+    stack.callback(state.fetches.stop)
     for run in state.runs.recover(_orders.settle_from_catalog(state)):
         log.warning(
             "run %s of Order %s settled at start as %s: %s",
@@ -212,6 +216,8 @@ def config_to_json(config: NodeConfig) -> str:
         "ray_address": config.ray_address,
         "public_url": config.public_url,
         "verify_reads": config.verify_reads,
+        "fetch": dataclasses.asdict(config.fetch),
+        "gateways": list(config.gateways),
     }
     return json.dumps(doc)
 
@@ -234,6 +240,8 @@ def config_from_json(text: str) -> NodeConfig:
             public_url=doc.get("public_url"),
             verify_reads=bool(doc.get("verify_reads", True)),
             sandbox=_sandbox_policy(doc.get("sandbox", {})),
+            fetch=FetchLimits(**doc.get("fetch", {})),
+            gateways=tuple(str(g) for g in doc.get("gateways", [])),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"expected a node configuration in ${CONFIG_ENV}: {exc}") from None
