@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -161,7 +162,11 @@ def _fetch_job(
     """The fetch-pool job of a run submitted with ``"from"``: fetch, check, then queue or fail it."""
 
     def job() -> None:
+        nonlocal run
         limits = state.config.fetch
+        # The fetch starts now, not when it was queued: started_ms..finished_ms is its own time.
+        run = replace(run, started_ms=time.time_ns() // 1_000_000)
+        state.runs.store.update(run)
         with Deadline(limits.deadline_s) as deadline:
             guard = PeerGuard(gateway, deadline)
             try:
