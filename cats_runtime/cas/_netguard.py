@@ -108,11 +108,18 @@ class Destination:
     allow_private: bool = False
 
     @classmethod
-    def parse(cls, url: str, *, allow_private: bool = False) -> Destination:
+    def parse(cls, url: str, *, allow_private: bool = False, plain: bool = False) -> Destination:
         """The destination of a gateway URL (user-info, query and fragment are ignored).
 
+        Args:
+            url: The URL.
+            allow_private: See the attribute.
+            plain: Refuse a URL with user-info, a query or a fragment (a registration, which
+                must hold nothing secret), instead of ignoring them.
+
         Raises:
-            InvalidInputError: Not an http(s) URL with a host, or a bad port.
+            InvalidInputError: Not an http(s) URL with a host, or a bad port; with ``plain``,
+                a URL with credentials, a query or a fragment.
         """
         try:
             parts = urllib.parse.urlsplit(url.strip())
@@ -123,6 +130,12 @@ class Destination:
                 f"expected an http(s) gateway URL, found an unparsable one: {exc}"
             ) from None
         scheme = parts.scheme.lower()
+        if plain and (
+            "@" in parts.netloc or parts.query or parts.fragment or url.rstrip().endswith(("?", "#"))
+        ):
+            raise InvalidInputError(
+                "expected a gateway URL without credentials, query or fragment, found one with them"
+            )
         if scheme not in _DEFAULT_PORTS or not host:
             raise InvalidInputError(
                 f"expected an http(s) gateway URL with a host, found {strip_credentials(url)!r:.200}"

@@ -200,6 +200,7 @@ def serve(
     import uvicorn
 
     home = state().home.absolute()
+    allowed_gateways = [_gateway_arg(url).url for url in gateways]  # a usage error: before binding
     # Every way start-up can fail happens before the announcement: the socket is bound first (a
     # port in use is one line, exit 10, and leaves the home untouched), then the app is built,
     # which opens the home and takes its one-node lock (a home another node serves: exit 10).
@@ -232,7 +233,7 @@ def serve(
                 "workers": fetch_workers,
                 "per_org": fetches_per_org,
             },
-            "gateways": [_gateway_arg(url).url for url in gateways],
+            "gateways": allowed_gateways,
         }
         os.environ[_CONFIG_ENV] = json.dumps(config)
         server_config = uvicorn.Config(
@@ -329,7 +330,7 @@ _private_option = click.option(
 
 def _gateway_arg(url: str) -> Destination:
     try:
-        return Destination.parse(url)
+        return Destination.parse(url, plain=True)
     except InvalidInputError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -345,10 +346,8 @@ def token_add(
 ) -> None:
     """Create a token for ORG and print it once (only its hash is kept)."""
     store = _tokens(token_file)
-    for url in gateways:
-        _gateway_arg(url)  # every URL checked before anything is written
-    value = store.issue(org)
-    registered = [store.add_gateway(org, url, allow_private=allow_private).url for url in gateways]
+    value = store.issue(org, gateways=gateways, allow_private=allow_private)
+    registered = [g.url for _, g in store.gateways(org)]
     emit(as_json, {"org": org, "token": value, "gateways": registered}, value)
 
 
@@ -365,7 +364,6 @@ def token_gateway(
     """Register gateways ORG may name in 'from' (no URL: list them); the node fetches from no other."""
     store = _tokens(token_file)
     for url in urls:
-        _gateway_arg(url)
         if remove:
             store.remove_gateway(org, url)
         else:

@@ -45,7 +45,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -158,11 +158,7 @@ class TokenStore:
                 origin (credentials, a query or a fragment are refused: nothing secret is stored).
         """
         _check_org(org)
-        if "@" in url.split("//", 1)[-1].split("/", 1)[0] or "?" in url or "#" in url:
-            raise InvalidInputError(
-                "expected a gateway URL without credentials, query or fragment, found one with them"
-            )
-        gateway = Destination.parse(url, allow_private=allow_private)
+        gateway = _registration(url, allow_private)
         entries = self._load()
         kept = [(o, g) for o, g in self.gateways() if not (o == org and g.same_origin(gateway))]
         self._save(entries, [*kept, (org, gateway)])
@@ -186,16 +182,29 @@ class TokenStore:
         """Organizations that hold at least one token."""
         return sorted({org for org, _ in self._load()})
 
-    def issue(self, org: str) -> str:
+    def issue(self, org: str, *, gateways: Sequence[str] = (), allow_private: bool = False) -> str:
         """Create a new token for ``org`` and return it; only its hash is stored.
 
+        Args:
+            org: The organization.
+            gateways: Gateways to register for it as :meth:`add_gateway` does (all checked
+                before anything is written).
+            allow_private: Whether those gateways' host names may resolve to non-public addresses.
+
         Raises:
-            InvalidInputError: ``org`` is not 1-64 letters, digits, ``.``, ``_`` or ``-``.
+            InvalidInputError: ``org`` is not 1-64 letters, digits, ``.``, ``_`` or ``-``, or a
+                gateway URL is not a plain http(s) origin.
         """
         _check_org(org)
+        registered = [(org, _registration(url, allow_private)) for url in gateways]
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
         entries = [*self._load(), (org, _digest(token))]
-        self._save(entries)
+        kept = [
+            (o, g)
+            for o, g in self.gateways()
+            if not any(o == org and g.same_origin(r) for _, r in registered)
+        ]
+        self._save(entries, [*kept, *registered])
         return token
 
     def register(self, org: str, token: str) -> None:
@@ -253,6 +262,10 @@ class TokenStore:
         if found is None:
             raise CredentialsError("expected a valid bearer token for this node, found an unknown token")
         return found
+
+
+def _registration(url: str, allow_private: bool) -> Destination:
+    return Destination.parse(url, allow_private=allow_private, plain=True)
 
 
 def _check_org(org: str) -> None:
