@@ -32,7 +32,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import httpcore
 import httpx
@@ -341,7 +341,7 @@ class _GuardedBackend(httpcore.SyncBackend):
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes] | tuple[int, int, None, int]] | None = None,
+        socket_options: Iterable[Any] | None = None,  # unused: the guard sets the options
     ) -> httpcore.NetworkStream:
         try:
             sock = self._destination.connect(host, port, timeout, self._deadline)

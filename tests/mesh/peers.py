@@ -35,7 +35,7 @@ class HttpPeer:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:
                 with peer._lock:
                     peer.requests += 1
                     peer.active += 1
@@ -48,9 +48,9 @@ class HttpPeer:
                     with peer._lock:
                         peer.active -= 1
 
-            do_HEAD = do_GET  # noqa: N815
+            do_HEAD = do_GET
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = _Server(("127.0.0.1", 0), Handler)

@@ -171,7 +171,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def test_a_gateway_not_registered_for_the_organization_is_refused_without_a_connection(env: Env) -> None:
-    for source in (env.counter.url, f"http://[::1]:{env.counter.port}", f"http://127.0.0.2:{env.counter.port}"):
+    for source in (
+        env.counter.url,
+        f"http://[::1]:{env.counter.port}",
+        f"http://127.0.0.2:{env.counter.port}",
+    ):
         r = _submit(env.node.url, env.tokens["acme"], unused_cid(1), source)
         assert r.status_code == 403, r.text
         assert "registered for organization 'acme'" in r.json()["message"]
@@ -195,7 +199,8 @@ def test_ssrf_failures_all_read_the_same_and_the_detail_is_in_the_log(env: Env) 
         done = wait_run(env.node.url, r.json()["run"], timeout=60)
         assert done["status"] == "failed"
         errors[name] = done["error"]
-    assert len(set(errors.values())) == 1, "\n".join(f"{k}: {v}" for k, v in errors.items())  # a port scanner learns nothing
+    # A port scanner learns nothing: every way of failing reads the same.
+    assert len(set(errors.values())) == 1, "\n".join(f"{k}: {v}" for k, v in errors.items())
     assert GENERIC in errors["refused"]
     # localhost resolved to loopback: refused before connecting; the redirect was not followed.
     assert env.counter.requests == 0
