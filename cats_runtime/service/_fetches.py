@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from ..errors import AuthError, CatsError, DecodeError, InvalidInputError, LimitError
+from ..errors import AuthError, CatsError, InvalidInputError, LimitError, RecordError, StoreError
 
 __all__ = ["FetchLimits", "FetchPool", "failure_reason"]
 
@@ -72,8 +72,10 @@ def failure_reason(exc: Exception, deadline_passed: bool, deadline_s: float) -> 
             f"PeerError: the gateway given in 'from' did not deliver the Order within the node's "
             f"fetch deadline of {deadline_s:g}s"
         )
-    if isinstance(exc, (LimitError, AuthError, DecodeError)) or type(exc) is InvalidInputError:
+    if isinstance(exc, (LimitError, AuthError, RecordError)) or type(exc) is InvalidInputError:
         return f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, StoreError):  # the node's own failure, not the peer's
+        return "StoreError: the node could not store the Order's blocks (its log has the detail)"
     return GENERIC_FAILURE
 
 
@@ -112,11 +114,6 @@ class FetchPool:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
-
-    def in_progress(self, org: str) -> int:
-        """Jobs of ``org`` running now."""
-        with self._cond:
-            return self._busy[org]
 
     def _next(self) -> tuple[str, Callable[[], None]] | None:
         """The first job, in round-robin order, of an organization below its limit (lock held)."""

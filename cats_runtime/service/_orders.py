@@ -164,14 +164,14 @@ def _fetch_job(
     def job() -> None:
         nonlocal run
         limits = state.config.fetch
-        # The fetch starts now, not when it was queued: started_ms..finished_ms is its own time.
-        run = replace(run, started_ms=time.time_ns() // 1_000_000)
-        state.runs.store.update(run)
         with Deadline(limits.deadline_s) as deadline:
-            guard = PeerGuard(gateway, deadline)
             try:
-                allowed_by = _fetch_for_submitter(state, run, guard, endorsements)
-            except Exception as exc:  # every way it fails ends the run, never silently
+                # The fetch starts now, not when it was queued: started..finished is its own time.
+                run = replace(run, started_ms=time.time_ns() // 1_000_000)
+                state.runs.store.update(run)
+                allowed_by = _fetch_for_submitter(state, run, PeerGuard(gateway, deadline), endorsements)
+                state.runs.release(replace(run, allowed_by=allowed_by))
+            except Exception as exc:  # every way it fails ends the run (and frees its slot)
                 passed = deadline.expired
                 log.warning(
                     "run %s of organization %s: fetching Order %s from %s failed%s: %s: %s",
@@ -184,8 +184,6 @@ def _fetch_job(
                     exc,
                 )
                 state.runs.abandon(run, failure_reason(exc, passed, limits.deadline_s))
-                return
-        state.runs.release(replace(run, allowed_by=allowed_by))
 
     return job
 
