@@ -32,6 +32,7 @@ from ._gateway import (
     verified_dag,
 )
 from ._kubo import DagImportResult, KuboAddResult, KuboBlockStore, KuboClient, KuboVersion
+from ._netguard import Deadline, Destination, PeerGuard, strip_credentials
 from ._pins import Pin, PinStore
 from ._repo import LAYOUT_VERSION, GCResult, Repo, VerifyReport, gc
 from ._store import BlockSource, BlockStore, MemoryBlockStore
@@ -67,6 +68,10 @@ from ._varint import decode_varint, encode_varint
 from ._walk import links_of, reachable, walk
 
 __all__ = [
+    "Deadline",
+    "Destination",
+    "PeerGuard",
+    "strip_credentials",
     "ChainedBlockSource",
     "FetchResult",
     "GatewayBlockSource",

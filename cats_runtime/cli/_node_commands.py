@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..cas import Repo
+from ..cas import Destination, Repo
 from ..errors import AddressInUseError, FunctionFailedError, InvalidInputError
 from ..execution import TaskLimits
 from ..operations import (
@@ -197,6 +197,35 @@ def node() -> None:
     show_default=True,
     help="Run Functions that declare network: true (with network); refused by default.",
 )
+@click.option(
+    "--allow-gateway",
+    "gateways",
+    multiple=True,
+    metavar="URL",
+    help="A gateway any organization may name in 'from' (besides those registered for it with "
+    "`cats node token gateway`). Repeatable. Loopback/private addresses only as IP literals.",
+)
+@click.option(
+    "--fetch-deadline",
+    type=click.FloatRange(min=0.1),
+    default=300.0,
+    show_default=True,
+    help="Seconds one Order fetched from a submitter's gateway may take in all; then its run fails.",
+)
+@click.option(
+    "--fetch-workers",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="Orders fetched from submitters' gateways at once (threads of their own, not the request threads).",
+)
+@click.option(
+    "--fetches-per-org",
+    type=click.IntRange(1, 256),
+    default=2,
+    show_default=True,
+    help="Of those, at most this many for one organization; its other Orders wait their turn.",
+)
 @click.option("--access-log", is_flag=True, help="Log every request (off by default: it costs throughput).")
 def serve(
     host: str,
@@ -221,6 +250,10 @@ def serve(
     sandbox: str,
     task_limits: str,
     allow_network: bool,
+    gateways: tuple[str, ...],
+    fetch_deadline: float,
+    fetch_workers: int,
+    fetches_per_org: int,
 ) -> None:
     """Serve this home as a CAT Node until interrupted (Ctrl-C or SIGTERM stops it cleanly)."""
     import json
@@ -228,6 +261,7 @@ def serve(
     import uvicorn
 
     home = state().home.absolute()
+    allowed_gateways = [_gateway_arg(url).url for url in gateways]  # a usage error: before binding
     # Every way start-up can fail happens before the announcement: the socket is bound first (a
     # port in use is one line, exit 10, and leaves the home untouched), then the app is built,
     # which opens the home and takes its one-node lock (a home another node serves: exit 10).
@@ -262,6 +296,12 @@ def serve(
                 "limits": dataclasses.asdict(TaskLimits.parse(task_limits)),
                 "allow_network": allow_network,
             },
+            "fetch": {
+                "deadline_s": fetch_deadline,
+                "workers": fetch_workers,
+                "per_org": fetches_per_org,
+            },
+            "gateways": allowed_gateways,
         }
         os.environ[_CONFIG_ENV] = json.dumps(config)
         server_config = uvicorn.Config(
@@ -353,15 +393,64 @@ def token() -> None:
     """Bearer tokens of the organizations allowed to submit Orders (stored hashed)."""
 
 
+_gateway_option = click.option(
+    "--gateway",
+    "gateways",
+    multiple=True,
+    metavar="URL",
+    help="A gateway this node may fetch from when ORG submits an Order with 'from' (repeatable).",
+)
+_private_option = click.option(
+    "--allow-private",
+    is_flag=True,
+    help="The --gateway host names may resolve to loopback, private or link-local addresses "
+    "(an IP literal such as http://127.0.0.1:8700 needs no flag: naming it is explicit).",
+)
+
+
+def _gateway_arg(url: str) -> Destination:
+    try:
+        return Destination.parse(url, plain=True)
+    except InvalidInputError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @token.command("add")
 @click.argument("org")
+@_gateway_option
+@_private_option
 @_token_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
-def token_add(org: str, token_file: Path | None, as_json: bool) -> None:
+def token_add(
+    org: str, gateways: tuple[str, ...], allow_private: bool, token_file: Path | None, as_json: bool
+) -> None:
     """Create a token for ORG and print it once (only its hash is kept)."""
     store = _tokens(token_file)
-    value = store.issue(org)
-    emit(as_json, {"org": org, "token": value}, value)
+    value = store.issue(org, gateways=gateways, allow_private=allow_private)
+    registered = [g.url for _, g in store.gateways(org)]
+    emit(as_json, {"org": org, "token": value, "gateways": registered}, value)
+
+
+@token.command("gateway")
+@click.argument("org")
+@click.argument("urls", nargs=-1, metavar="[URL]...")
+@_private_option
+@click.option("--remove", is_flag=True, help="Forget these gateways of ORG instead.")
+@_token_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def token_gateway(
+    org: str, urls: tuple[str, ...], allow_private: bool, remove: bool, token_file: Path | None, as_json: bool
+) -> None:
+    """Register gateways ORG may name in 'from' (no URL: list them); the node fetches from no other."""
+    store = _tokens(token_file)
+    for url in urls:
+        if remove:
+            store.remove_gateway(org, url)
+        else:
+            store.add_gateway(org, url, allow_private=allow_private)
+    listed = [{"url": g.url, "private": g.allow_private} for _, g in store.gateways(org)]
+    text = "\n".join(f"{g['url']}{'  (private addresses allowed)' if g['private'] else ''}" for g in listed)
+    emit(as_json, listed, text)
 
 
 @token.command("rm")
@@ -382,7 +471,11 @@ def token_ls(token_file: Path | None, as_json: bool) -> None:
     """List the organizations holding tokens."""
     store = _tokens(token_file)
     orgs = store.orgs()
-    emit(as_json, orgs, "\n".join(orgs))
+    gateways: dict[str, list[str]] = {}
+    for org, gateway in store.gateways():
+        gateways.setdefault(org, []).append(gateway.url)
+    lines = [" ".join([org, *gateways.get(org, [])]) for org in orgs]
+    emit(as_json, orgs, "\n".join(lines))
 
 
 @node.command("allow")

@@ -7,6 +7,12 @@ not reveal them. Checking compares the presented token's hash with every entry i
 time and does not stop at the first match, so timing reveals neither which entry matched nor
 how much of a hash did.
 
+**Gateways.** Beside its tokens, an organization may have gateways registered (``cats node
+token add ORG --gateway URL``): the only places the node fetches from when that organization
+submits an Order by CID with ``"from"``. A registration names an origin (scheme, host, port,
+path prefix; never credentials) and whether it may use addresses outside the public internet
+(``--allow-private``; an IP literal such as ``http://127.0.0.1:8700`` is explicit by itself).
+
 **Allow-list.** A text file (default ``<home>/node/allow.txt``), one entry per line, ``#``
 comments. An entry names what a node agrees to run:
 
@@ -39,12 +45,12 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from ..cas import CID
+from ..cas import CID, Destination
 from ..errors import AuthError, CredentialsError, InvalidInputError, StoreError
 from ._identity import NodeIdentity, public_key_from_did, verify_signature
 
@@ -102,6 +108,7 @@ class TokenStore:
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._entries: list[tuple[str, bytes]] = []
+        self._gateways: list[tuple[str, Destination]] = []
 
     @classmethod
     def for_home(cls, home: Path) -> TokenStore:
@@ -122,6 +129,10 @@ class TokenStore:
         try:
             doc = json.loads(self.path.read_text(encoding="utf-8"))
             entries = [(str(e["org"]), bytes.fromhex(e["sha256"])) for e in doc["tokens"]]
+            gateways = [
+                (str(g["org"]), Destination.parse(str(g["url"]), allow_private=bool(g.get("private"))))
+                for g in doc.get("gateways", [])
+            ]
         except OSError as exc:
             raise StoreError(f"cannot read the tokens file {self.path}: {exc.strerror or exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:
@@ -130,26 +141,70 @@ class TokenStore:
                 f"found invalid content: {exc}"
             ) from exc
         with self._lock:
-            self._stamp, self._entries = stamp, entries
+            self._stamp, self._entries, self._gateways = stamp, entries, gateways
         return entries
+
+    def gateways(self, org: str | None = None) -> list[tuple[str, Destination]]:
+        """``(org, gateway)`` registrations, of ``org`` only when given."""
+        self._load()
+        with self._lock:
+            return [(o, g) for o, g in self._gateways if org is None or o == org]
+
+    def add_gateway(self, org: str, url: str, *, allow_private: bool = False) -> Destination:
+        """Register a gateway the node may fetch from for ``org`` (replacing one of the same origin).
+
+        Raises:
+            InvalidInputError: A bad organization name, or a URL that is not a plain http(s)
+                origin (credentials, a query or a fragment are refused: nothing secret is stored).
+        """
+        _check_org(org)
+        gateway = _registration(url, allow_private)
+        entries = self._load()
+        kept = [(o, g) for o, g in self.gateways() if not (o == org and g.same_origin(gateway))]
+        self._save(entries, [*kept, (org, gateway)])
+        return gateway
+
+    def remove_gateway(self, org: str, url: str) -> int:
+        """Forget ``org``'s registration of the gateway ``url``; returns how many were removed."""
+        gateway = Destination.parse(url)
+        entries = self._load()
+        current = self.gateways()
+        kept = [(o, g) for o, g in current if not (o == org and g.same_origin(gateway))]
+        self._save(entries, kept)
+        return len(current) - len(kept)
+
+    def gateway_for(self, org: str, url: str) -> Destination | None:
+        """``org``'s registration of the origin ``url`` names, if there is one."""
+        wanted = Destination.parse(url)
+        return next((g for _, g in self.gateways(org) if g.same_origin(wanted)), None)
 
     def orgs(self) -> list[str]:
         """Organizations that hold at least one token."""
         return sorted({org for org, _ in self._load()})
 
-    def issue(self, org: str) -> str:
+    def issue(self, org: str, *, gateways: Sequence[str] = (), allow_private: bool = False) -> str:
         """Create a new token for ``org`` and return it; only its hash is stored.
 
+        Args:
+            org: The organization.
+            gateways: Gateways to register for it as :meth:`add_gateway` does (all checked
+                before anything is written).
+            allow_private: Whether those gateways' host names may resolve to non-public addresses.
+
         Raises:
-            InvalidInputError: ``org`` is not 1-64 letters, digits, ``.``, ``_`` or ``-``.
+            InvalidInputError: ``org`` is not 1-64 letters, digits, ``.``, ``_`` or ``-``, or a
+                gateway URL is not a plain http(s) origin.
         """
-        if not _ORG_RE.match(org):
-            raise InvalidInputError(
-                f"expected an organization name of 1-64 letters, digits, '.', '_' or '-', found {org!r}"
-            )
+        _check_org(org)
+        registered = [(org, _registration(url, allow_private)) for url in gateways]
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
         entries = [*self._load(), (org, _digest(token))]
-        self._save(entries)
+        kept = [
+            (o, g)
+            for o, g in self.gateways()
+            if not any(o == org and g.same_origin(r) for _, r in registered)
+        ]
+        self._save(entries, [*kept, *registered])
         return token
 
     def register(self, org: str, token: str) -> None:
@@ -171,18 +226,26 @@ class TokenStore:
             self._save([*entries, (org, _digest(token))])
 
     def revoke(self, org: str) -> int:
-        """Remove every token of ``org``; returns how many were removed."""
+        """Remove every token of ``org`` (and its gateways); returns how many tokens were removed."""
         entries = self._load()
         kept = [(o, d) for o, d in entries if o != org]
-        self._save(kept)
+        self._save(kept, [(o, g) for o, g in self.gateways() if o != org])
         return len(entries) - len(kept)
 
-    def _save(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        doc = {"tokens": [{"org": org, "sha256": digest.hex()} for org, digest in entries]}
+    def _save(
+        self, entries: Iterable[tuple[str, bytes]], gateways: Iterable[tuple[str, Destination]] | None = None
+    ) -> None:
+        doc: dict[str, Any] = {"tokens": [{"org": org, "sha256": digest.hex()} for org, digest in entries]}
+        kept = self.gateways() if gateways is None else list(gateways)
+        if kept:
+            doc["gateways"] = [{"org": o, "url": g.url, "private": g.allow_private} for o, g in kept]
         try:
             _write_private(self.path, json.dumps(doc, indent=1) + "\n")
         except OSError as exc:
             raise StoreError(f"cannot write the tokens file {self.path}: {exc.strerror or exc}") from exc
+        # mtime granularity can hide two writes within one tick: forget the cache outright.
+        with self._lock:
+            self._stamp = None
 
     def authenticate(self, token: str) -> str:
         """The organization a bearer token belongs to.
@@ -199,6 +262,17 @@ class TokenStore:
         if found is None:
             raise CredentialsError("expected a valid bearer token for this node, found an unknown token")
         return found
+
+
+def _registration(url: str, allow_private: bool) -> Destination:
+    return Destination.parse(url, allow_private=allow_private, plain=True)
+
+
+def _check_org(org: str) -> None:
+    if not _ORG_RE.match(org):
+        raise InvalidInputError(
+            f"expected an organization name of 1-64 letters, digits, '.', '_' or '-', found {org!r}"
+        )
 
 
 def endorsement_payload(function: CID) -> bytes:

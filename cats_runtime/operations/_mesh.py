@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import httpx
 
-from ..cas import CID, DAG_CBOR, RAW, Block, BlockSource, BlockStore, Repo, dagcbor_decode
+from ..cas import CID, DAG_CBOR, RAW, Block, BlockSource, BlockStore, PeerGuard, Repo, dagcbor_decode
 from ..cas._car import write_car
 from ..cas._gateway import ChainedBlockSource, GatewayBlockSource
 from ..cas._kubo import KuboBlockStore, KuboClient
@@ -172,6 +172,7 @@ def fetch_from_peers(
     index: bool = True,
     timeout: float = 30.0,
     max_bytes: int | None = None,
+    guard: PeerGuard | None = None,
 ) -> FetchReport:
     """Make the whole DAG under ``root`` local to ``home``, from peers' trustless gateways.
 
@@ -187,6 +188,8 @@ def fetch_from_peers(
         timeout: Seconds allowed per request for connecting and between bytes.
         max_bytes: Refuse a DAG needing more than this many bytes from the peers (None: no
             limit); a node fetching for a remote submitter sets it, so nobody can fill its disk.
+        guard: Connect only to this destination, within its deadline (a node fetching for a
+            remote submitter; ``peers`` must then be that destination's URL).
 
     Returns:
         A report with counts, timings and any misbehaving peers.
@@ -203,13 +206,16 @@ def fetch_from_peers(
     # pin below only ever names complete, durable blocks.
     repo = Repo.open(home)
     failures: list[PeerFailure] = []
+    connections = max(parallelism, 4)
     with (
         repo.write_lock(),
-        httpx.Client(
-            timeout=timeout,
-            limits=httpx.Limits(
-                max_connections=max(parallelism, 4), max_keepalive_connections=max(parallelism, 4)
-            ),
+        (
+            httpx.Client(
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            )
+            if guard is None
+            else guard.client(timeout=timeout, max_connections=connections)
         ) as http,
     ):
         gateways = [GatewayBlockSource(p, http, timeout=timeout) for p in peers]
@@ -218,7 +224,7 @@ def fetch_from_peers(
             count, size = _dag_size(repo.blocks, root)
             report = FetchReport(root, count, size, 0, 0, 0.0, "local")
         elif not repo.blocks.has(root):
-            report = _fetch_car(repo.blocks, root, peers, failures, timeout, max_bytes)
+            report = _fetch_car(repo.blocks, root, peers, failures, timeout, max_bytes, guard)
         if report is None:
             remotes: list[BlockSource] = list(gateways)
             kubo_client = KuboClient(kubo, timeout=timeout) if kubo else None
@@ -267,7 +273,7 @@ class _CarStream:
     the bulk path between nodes, and it runs several times faster than a generic reader.
     """
 
-    def __init__(self, base_url: str, root: CID, timeout: float) -> None:
+    def __init__(self, base_url: str, root: CID, timeout: float, guard: PeerGuard | None = None) -> None:
         url = urllib.parse.urlsplit(base_url.rstrip("/"))
         if url.scheme not in ("http", "https") or not url.hostname:
             raise InvalidInputError(f"expected an http(s) gateway URL, found {base_url!r}")
@@ -275,12 +281,19 @@ class _CarStream:
         self.root = root
         self._url = url
         self._timeout = timeout
+        self._guard = guard
 
     def _connect(self) -> http.client.HTTPConnection:
         port = self._url.port
+        conn: http.client.HTTPConnection
         if self._url.scheme == "https":
-            return http.client.HTTPSConnection(self._url.hostname or "", port, timeout=self._timeout)
-        return http.client.HTTPConnection(self._url.hostname or "", port, timeout=self._timeout)
+            conn = http.client.HTTPSConnection(self._url.hostname or "", port, timeout=self._timeout)
+        else:
+            conn = http.client.HTTPConnection(self._url.hostname or "", port, timeout=self._timeout)
+        if self._guard is not None:
+            # http.client opens its socket through this hook (TLS is then wrapped around it).
+            conn._create_connection = self._guard.create_connection  # type: ignore[attr-defined]
+        return conn
 
     def blocks(self) -> Iterator[Block]:
         """Yield the DAG's verified blocks, root first.
@@ -400,10 +413,11 @@ def _fetch_car(
     failures: list[PeerFailure],
     timeout: float,
     max_bytes: int | None = None,
+    guard: PeerGuard | None = None,
 ) -> FetchReport | None:
     """Try each peer's CAR of the whole DAG; None when none delivered a complete, valid one."""
     for peer in peers:
-        counted = _Counting(_CarStream(peer, root, timeout).blocks(), max_bytes)
+        counted = _Counting(_CarStream(peer, root, timeout, guard).blocks(), max_bytes)
         try:
             store.put_many(counted)
         except BlockNotFoundError:
@@ -484,6 +498,7 @@ def fetch_order(
     *,
     timeout: float = 30.0,
     max_bytes: int | None = None,
+    guard: PeerGuard | None = None,
 ) -> FetchReport:
     """Fetch everything needed to run an Order (see :func:`order_blocks`) from peers.
 
@@ -493,6 +508,7 @@ def fetch_order(
         peers: Gateway base URLs, asked in order.
         timeout: Seconds allowed per request.
         max_bytes: The most the Order's code, Structure and inputs may fetch in all.
+        guard: Connect only to this destination, within its deadline (see :func:`fetch_from_peers`).
 
     Raises:
         BlockNotFoundError: Some needed block is not available from any peer.
@@ -502,7 +518,7 @@ def fetch_order(
     blocks = nbytes = fetched = fetched_bytes = 0
     failures: list[PeerFailure] = []
     repo = Repo.open(home)
-    with httpx.Client(timeout=timeout) as http:
+    with httpx.Client(timeout=timeout) if guard is None else guard.client(timeout=timeout) as http:
         gateways = [GatewayBlockSource(p, http, timeout=timeout) for p in peers]
         chained = ChainedBlockSource(repo.blocks, gateways)
         order = OrderRecord.decode(chained.get(order_cid))
@@ -510,7 +526,7 @@ def fetch_order(
         for root in roots:
             budget = None if max_bytes is None else max_bytes - fetched_bytes
             report = fetch_from_peers(
-                home, root, peers, pin=False, index=False, timeout=timeout, max_bytes=budget
+                home, root, peers, pin=False, index=False, timeout=timeout, max_bytes=budget, guard=guard
             )
             blocks += report.blocks
             nbytes += report.bytes

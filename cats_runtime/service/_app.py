@@ -34,6 +34,7 @@ from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import CATALOG_FILE, Catalog
 from . import _gateway_routes, _orders, _records_routes, _ui
 from ._errors import cats_error_handler, http_error_handler, validation_error_handler
+from ._fetches import FetchLimits, FetchPool
 from ._limits import Limits
 from ._runs import RunManager, RunStore, hold_node_lock
 from ._state import NodeConfig, NodeState
@@ -104,6 +105,8 @@ def _open_state(config: NodeConfig, stack: ExitStack) -> NodeState:
         max_concurrent=limits.max_concurrent_runs,
         max_queued=limits.max_queued_runs,
     )
+    state.fetches = FetchPool(config.fetch.workers, config.fetch.per_org)
+    stack.callback(state.fetches.stop)
     for run in state.runs.recover(_orders.settle_from_catalog(state)):
         log.warning(
             "run %s of Order %s settled at start as %s: %s",
@@ -212,6 +215,8 @@ def config_to_json(config: NodeConfig) -> str:
         "ray_address": config.ray_address,
         "public_url": config.public_url,
         "verify_reads": config.verify_reads,
+        "fetch": dataclasses.asdict(config.fetch),
+        "gateways": list(config.gateways),
     }
     return json.dumps(doc)
 
@@ -234,6 +239,8 @@ def config_from_json(text: str) -> NodeConfig:
             public_url=doc.get("public_url"),
             verify_reads=bool(doc.get("verify_reads", True)),
             sandbox=_sandbox_policy(doc.get("sandbox", {})),
+            fetch=FetchLimits(**doc.get("fetch", {})),
+            gateways=tuple(str(g) for g in doc.get("gateways", [])),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"expected a node configuration in ${CONFIG_ENV}: {exc}") from None

@@ -5,6 +5,13 @@ Checks, in this order, each failing with its own status: bearer token (401), fre
 the Order and Function records (400), the allow-list (403), completeness of the submitted DAG
 (400). Only then is the run recorded and queued (202 + ``Location: /orders/{id}``).
 
+An Order by CID with ``"from"`` is different: the gateway must be registered for the submitting
+organization (or node-wide, 403 otherwise); the run is recorded at once as ``fetching`` (202)
+and handed to the node's fetch pool (:mod:`._fetches`), which reads the Order and Function,
+checks them, fetches the rest within one deadline and the CAR byte budget, and only then queues
+the run. Every failure of that fetch is a ``failed`` run; what the submitter reads of a
+transport failure is one generic message, the detail goes to the node's log.
+
 Nothing from a request names a file: CAR bodies are spooled to an anonymous temporary file
 inside ``<home>/node/incoming``, blocks are stored under their CIDs, and the run executes the
 Function with the embedded executor (no shell, ever).
@@ -13,8 +20,10 @@ Function with the embedded executor (no shell, ever).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -25,8 +34,18 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from ..cas import CID, DAG_CBOR, BlockSource, import_car, read_car
-from ..cas._gateway import ChainedBlockSource, GatewayBlockSource
+from ..cas import (
+    CID,
+    DAG_CBOR,
+    BlockSource,
+    Deadline,
+    Destination,
+    PeerGuard,
+    import_car,
+    read_car,
+    strip_credentials,
+)
+from ..cas._gateway import GatewayBlockSource
 from ..cas._walk import reachable
 from ..errors import (
     AuthError,
@@ -39,6 +58,7 @@ from ..operations import Endorsement, Node, fetch_order, load_order, run_order
 from ..records import FunctionRecord, InvoiceRecord, OrderRecord
 from ._auth import authenticate
 from ._errors import redact_home
+from ._fetches import failure_reason
 from ._limits import read_body, spool_body
 from ._runs import RunInfo, RunResult
 from ._state import NodeState, node_state
@@ -50,6 +70,8 @@ JSON_TYPE: Final = "application/json"
 _RUN_ID_CHARS: Final = frozenset("0123456789abcdef")
 OPERATOR_ORG: Final = "operator"
 """The organization of ``cats node serve --operator-token``: the node's own operator, trusted."""
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["orders"])
 
@@ -112,6 +134,85 @@ def _run_json(request: Request, run: RunInfo) -> dict[str, Any]:
     if run.error is not None:
         body["error"] = redact_home(request, run.error)
     return body
+
+
+def _registered_gateway(state: NodeState, org: str, source: str) -> Destination:
+    """The registration that lets ``org`` name ``source`` in ``"from"``.
+
+    Raises:
+        AuthError: The gateway is registered neither for ``org`` nor node-wide.
+    """
+    found = state.tokens.gateway_for(org, source)
+    if found is None:
+        wanted = Destination.parse(source)
+        found = next(
+            (g for g in map(Destination.parse, state.config.gateways) if g.same_origin(wanted)), None
+        )
+    if found is None:
+        raise AuthError(
+            f"expected 'from' to name a gateway registered for organization {org!r} on this node "
+            "(cats node token gateway ORG URL) or on its node-wide list, found one that is not"
+        )
+    return found
+
+
+def _fetch_job(
+    state: NodeState, run: RunInfo, gateway: Destination, endorsements: list[Endorsement]
+) -> Callable[[], None]:
+    """The fetch-pool job of a run submitted with ``"from"``: fetch, check, then queue or fail it."""
+
+    def job() -> None:
+        nonlocal run
+        limits = state.config.fetch
+        with Deadline(limits.deadline_s) as deadline:
+            try:
+                # The fetch starts now, not when it was queued: started..finished is its own time.
+                run = replace(run, started_ms=time.time_ns() // 1_000_000)
+                state.runs.store.update(run)
+                allowed_by = _fetch_for_submitter(state, run, PeerGuard(gateway, deadline), endorsements)
+                state.runs.release(replace(run, allowed_by=allowed_by))
+            except Exception as exc:  # every way it fails ends the run (and frees its slot)
+                passed = deadline.expired
+                log.warning(
+                    "run %s of organization %s: fetching Order %s from %s failed%s: %s: %s",
+                    run.id,
+                    run.org,
+                    run.order,
+                    gateway.url,
+                    " (deadline passed)" if passed else "",
+                    type(exc).__name__,
+                    exc,
+                )
+                state.runs.abandon(run, failure_reason(exc, passed, limits.deadline_s))
+
+    return job
+
+
+def _fetch_for_submitter(
+    state: NodeState, run: RunInfo, guard: PeerGuard, endorsements: list[Endorsement]
+) -> str:
+    """Read the Order and Function from the gateway (in memory), check them, fetch the rest.
+
+    Code the node refuses never enters its store; the fetch is bounded by the guard's deadline
+    and, like a CAR body, by the node's byte budget, so fetching for a submitter cannot fill
+    the disk.
+    """
+    limits = state.config.fetch
+    url = guard.destination.url
+    with guard.client(timeout=limits.read_timeout_s) as http:
+        order, function = load_order(GatewayBlockSource(url, http, timeout=limits.read_timeout_s), run.order)
+    _check_network(state, function, order.function)
+    allowed_by = state.allow.check(order.function, function.code, endorsements)
+    fetch_order(
+        state.home,
+        run.order,
+        [url],
+        timeout=limits.read_timeout_s,
+        max_bytes=state.config.limits.max_car_bytes,
+        guard=guard,
+    )
+    guard.deadline.check(f"fetching Order {run.order}")
+    return allowed_by
 
 
 def _gateway_url(source: object) -> str:
@@ -196,18 +297,6 @@ def _accept_car(state: NodeState, path: str, endorsements: list[Endorsement]) ->
     return root, allowed_by
 
 
-def _accept_remote(state: NodeState, order_cid: CID, source: str, endorsements: list[Endorsement]) -> str:
-    """Read the Order and its Function from the submitter's gateway and check the allow-list.
-
-    The rest of the DAG is fetched by the run itself, after the 202.
-    """
-    with GatewayBlockSource(source, timeout=15.0) as gateway:
-        chained = ChainedBlockSource(state.blocks, [gateway])
-        order, function = load_order(chained, order_cid)
-    _check_network(state, function, order.function)
-    return state.allow.check(order.function, function.code, endorsements)
-
-
 @router.post(
     "/orders",
     status_code=202,
@@ -234,6 +323,7 @@ async def submit_order(request: Request) -> JSONResponse:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limits = state.config.limits
     source: str | None = None
+    gateway: Destination | None = None
     if media == CAR_TYPE:
         endorsements = _endorsements(request)
         incoming = state.home / "node" / "incoming"
@@ -274,25 +364,38 @@ async def submit_order(request: Request) -> JSONResponse:
             allowed_by = state.allow.check(order.function, function.code, endorsements)
             await run_in_threadpool(_check_complete, state.blocks, order)
         else:
-            source = _gateway_url(source)
-            allowed_by = await run_in_threadpool(_accept_remote, state, order_cid, source, endorsements)
+            gateway = _registered_gateway(state, org, _gateway_url(source))
+            # Only this form is ever recorded or shown: no user-info, no secret-looking parameter.
+            source = strip_credentials(source)
+            allowed_by = "pending: checked once the Order is fetched"
     else:
         raise UnsupportedCodecError(
             f"expected Content-Type {CAR_TYPE} or {JSON_TYPE}, found {media or 'none'!r}"
         )
-    run, new = state.runs.submit(order_cid, org, allowed_by, source)
+    run, new = state.runs.submit(order_cid, org, allowed_by, source, held=gateway is not None)
+    if new and gateway is not None:
+        state.fetches.submit(org, _fetch_job(state, run, gateway, endorsements))
     body = {**_run_json(request, run), "new": new, "location": f"/orders/{run.id}"}
     return JSONResponse(body, status_code=202, headers={"Location": f"/orders/{run.id}"})
 
 
-@router.get("/orders", summary="Recent runs of this node")
+@router.get(
+    "/orders",
+    summary="Recent runs of the caller's organization (authenticated)",
+    responses={401: {"description": "Missing or unknown bearer token"}},
+)
 def list_orders(request: Request, limit: int = 50, status: str | None = None) -> JSONResponse:
-    """The newest runs first (``status`` filters: queued, fetching, running, succeeded, failed)."""
+    """The newest runs of the caller's organization first (the operator sees every run).
+
+    ``status`` filters: queued, fetching, running, succeeded, failed.
+    """
+    state = node_state(request)
+    org = authenticate(request, state.tokens)
     if not 1 <= limit <= 1000:
         raise InvalidInputError(f"expected 1 <= limit <= 1000, found {limit}")
     if status is not None and status not in ("queued", "fetching", "running", "succeeded", "failed"):
         raise InvalidInputError(f"expected a run status, found {status!r}")
-    runs = node_state(request).runs.store.recent(limit, status)
+    runs = state.runs.store.recent(limit, status, None if org == OPERATOR_ORG else org)
     return JSONResponse({"runs": [_run_json(request, r) for r in runs]})
 
 
@@ -306,14 +409,9 @@ def get_order(run_id: str, request: Request) -> JSONResponse:
 
 # -- execution (called on the run workers) -----------------------------------------------------
 def execute_run(state: NodeState) -> Callable[[RunInfo, Callable[[RunInfo], None]], RunResult]:
-    """The function the run workers call: fetch what is missing, then run the Order locally."""
+    """The function the run workers call: run the Order locally (its blocks are local by now)."""
 
     def execute(run: RunInfo, record: Callable[[RunInfo], None]) -> RunResult:
-        if run.source is not None:
-            record(replace(run, status="fetching"))
-            # The same budget as a CAR body: fetching for a submitter must not fill the disk.
-            fetch_order(state.home, run.order, [run.source], max_bytes=state.config.limits.max_car_bytes)
-            record(replace(run, status="running"))
         with Node.open(state.home) as node:
             order = node.load(run.order)
             if not isinstance(order, OrderRecord):

@@ -217,10 +217,11 @@ class RunStore:
         """Store a run's new status and results."""
         with self._tx() as db:
             db.execute(
-                "UPDATE runs SET status=?, started_ms=?, finished_ms=?, invoice=?, bom=?, output=?, error=? "
-                "WHERE id=?",
+                "UPDATE runs SET status=?, allowed_by=?, started_ms=?, finished_ms=?, invoice=?, bom=?, "
+                "output=?, error=? WHERE id=?",
                 (
                     run.status,
+                    run.allowed_by,
                     run.started_ms,
                     run.finished_ms,
                     _s(run.invoice),
@@ -246,13 +247,19 @@ class RunStore:
             raise NotFoundError(f"expected the id of a run of this node, found unknown run {run_id[:64]!r}")
         return self._row(row)
 
-    def recent(self, limit: int = 50, status: str | None = None) -> list[RunInfo]:
-        """The newest runs first."""
+    def recent(self, limit: int = 50, status: str | None = None, org: str | None = None) -> list[RunInfo]:
+        """The newest runs first (of one organization when ``org`` is given)."""
         sql = f"SELECT {self._COLUMNS} FROM runs"  # noqa: S608
+        where: list[str] = []
         args: list[Any] = []
         if status is not None:
-            sql += " WHERE status=?"
+            where.append("status=?")
             args.append(status)
+        if org is not None:
+            where.append("org=?")
+            args.append(org)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY submitted_ms DESC, rowid DESC LIMIT ?"
         args.append(limit)
         with self._lock:
@@ -411,8 +418,18 @@ class RunManager:
                 "retry later"
             )
 
-    def submit(self, order: CID, org: str, allowed_by: str, source: str | None) -> tuple[RunInfo, bool]:
+    def submit(
+        self, order: CID, org: str, allowed_by: str, source: str | None, *, held: bool = False
+    ) -> tuple[RunInfo, bool]:
         """Accept a run of ``order``, or return the active run of the same Order.
+
+        Args:
+            order: The Order.
+            org: The submitting organization.
+            allowed_by: Why its Function may run.
+            source: The (credential-free) gateway URL its blocks come from.
+            held: Record it as ``fetching`` and do not queue it yet: the caller fetches its
+                blocks, then calls :meth:`release` (or :meth:`abandon`).
 
         Returns:
             The run, and whether it is new (False: an identical Order is already queued/running).
@@ -429,11 +446,29 @@ class RunManager:
                     f"expected a free run slot, found {self._slots.capacity} runs executing or queued; "
                     "retry later"
                 )
-            run = RunInfo(uuid.uuid4().hex, order, org, "queued", allowed_by, _now_ms(), source)
+            now = _now_ms()
+            run = RunInfo(uuid.uuid4().hex, order, org, "queued", allowed_by, now, source)
+            if held:
+                run = replace(run, status="fetching", started_ms=now)
             self.store.insert(run)  # persisted before the 202: accepted means recorded
             self._slots.in_flight += 1
-        self._queue.put(run)
+        if not held:
+            self._queue.put(run)
         return run, True
+
+    def release(self, run: RunInfo) -> None:
+        """Queue a held run for execution (its blocks are now local)."""
+        queued = replace(run, status="queued")
+        self.store.update(queued)
+        self._queue.put(queued)
+
+    def abandon(self, run: RunInfo, error: str) -> None:
+        """End a held run as failed (its blocks could not be fetched) and free its slot."""
+        try:
+            self.store.update(replace(run, status="failed", finished_ms=_now_ms(), error=error))
+        finally:
+            with self._slots.lock:
+                self._slots.in_flight -= 1
 
     def _work(self) -> None:
         while True:
@@ -447,7 +482,7 @@ class RunManager:
                     self._slots.in_flight -= 1
 
     def _run_one(self, run: RunInfo) -> None:
-        current = replace(run, status="running", started_ms=_now_ms())
+        current = replace(run, status="running", started_ms=run.started_ms or _now_ms())
 
         def record(update: RunInfo) -> None:
             nonlocal current

@@ -12,6 +12,7 @@ from ..cas import FSBlockStore, Repo
 from ..execution import SandboxPolicy
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import Catalog
+from ._fetches import FetchLimits, FetchPool
 from ._limits import Limits
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ class NodeConfig:
         verify_reads: Re-hash every block the gateway serves (clients verify anyway).
         sandbox: How Orders' tasks are confined, their limits, and whether networked Functions
             run (a node refuses them by default).
+        fetch: Deadline and concurrency of fetching Orders for submitters (``"from"``).
+        gateways: Node-wide gateway URLs any organization may name in ``"from"`` (besides the
+            gateways registered for it with its token).
     """
 
     home: Path
@@ -44,6 +48,8 @@ class NodeConfig:
     public_url: str | None = None
     verify_reads: bool = True
     sandbox: SandboxPolicy = field(default_factory=lambda: SandboxPolicy(allow_network=False))
+    fetch: FetchLimits = field(default_factory=FetchLimits)
+    gateways: tuple[str, ...] = ()
 
 
 @dataclass
@@ -57,6 +63,7 @@ class NodeState:
     allow: AllowList
     runs: RunManager
     catalog: Catalog
+    fetches: FetchPool = field(init=False)
 
     @property
     def home(self) -> Path:

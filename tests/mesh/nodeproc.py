@@ -199,13 +199,22 @@ def make_order_car(
     return order, out.getvalue(), function
 
 
-def prepare_home(home: Path, org: str = "client", allow: list[str] = ()) -> str:  # type: ignore[assignment]
-    """A node home with one token for ``org`` and allow-list entries; returns the token."""
+def prepare_home(
+    home: Path,
+    org: str = "client",
+    allow: list[str] = (),  # type: ignore[assignment]
+    gateways: list[str] = (),  # type: ignore[assignment]
+) -> str:
+    """A node home with one token for ``org`` (and the gateways it may name in ``from``) and
+    allow-list entries; returns the token."""
     from cats_runtime.cas import Repo
     from cats_runtime.operations import AllowList, TokenStore
 
     Repo.open(home)
-    token = TokenStore.for_home(home).issue(org)
+    tokens = TokenStore.for_home(home)
+    token = tokens.issue(org)
+    for url in gateways:
+        tokens.add_gateway(org, url)
     rules = AllowList.for_home(home)
     for entry in allow:
         rules.add(str(entry))

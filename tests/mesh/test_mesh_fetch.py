@@ -155,8 +155,9 @@ def test_order_fetched_from_the_submitters_gateway(tmp_path: Path) -> None:
     """Org C serves its Order on its own node; node N is told 'order X, from C' and runs it."""
     client_home = tmp_path / "client"
     order, _, code = make_order_car(client_home, params={"sleep": 0}, seed=3)
-    token = prepare_home(tmp_path / "runner", "client-org", allow=[str(code)])
     client_node = start_node(client_home)
+    # The client's gateway is registered with its token: the runner fetches from nowhere else.
+    token = prepare_home(tmp_path / "runner", "client-org", allow=[str(code)], gateways=[client_node.url])
     runner = start_node(tmp_path / "runner")
     try:
         r = httpx.post(

@@ -89,7 +89,11 @@ def test_50_concurrent_order_submissions_are_all_accepted_and_run(
     assert [s["status"] for s in settled] == ["succeeded"] * ORDERS, [s["error"] for s in settled]
     outputs = {s["output"] for s in settled}
     assert len(outputs) == ORDERS  # each seed wrote a different result
-    listed = httpx.get(f"{node.url}/orders", params={"limit": 1000, "status": "succeeded"}).json()["runs"]
+    listed = httpx.get(
+        f"{node.url}/orders",
+        params={"limit": 1000, "status": "succeeded"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["runs"]
     assert set(runs) <= {r["run"] for r in listed}
     digest = hashlib.sha256(b"".join(sorted(str(s["bom"]).encode() for s in settled))).hexdigest()
     assert digest  # every run has a BOM

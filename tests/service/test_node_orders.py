@@ -62,7 +62,7 @@ def test_a_valid_order_runs_and_its_bom_is_signed_by_the_node(env: Env) -> None:
     ).json()
     assert found["boms"] == [done["bom"]]
     assert httpx.get(f"{env.node.url}/catalog", params={"input": done["output"]}).json()["boms"] == []
-    recent = httpx.get(f"{env.node.url}/orders").json()["runs"]
+    recent = httpx.get(f"{env.node.url}/orders", headers=_auth(env.token)).json()["runs"]
     assert done["run"] in [x["run"] for x in recent]
     page = httpx.get(f"{env.node.url}/")
     assert done["bom"] in page.text and page.headers["content-type"].startswith("text/html")

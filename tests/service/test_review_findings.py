@@ -66,7 +66,8 @@ def test_errors_never_reveal_the_node_home(env: Env) -> None:
     run = httpx.get(f"{env.node.url}/orders/{FAILED_RUN}")
     assert run.status_code == 200
     assert run.json()["error"].endswith("not found in <home>/blocks")
-    assert home not in httpx.get(f"{env.node.url}/orders").text
+    listed = httpx.get(f"{env.node.url}/orders", headers={"Authorization": f"Bearer {env.token}"})
+    assert FAILED_RUN in listed.text and home not in listed.text
 
 
 @pytest.mark.parametrize("url", ["http://[::1", "http://peer:99999", "http://peer:x/", "http://:80/"])

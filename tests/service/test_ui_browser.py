@@ -174,7 +174,8 @@ def test_click_from_a_run_to_its_parent_in_the_other_org_to_a_file(
     a, b, workdir = two_orgs["a"], two_orgs["b"], two_orgs["workdir"]
     did_a = httpx.get(f"{a.url}/node", timeout=10).json()["did"]
     did_b = httpx.get(f"{b.url}/node", timeout=10).json()["did"]
-    runs_b = httpx.get(f"{b.url}/orders", timeout=10).json()["runs"]
+    analysts = {"Authorization": f"Bearer {(workdir / 'org-b.token').read_text().strip()}"}
+    runs_b = httpx.get(f"{b.url}/orders", headers=analysts, timeout=10).json()["runs"]
     bom_b = next(r["bom"] for r in runs_b if r["status"] == "succeeded")
     parent = httpx.get(f"{b.url}/boms/{bom_b}", timeout=10).json()["record"]["parents"][0]["/"]
     clean_output = httpx.get(f"{b.url}/boms/{parent}", timeout=10).json()["record"]["output"]["/"]
