@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +161,29 @@ def emit(as_json: bool, data: Any, text: str | Callable[[], str] | None = None) 
         click.echo(json.dumps(_jsonable(data), indent=2, sort_keys=True))
     elif text is not None:
         click.echo(text() if callable(text) else text)
+
+
+def emit_stream(
+    as_json: bool, items: Iterable[Any], text_lines: Callable[[Any], Iterable[str]], head: str
+) -> None:
+    """Like :func:`emit` for a list that may be long: each item is printed as it comes.
+
+    ``--json`` prints exactly what ``emit`` prints for the whole list (one JSON array, the same
+    layout); the text form prints ``head``, then ``text_lines(item)`` for each item.
+    """
+    if as_json:
+        _json_emitted.set()
+        first = True
+        for item in items:
+            body = json.dumps(_jsonable(item), indent=2, sort_keys=True).replace("\n", "\n  ")
+            click.echo(("[\n  " if first else ",\n  ") + body, nl=False)
+            first = False
+        click.echo("[]" if first else "\n]")
+        return
+    click.echo(head)
+    for item in items:
+        for line in text_lines(item):
+            click.echo(line)
 
 
 class _Progress:

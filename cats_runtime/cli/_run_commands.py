@@ -19,14 +19,15 @@ from ..operations import (
     LINEAGE_FORMATS,
     SCAFFOLD_ENTRYPOINT,
     Node,
+    RunListing,
     build_function,
     build_structure,
     check_plant,
     function_label,
     import_input,
     inspect_function,
+    iter_runs,
     lineage,
-    list_runs,
     load_params_file,
     local_structure,
     new_function,
@@ -40,7 +41,7 @@ from ..operations import (
     verify,
     verify_structural,
 )
-from ._app import cid_arg, command_set, emit, progress, state
+from ._app import cid_arg, command_set, emit, emit_stream, progress, state
 from ._verdict import report_verification
 
 __all__ = ["cli"]
@@ -315,10 +316,9 @@ def ls_command(limit: int | None, as_json: bool) -> None:
     Each run shows its issuer, code CID, seed and params, and the verdict of its re-executions
     (`cats verify`): a BOM that did not reproduce is marked, with the Verification's CID.
     """
-    with _node() as node:
-        runs = list_runs(node, limit)
-    data = [
-        {
+
+    def as_data(r: RunListing) -> dict[str, Any]:
+        return {
             "finished": _when(r.row.finished_ms),
             "status": r.row.status,
             "bom": r.row.bom,
@@ -336,28 +336,25 @@ def ls_command(limit: int | None, as_json: bool) -> None:
             "verification": r.facts.verification,
             "verifications": r.facts.verifications,
         }
-        for r in runs
-    ]
 
-    def text() -> str:
-        head = f"{'FINISHED (UTC)':19}  {'STATUS':9}  {'VERIFIED':9}  {'FUNCTION':24}  BOM / INVOICE"
-        lines = [head]
-        for r in runs:
-            label = function_label(r.row.function_name[:16] or "?", r.row.function)
-            lines.append(
-                f"{_when(r.row.finished_ms)}  {r.row.status:9}  {r.facts.verdict or '-':9}  {label:24}  "
-                f"{r.row.bom or r.row.invoice}"
-            )
-            params = json.dumps(r.facts.params, sort_keys=True, separators=(",", ":"))
-            facts = r.facts
-            lines.append(
-                f"    issuer {facts.issuer or '-'}  code {facts.code}  seed {facts.seed}  params {params}"
-            )
-            if r.facts.verdict not in (None, "match"):
-                lines.append(f"    NOT REPRODUCED ({r.facts.verdict}): verification {r.facts.verification}")
-        return "\n".join(lines)
+    def text(r: RunListing) -> list[str]:
+        label = function_label(r.row.function_name[:16] or "?", r.row.function)
+        params = json.dumps(r.facts.params, sort_keys=True, separators=(",", ":"))
+        facts = r.facts
+        lines = [
+            f"{_when(r.row.finished_ms)}  {r.row.status:9}  {r.facts.verdict or '-':9}  {label:24}  "
+            f"{r.row.bom or r.row.invoice}",
+            f"    issuer {facts.issuer or '-'}  code {facts.code}  seed {facts.seed}  params {params}",
+        ]
+        if r.facts.verdict not in (None, "match"):
+            lines.append(f"    NOT REPRODUCED ({r.facts.verdict}): verification {r.facts.verification}")
+        return lines
 
-    emit(as_json, data, text)
+    head = f"{'FINISHED (UTC)':19}  {'STATUS':9}  {'VERIFIED':9}  {'FUNCTION':24}  BOM / INVOICE"
+    # Streamed: a catalog of a million runs is listed in flat memory, the first lines at once.
+    with _node() as node:
+        rows = iter_runs(node, limit)
+        emit_stream(as_json, (as_data(r) for r in rows) if as_json else rows, text, head)
 
 
 @cli.group("catalog")

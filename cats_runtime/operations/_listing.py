@@ -6,6 +6,7 @@ the Function's code) and from the catalog's index of Verification records; nothi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from ..errors import BlockNotFoundError, DecodeError
 from ..records import BOMRecord, FunctionRecord, OrderRecord, RunRow
 from ._node import Node
 
-__all__ = ["RunFacts", "RunListing", "function_label", "list_runs", "run_facts"]
+__all__ = ["RunFacts", "RunListing", "function_label", "iter_runs", "list_runs", "run_facts"]
 
 
 def function_label(name: str, function: CID | None) -> str:
@@ -128,4 +129,19 @@ class RunListing:
 
 def list_runs(node: Node, limit: int | None = None) -> list[RunListing]:
     """Runs newest first (re-executions made by ``verify`` excluded), each with its facts."""
-    return [RunListing(r, run_facts(node, r.order, r.bom)) for r in node.catalog.runs(limit)]
+    return list(iter_runs(node, limit))
+
+
+def iter_runs(node: Node, limit: int | None = None) -> Iterator[RunListing]:
+    """:func:`list_runs` as it is read: one catalog page at a time, shared records decoded once.
+
+    The memo of decoded records keeps only the Functions (shared by many runs): a catalog of
+    millions of runs is listed in flat memory.
+    """
+    memo: dict[CID, Any] = {}
+    for row in node.catalog.iter_runs(limit):
+        facts = run_facts(node, row.order, row.bom, memo=memo)
+        for cid in (row.order, row.bom):  # one run's own records: not worth keeping
+            if cid is not None:
+                memo.pop(cid, None)
+        yield RunListing(row, facts)

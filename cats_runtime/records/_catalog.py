@@ -397,33 +397,52 @@ class Catalog:
 
     def runs(self, limit: int | None = None) -> list[RunRow]:
         """Runs (Invoices) newest first, with their BOM and Function name."""
-        sql = (
+        return list(self.iter_runs(limit))
+
+    def iter_runs(self, limit: int | None = None, *, page: int = 500) -> Iterator[RunRow]:
+        """:meth:`runs` one page at a time: memory stays flat however many runs the catalog holds.
+
+        Pages are keyed on the sort order (finished time, then CID), so runs added meanwhile never
+        shift a page and no run is listed twice; the lock is held only while a page is read.
+        """
+        select = (
             "SELECT i.cid, i.order_cid, i.status, b.cid, o.function, COALESCE(f.name, ''), i.output, "
             "i.finished_ms, i.error FROM invoices i JOIN orders o ON o.cid = i.order_cid "
             "LEFT JOIN boms b ON b.invoice = i.cid LEFT JOIN functions f ON f.cid = o.function "
             "WHERE i.cid NOT IN (SELECT invoice FROM verifications) "
-            "ORDER BY i.finished_ms DESC, i.cid"
         )
-        params: tuple[Any, ...] = ()
-        if limit is not None:
-            sql += " LIMIT ?"
-            params = (limit,)
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [
-            RunRow(
-                CID.decode(r[0]),
-                CID.decode(r[1]),
-                r[2],
-                _c(r[3]),
-                CID.decode(r[4]),
-                r[5],
-                _c(r[6]),
-                r[7],
-                r[8],
-            )
-            for r in rows
-        ]
+        after: tuple[int, str] | None = None
+        params: tuple[Any, ...]
+        left = limit
+        while left is None or left > 0:
+            size = page if left is None else min(page, left)
+            if after is None:
+                sql, params = select + "ORDER BY i.finished_ms DESC, i.cid LIMIT ?", (size,)
+            else:
+                sql = select + (
+                    "AND (i.finished_ms < ? OR (i.finished_ms = ? AND i.cid > ?)) "
+                    "ORDER BY i.finished_ms DESC, i.cid LIMIT ?"
+                )
+                params = (after[0], after[0], after[1], size)
+            with self._lock:
+                rows = self._db.execute(sql, params).fetchall()
+            for r in rows:
+                yield RunRow(
+                    CID.decode(r[0]),
+                    CID.decode(r[1]),
+                    r[2],
+                    _c(r[3]),
+                    CID.decode(r[4]),
+                    r[5],
+                    _c(r[6]),
+                    r[7],
+                    r[8],
+                )
+            if len(rows) < size:
+                return
+            after = (rows[-1][7], rows[-1][0])
+            if left is not None:
+                left -= len(rows)
 
     def counts(self) -> dict[str, int]:
         """Rows per table (for ``cats catalog rebuild`` and tests)."""

@@ -145,3 +145,35 @@ def test_rebuild_streams_records_into_the_catalog(tmp_path: Path) -> None:
     assert seen_rows == list(range(50))
     assert catalog.counts()["records"] == 50
     catalog.close()
+
+
+def test_runs_are_read_a_page_at_a_time_in_order(tmp_path: Path) -> None:
+    """Paging keyed on (finished, cid): every run once, newest first, equal times included."""
+    from cats_runtime.records import InvoiceRecord
+
+    structure = StructureRecord(cloud="local", stack="local", program=None, outputs=[])
+    catalog = Catalog(tmp_path / "c.sqlite")
+    records = []
+    for i in range(23):
+        order = OrderRecord(
+            function=F, structure=structure.to_block().cid, inputs={"in": D}, params={"i": i}, seed=0, parents=[]
+        )
+        invoice = InvoiceRecord(
+            order=order.to_block().cid,
+            status="failed",
+            output=None,
+            started_ms=0,
+            finished_ms=1000 + i // 4,  # runs of four share a finishing time
+            executor={},
+            data=[],
+            error="x",
+            log=None,
+        )
+        records += [(order.to_block().cid, order), (invoice.to_block().cid, invoice)]
+    catalog.index(records)
+    whole = catalog.runs()
+    assert len(whole) == 23
+    assert list(catalog.iter_runs(page=3)) == whole  # pages of 3 across the ties
+    assert list(catalog.iter_runs(10, page=4)) == whole[:10]
+    assert [r.finished_ms for r in whole] == sorted((r.finished_ms for r in whole), reverse=True)
+    catalog.close()
