@@ -411,8 +411,26 @@ class RunManager:
                 "retry later"
             )
 
-    def submit(self, order: CID, org: str, allowed_by: str, source: str | None) -> tuple[RunInfo, bool]:
+    def submit(
+        self,
+        order: CID,
+        org: str,
+        allowed_by: str,
+        source: str | None,
+        prepare: Callable[[RunInfo], None] | None = None,
+    ) -> tuple[RunInfo, bool]:
         """Accept a run of ``order``, or return the active run of the same Order.
+
+        Args:
+            order: The Order.
+            org: The submitting organization.
+            allowed_by: The allow-list rule that matched.
+            source: The gateway the run fetches the Order's blocks from, if any.
+            prepare: Called with the new run once its slot is reserved and before it is
+                recorded (outside the lock: it may store a large CAR). A node stores the
+                submitted blocks here, so a refused submission (queue full, or an identical
+                Order already in flight, whose blocks are the same) stores none. If it raises,
+                the slot is freed and nothing is recorded.
 
         Returns:
             The run, and whether it is new (False: an identical Order is already queued/running).
@@ -430,8 +448,21 @@ class RunManager:
                     "retry later"
                 )
             run = RunInfo(uuid.uuid4().hex, order, org, "queued", allowed_by, _now_ms(), source)
-            self.store.insert(run)  # persisted before the 202: accepted means recorded
+            if prepare is None:
+                self.store.insert(run)  # persisted before the 202: accepted means recorded
+                self._slots.in_flight += 1
+                self._queue.put(run)
+                return run, True
+            # Reserved, freed below if the run is not recorded. Two identical Orders prepared at
+            # the same moment become two runs (the same blocks, stored twice over): harmless.
             self._slots.in_flight += 1
+        try:
+            prepare(run)
+            self.store.insert(run)
+        except BaseException:
+            with self._slots.lock:
+                self._slots.in_flight -= 1
+            raise
         self._queue.put(run)
         return run, True
 
