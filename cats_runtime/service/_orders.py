@@ -355,9 +355,10 @@ def execute_run(state: NodeState) -> Callable[[RunInfo, Callable[[RunInfo], None
             record(replace(run, status="fetching"))
             # The same budget as a CAR body: fetching for a submitter must not fill the disk.
             fetch_order(state.home, run.order, [run.source], max_bytes=state.config.limits.max_car_bytes)
-            with state.repo.write_lock():
-                state.repo.pins.add(run.order, name=f"run:{run.id}")  # complete: fetched whole
             record(replace(run, status="running"))
+        if run.order not in state.repo.pins:  # a CAR's Order was pinned as it was stored
+            with state.repo.write_lock():
+                state.repo.pins.add(run.order, name=f"run:{run.id}")  # its DAG is complete by now
         with Node.open(state.home) as node:
             order = node.load(run.order)
             if not isinstance(order, OrderRecord):
