@@ -98,6 +98,39 @@ def _bom(url: str, cid: object) -> dict[str, object]:
     return r.json()  # type: ignore[no-any-return]
 
 
+def test_json_from_the_submitters_gateway_fetches_the_parent_dags(chain: Chain) -> None:
+    with Node.open(chain.home_a) as node:
+        order, order_cid = make_order(
+            node,
+            node.load(chain.bom_a).function,
+            {"data": chain.output_a},
+            {},
+            3,
+            node.load(chain.bom_a).structure,
+        )
+    assert list(order.parents) == [chain.bom_a]
+    token = chain.token.read_text().strip()
+    r = httpx.post(
+        f"{chain.node_b.url}/orders",
+        json={"order": str(order_cid), "from": chain.node_a.url},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    done = wait_run(chain.node_b.url, r.json()["run"], timeout=300)
+    assert done["status"] == "succeeded", done
+    record = _bom(chain.node_b.url, done["bom"])
+    assert record["record"]["parents"] == [{"/": str(chain.bom_a)}]  # type: ignore[index]
+    # A's whole run came with it (this test runs first: B held nothing of A's before).
+    with Node.open(chain.home_a) as node:
+        bom_a = node.load(chain.bom_a)
+        assert isinstance(bom_a, BOMRecord)
+        invoice = bom_a.invoice
+    assert httpx.get(f"{chain.node_b.url}/ipfs/{invoice}?format=raw").status_code == 200
+    lineage = cats(chain.node_b.home, "lineage", str(done["bom"])).stdout
+    assert f"issuer {chain.did_a}" in lineage and f"issuer {chain.did_b}" in lineage
+
+
 def test_cli_submit_carries_the_parent_dag_and_lineage_spans_both_orgs(chain: Chain, tmp_path: Path) -> None:
     done = _json(
         chain.home_a,
@@ -140,39 +173,6 @@ def test_cli_submit_carries_the_parent_dag_and_lineage_spans_both_orgs(chain: Ch
     finally:
         cats(home_c, "ray", "stop", check=False)
     assert verdict["verdict"] == "match", verdict
-
-
-def test_json_from_the_submitters_gateway_fetches_the_parent_dags(chain: Chain) -> None:
-    with Node.open(chain.home_a) as node:
-        order, order_cid = make_order(
-            node,
-            node.load(chain.bom_a).function,
-            {"data": chain.output_a},
-            {},
-            3,
-            node.load(chain.bom_a).structure,
-        )
-    assert list(order.parents) == [chain.bom_a]
-    token = chain.token.read_text().strip()
-    r = httpx.post(
-        f"{chain.node_b.url}/orders",
-        json={"order": str(order_cid), "from": chain.node_a.url},
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=30,
-    )
-    assert r.status_code == 202, r.text
-    done = wait_run(chain.node_b.url, r.json()["run"], timeout=300)
-    assert done["status"] == "succeeded", done
-    record = _bom(chain.node_b.url, done["bom"])
-    assert record["record"]["parents"] == [{"/": str(chain.bom_a)}]  # type: ignore[index]
-    # A's whole run came with it: its Invoice and log are served by B now.
-    with Node.open(chain.home_a) as node:
-        bom_a = node.load(chain.bom_a)
-        assert isinstance(bom_a, BOMRecord)
-        invoice = bom_a.invoice
-    assert httpx.get(f"{chain.node_b.url}/ipfs/{invoice}?format=raw").status_code == 200
-    lineage = cats(chain.node_b.home, "lineage", str(done["bom"])).stdout
-    assert f"issuer {chain.did_a}" in lineage and f"issuer {chain.did_b}" in lineage
 
 
 def _order_car(chain: Chain, seed: int, *, forge: bool = False) -> tuple[CID, bytes]:
