@@ -200,7 +200,10 @@ def test_a_forged_parent_is_refused_and_nothing_is_stored(chain: Chain) -> None:
     order_cid, car = _order_car(chain, 5, forge=True)
     before = _block_count(chain.node_b.home)
     r = httpx.post(
-        f"{chain.node_b.url}/orders", content=car, headers={**CAR, "Authorization": f"Bearer {token}"}
+        f"{chain.node_b.url}/orders",
+        content=car,
+        headers={**CAR, "Authorization": f"Bearer {token}"},
+        timeout=60,
     )
     assert r.status_code == 400, r.text
     assert "signature" in r.json()["message"]
@@ -245,6 +248,7 @@ def test_a_parent_dag_missing_from_the_car_is_refused(chain: Chain) -> None:
         f"{chain.node_b.url}/orders",
         content=out.getvalue(),
         headers={**CAR, "Authorization": f"Bearer {chain.token.read_text().strip()}"},
+        timeout=60,
     )
     assert r.status_code == 400, r.text
     assert str(parent_order.cid) in r.json()["message"]
@@ -257,6 +261,7 @@ def test_a_parent_dag_missing_from_the_car_is_refused(chain: Chain) -> None:
         f"{chain.node_b.url}/orders",
         content=complete.getvalue(),
         headers={**CAR, "Authorization": f"Bearer {chain.token.read_text().strip()}"},
+        timeout=60,
     )
     assert ok.status_code == 202, ok.text
     assert wait_run(chain.node_b.url, ok.json()["run"], timeout=300)["status"] == "succeeded"

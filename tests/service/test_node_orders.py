@@ -275,7 +275,7 @@ def test_a_car_refused_after_reading_it_stores_none_of_its_blocks(env: Env, tmp_
     garbage = Block.encode(b"\xff\x00 not a PBNode", DAG_PB)
     order, car = _car_over(tmp_path / "c7", garbage)
     before = _block_count(env.node.home)
-    r = httpx.post(f"{env.node.url}/orders", content=car, headers={**CAR, **_auth(env.token)})
+    r = httpx.post(f"{env.node.url}/orders", content=car, headers={**CAR, **_auth(env.token)}, timeout=60)
     assert r.status_code == 400, r.text
     assert _block_count(env.node.home) == before
     for cid in (order, garbage.cid):
@@ -286,7 +286,7 @@ def test_an_accepted_car_keeps_only_the_orders_dag_pinned_under_its_run(env: Env
     data = Block.encode(b"the real input\n")
     unrelated = [Block.encode(b"carried along, linked from nothing\n"), Block.encode(b"\xa0", 0x71)]
     order, car = _car_over(tmp_path / "c8", data, unrelated)
-    r = httpx.post(f"{env.node.url}/orders", content=car, headers={**CAR, **_auth(env.token)})
+    r = httpx.post(f"{env.node.url}/orders", content=car, headers={**CAR, **_auth(env.token)}, timeout=60)
     assert r.status_code == 202, r.text
     run = r.json()["run"]
     for block in unrelated:
