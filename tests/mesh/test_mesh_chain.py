@@ -55,41 +55,41 @@ def _gateway_option(home: Path) -> list[str]:
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     base = tmp_path_factory.mktemp("chain")
     home_a, home_b = base / "a", base / "b"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CATS_RAY_IDLE_TIMEOUT", "5")
-        data = base / "readings.txt"
-        data.write_text("12.5\n13.0\n")
-        try:
+    data = base / "readings.txt"
+    data.write_text("12.5\n13.0\n")
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            # A's warm Ray may go soon after A's run; the nodes keep the default (B's runs
+            # follow each other, and the node stops its Ray when it stops).
+            mp.setenv("CATS_RAY_IDLE_TIMEOUT", "5")
             ran = _json(home_a, "run", "--function", SPEC, "--input", f"data={data}")
-        finally:
-            cats(home_a, "ray", "stop", check=False)
-        node_a = start_node(home_a)
+    finally:
+        cats(home_a, "ray", "stop", check=False)
+    node_a = start_node(home_a)
+    try:
+        Repo.open(home_b)
+        assert cats(home_b, "node", "allow", "--function", SPEC).stdout
+        gateway = _gateway_option(home_b)
+        register = [*gateway, node_a.url] if gateway else []
+        token = cats(home_b, "node", "token", "add", "org-a", *register).stdout
+        token_file = base / "org-a.token"
+        token_file.write_text(token.strip().splitlines()[-1] + "\n")
+        node_b = start_node(home_b)
         try:
-            Repo.open(home_b)
-            allowed = cats(home_b, "node", "allow", "--function", SPEC).stdout
-            assert allowed
-            gateway = _gateway_option(home_b)
-            token = cats(
-                home_b, "node", "token", "add", "org-a", *(gateway and [*gateway, node_a.url])
-            ).stdout
-            token_file = base / "org-a.token"
-            token_file.write_text(token.strip().splitlines()[-1] + "\n")
-            node_b = start_node(home_b)
-            try:
-                yield Chain(
-                    home_a,
-                    node_a,
-                    node_b,
-                    token_file,
-                    CID.decode(str(ran["bom"])),
-                    CID.decode(str(ran["output"])),
-                    NodeIdentity.load_or_create(home_a).did,
-                    NodeIdentity.load_or_create(home_b).did,
-                )
-            finally:
-                node_b.stop()
+            yield Chain(
+                home_a,
+                node_a,
+                node_b,
+                token_file,
+                CID.decode(str(ran["bom"])),
+                CID.decode(str(ran["output"])),
+                NodeIdentity.load_or_create(home_a).did,
+                NodeIdentity.load_or_create(home_b).did,
+            )
         finally:
-            node_a.stop()
+            node_b.stop()
+    finally:
+        node_a.stop()
 
 
 def _bom(url: str, cid: object) -> dict[str, object]:
