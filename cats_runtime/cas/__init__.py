@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._blockstore import CorruptBlock, FSBlockStore
-from ._car import MAX_SECTION, CarReader, export_car, import_car, read_car, write_car
+from ._car import MAX_SECTION, CarFileSource, CarReader, export_car, import_car, read_car, write_car
 from ._cid import (
     CID,
     CODEC_NAMES,
@@ -86,6 +86,7 @@ __all__ = [
     "CorruptBlock",
     "FSBlockStore",
     "MAX_SECTION",
+    "CarFileSource",
     "CarReader",
     "export_car",
     "import_car",

@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, BinaryIO, Final
 
-from ..errors import CARFormatError, DecodeError, InvalidInputError, StoreError
+from ..errors import BlockNotFoundError, CARFormatError, DecodeError, InvalidInputError, StoreError
 from ._blockstore import FSBlockStore
 from ._carv2 import CARV2_HEADER_SIZE, CARV2_PRAGMA, decode_v2_header, write_car_v2
 from ._cid import CID, Block
@@ -29,7 +29,15 @@ from ._store import BlockSource, BlockStore
 from ._varint import encode_varint
 from ._walk import walk
 
-__all__ = ["MAX_SECTION", "CarReader", "export_car", "import_car", "read_car", "write_car"]
+__all__ = [
+    "MAX_SECTION",
+    "CarFileSource",
+    "CarReader",
+    "export_car",
+    "import_car",
+    "read_car",
+    "write_car",
+]
 
 MAX_SECTION: Final = 8 * 1024 * 1024 + 1024
 """Largest section :func:`read_car` accepts: an 8 MiB block plus room for its CID.
@@ -218,12 +226,19 @@ class CarReader:
             n -= step
 
     def __iter__(self) -> Iterator[Block]:
+        return (block for block, _ in self.located())
+
+    def located(self) -> Iterator[tuple[Block, int]]:
+        """Iterate the verified blocks with the byte offset of each block's data in the stream.
+
+        Like iterating the reader, this consumes the stream (once).
+        """
         if self._started:
             raise CARFormatError("a CAR stream can be read once; open it again to re-read")
         self._started = True
-        return self._blocks()
+        return self._sections()
 
-    def _blocks(self) -> Iterator[Block]:
+    def _sections(self) -> Iterator[tuple[Block, int]]:
         while True:
             start = self._offset
             length = self._varint("section length")
@@ -240,7 +255,8 @@ class CarReader:
                 cid, end = CID.read(body, 0)
             except (InvalidInputError, DecodeError) as exc:
                 raise CARFormatError(f"expected a CID in the section at byte {start}: {exc}") from None
-            yield Block.checked(cid, body[end:], source=f"CAR section at byte {start}")
+            block = Block.checked(cid, body[end:], source=f"CAR section at byte {start}")
+            yield block, self._offset - len(block.data)
 
 
 def read_car(stream: BinaryIO | IO[bytes], *, max_section: int = MAX_SECTION) -> CarReader:
@@ -309,3 +325,65 @@ def import_car(
 
         store.put_many(replay())
     return list(reader.roots)
+
+
+class CarFileSource:
+    """The blocks of a CAR file on disk, indexed in one pass and read in place (a BlockSource).
+
+    Opening reads the whole file once, verifying every block against its CID, and keeps only
+    each block's offset and length; :meth:`get` reads the bytes back with ``pread`` and checks
+    them again (the file is on disk, and disks fail). Nothing is copied anywhere, so a caller
+    can decide which blocks to keep (:meth:`blocks`) before any of them reaches a store: a node
+    checks a submitted Order in the CAR itself and stores only the blocks its DAG reaches.
+
+    Args:
+        file: The CAR (v1, or v2's data payload), opened for binary reading; it must stay open
+            while the source is used.
+        max_section: The largest section accepted.
+
+    Raises:
+        CARFormatError: the CAR is malformed.
+        IntegrityError: a block does not match its CID.
+    """
+
+    def __init__(self, file: BinaryIO | IO[bytes], *, max_section: int = MAX_SECTION) -> None:
+        self._fd = file.fileno()
+        reader = read_car(file, max_section=max_section)
+        self.roots: tuple[CID, ...] = reader.roots
+        # Keyed by CIDv1: the same bytes named by a CIDv0 link are the same block.
+        self._index: dict[CID, tuple[CID, int, int]] = {}
+        for block, offset in reader.located():
+            self._index.setdefault(block.cid.to_v1(), (block.cid, offset, len(block.data)))
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def has(self, cid: CID) -> bool:
+        """True when the CAR holds the block."""
+        return cid.to_v1() in self._index
+
+    def get(self, cid: CID) -> bytes:
+        """The block's bytes, read from the file and verified again.
+
+        Raises:
+            BlockNotFoundError: the CAR does not hold the block.
+            IntegrityError: the file changed under the source.
+        """
+        entry = self._index.get(cid.to_v1())
+        if entry is None:
+            raise BlockNotFoundError(f"block {cid} is not in the CAR")
+        _, offset, size = entry
+        data = os.pread(self._fd, size, offset)
+        cid.verify(data, source="CAR file")
+        return data
+
+    def blocks(self, cids: Iterable[CID]) -> Iterator[Block]:
+        """The verified blocks named by ``cids`` that the CAR holds, each once, in the given order."""
+        done: set[CID] = set()
+        for cid in cids:
+            key = cid.to_v1()
+            entry = self._index.get(key)
+            if entry is None or key in done:
+                continue
+            done.add(key)
+            yield Block._trusted(entry[0], self.get(entry[0]))  # get() verified it

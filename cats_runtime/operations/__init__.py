@@ -59,6 +59,7 @@ from ._log import invoice_of, read_log
 from ._mesh import (
     FetchReport,
     PeerFailure,
+    check_parents,
     fetch_from_peers,
     fetch_order,
     index_records,
@@ -167,6 +168,7 @@ __all__: list[str] = [
     "build_function",
     "build_structure",
     "check_entrypoint",
+    "check_parents",
     "check_plant",
     "diff_trees",
     "execute_order",

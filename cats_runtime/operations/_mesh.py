@@ -42,10 +42,12 @@ from ..errors import (
     LimitError,
     PeerError,
 )
-from ..records import FunctionRecord, OrderRecord, decode_record
+from ..records import BOMRecord, FunctionRecord, OrderRecord, decode_record
+from ._identity import verify_bom_signature
 
 __all__ = [
     "FetchReport",
+    "check_parents",
     "PeerFailure",
     "fetch_from_peers",
     "fetch_order",
@@ -459,24 +461,67 @@ def index_records(home: Path, root: CID) -> int:
 
 # -- Orders between nodes ----------------------------------------------------------------------
 def order_blocks(source: BlockSource, order_cid: CID) -> Iterator[Block]:
-    """Every block a node needs to run an Order: the Order, Function, Structure and input DAGs.
+    """Every block a node needs to run an Order and record its provenance: the whole Order DAG.
 
-    Parent BOMs are included as single blocks (the provenance link), not with their whole DAGs.
-    Each block is yielded once.
+    The Order, then the Function, Structure and input DAGs, then each parent BOM's whole DAG
+    (its Order, Invoice, Function, Structure, inputs, output, log and its own parents, down to
+    the first run): the node signs a BOM naming those parents and pins it, and a pin (like
+    ``cats verify --structural``) needs every block the BOM reaches. A parent's output that is
+    an input is carried once. The node's body limit bounds the total. Each block is yielded once.
+
+    Raises:
+        BlockNotFoundError: a block of the Order's DAG (a parent's included) is not in ``source``.
     """
     order_data = source.get(order_cid)
     order = OrderRecord.decode(order_data)
     seen: set[CID] = {order_cid.to_v1()}
     yield Block._trusted(order_cid, order_data)
-    for root in [order.function, order.structure, *order.inputs.values()]:
-        for block in walk(source, root):
-            if block.cid.to_v1() not in seen:
-                seen.add(block.cid.to_v1())
-                yield block
+    # Function first: a node reads the Order and its Function before anything else.
+    for root in [order.function, order.structure, *order.inputs.values(), *order.parents]:
+        try:
+            for block in walk(source, root):
+                if block.cid.to_v1() not in seen:
+                    seen.add(block.cid.to_v1())
+                    yield block
+        except BlockNotFoundError as exc:
+            hint = " (fetch the parent BOM with `cats fetch`)" if root in order.parents else ""
+            raise BlockNotFoundError(
+                f"expected the whole DAG of {root}, linked from Order {order_cid}, found it incomplete: "
+                f"{exc}{hint}"
+            ) from None
+
+
+def check_parents(source: BlockSource, order: OrderRecord) -> None:
+    """Refuse an Order whose parent BOMs are not what the Order claims they are.
+
+    The BOM of the run will name these parents and be signed by the node, so each one must be a
+    ``cats/bom`` record that produced one of the Order's inputs, with a signature that verifies
+    when it has one. (Completeness of the parents' DAGs is checked with the rest of the Order.)
+
+    Raises:
+        InvalidInputError: a parent is missing, not a BOM, produced none of the inputs, or its
+            signature does not verify.
+    """
+    inputs = {cid.to_v1() for cid in order.inputs.values()}
     for parent in order.parents:
-        if parent.to_v1() not in seen and source.has(parent):
-            seen.add(parent.to_v1())
-            yield Block._trusted(parent, source.get(parent))
+        try:
+            record = decode_record(source.get(parent))
+        except BlockNotFoundError:
+            raise InvalidInputError(f"expected the Order's parent BOM {parent}, found it missing") from None
+        except DecodeError as exc:
+            raise InvalidInputError(f"expected parent {parent} to be a cats/bom record: {exc}") from None
+        if not isinstance(record, BOMRecord):
+            raise InvalidInputError(f"expected parent {parent} to be a cats/bom record, found {record.TYPE}")
+        if record.output.to_v1() not in inputs:
+            raise InvalidInputError(
+                f"expected parent BOM {parent} to have produced one of the Order's inputs, "
+                f"found its output {record.output} is none of them"
+            )
+        if verify_bom_signature(record) is False:
+            raise InvalidInputError(
+                f"expected parent BOM {parent} to carry a valid signature of {record.issuer}, "
+                "found one that does not verify"
+            )
 
 
 def load_order(source: BlockSource, order_cid: CID) -> tuple[OrderRecord, FunctionRecord]:
@@ -500,14 +545,14 @@ def fetch_order(
     max_bytes: int | None = None,
     guard: PeerGuard | None = None,
 ) -> FetchReport:
-    """Fetch everything needed to run an Order (see :func:`order_blocks`) from peers.
+    """Fetch everything needed to run an Order (the DAGs :func:`order_blocks` sends) from peers.
 
     Args:
         home: The CATs home to fetch into.
         order_cid: The Order.
         peers: Gateway base URLs, asked in order.
         timeout: Seconds allowed per request.
-        max_bytes: The most the Order's code, Structure and inputs may fetch in all.
+        max_bytes: The most the Order's code, Structure, parents and inputs may fetch in all.
         guard: Connect only to this destination, within its deadline (see :func:`fetch_from_peers`).
 
     Raises:
@@ -522,7 +567,8 @@ def fetch_order(
         gateways = [GatewayBlockSource(p, http, timeout=timeout) for p in peers]
         chained = ChainedBlockSource(repo.blocks, gateways)
         order = OrderRecord.decode(chained.get(order_cid))
-        roots = [order.function, order.structure, *order.inputs.values()]
+        # Parents before inputs: a parent's output that is an input then arrives once, with it.
+        roots = [order.function, order.structure, *order.parents, *order.inputs.values()]
         for root in roots:
             budget = None if max_bytes is None else max_bytes - fetched_bytes
             report = fetch_from_peers(
@@ -533,11 +579,6 @@ def fetch_order(
             fetched += report.fetched
             fetched_bytes += report.fetched_bytes
             failures.extend(report.failures)
-        for parent in order.parents:
-            try:
-                chained.get(parent)
-            except BlockNotFoundError:
-                log.info("parent BOM %s of Order %s is not available from the peers", parent, order_cid)
         failures.extend(PeerFailure(f.source, f.cid, str(f.error)) for f in chained.failures)
     return FetchReport(
         order_cid,

@@ -38,10 +38,10 @@ from ..cas import (
     CID,
     DAG_CBOR,
     BlockSource,
+    CarFileSource,
     Deadline,
     Destination,
     PeerGuard,
-    import_car,
     read_car,
     strip_credentials,
 )
@@ -54,7 +54,15 @@ from ..errors import (
     InvalidInputError,
     UnsupportedCodecError,
 )
-from ..operations import Endorsement, Node, fetch_order, load_order, run_order
+from ..operations import (
+    Endorsement,
+    Node,
+    check_parents,
+    fetch_order,
+    index_records,
+    load_order,
+    run_order,
+)
 from ..records import FunctionRecord, InvoiceRecord, OrderRecord
 from ._auth import authenticate
 from ._errors import redact_home
@@ -277,24 +285,57 @@ def _check_network(state: NodeState, function: FunctionRecord, cid: CID) -> None
         )
 
 
-def _check_complete(source: BlockSource, order: OrderRecord) -> None:
+class _Overlay:
+    """A submitted CAR's blocks first, then the node's store: what the Order's DAG is checked on."""
+
+    def __init__(self, car: CarFileSource, store: BlockSource) -> None:
+        self.car = car
+        self.store = store
+
+    def has(self, cid: CID) -> bool:
+        return self.car.has(cid) or self.store.has(cid)
+
+    def get(self, cid: CID) -> bytes:
+        return self.car.get(cid) if self.car.has(cid) else self.store.get(cid)
+
+
+def _check_complete(source: BlockSource, order_cid: CID, order: OrderRecord) -> set[CID]:
+    """Every block of the Order's DAG (Function, Structure, inputs, parent BOMs); refuse a gap."""
     try:
-        reachable(source, [order.function, order.structure, *order.inputs.values()])
+        needed = reachable(source, [order_cid])
     except BlockNotFoundError as exc:
         raise InvalidInputError(
-            f"expected the Order's Function, Structure and inputs in full, found: {exc}"
+            f"expected the Order's Function, Structure, inputs and parent BOMs in full, found: {exc}"
         ) from None
+    check_parents(source, order)
+    return needed
 
 
-def _accept_car(state: NodeState, path: str, endorsements: list[Endorsement]) -> tuple[CID, str]:
+def _accept_car(
+    state: NodeState, path: str, endorsements: list[Endorsement], org: str
+) -> tuple[RunInfo, bool]:
+    """Check a spooled CAR submission and, once its run slot is reserved, store what it needs.
+
+    The CAR is checked where it lies (indexed, every block verified) and nothing reaches the
+    store before the run is accepted; then only the blocks reachable from the Order are stored,
+    and the Order is pinned under the run. A refused submission leaves the store as it was, and
+    blocks a CAR carries beyond the Order's DAG are never stored (so never served).
+    """
     root, order, function = _peek_records(path)
     _check_network(state, function, order.function)
     allowed_by = state.allow.check(order.function, function.code, endorsements)
-    with state.repo.write_lock(), open(path, "rb") as stream:
-        roots = import_car(state.blocks, stream)
-    _single_root(roots)
-    _check_complete(state.blocks, order)
-    return root, allowed_by
+    with open(path, "rb") as stream:
+        car = CarFileSource(stream)
+        _single_root(car.roots)
+        needed = _check_complete(_Overlay(car, state.blocks), root, order)
+
+        def store(run: RunInfo) -> None:
+            # The write lock keeps gc out until the Order is pinned.
+            with state.repo.write_lock():
+                state.blocks.put_many(car.blocks(c for c in needed if not state.blocks.has(c)))
+                state.repo.pins.add(root, name=f"run:{run.id}")
+
+        return state.runs.submit(root, org, allowed_by, None, prepare=store)
 
 
 @router.post(
@@ -332,7 +373,7 @@ async def submit_order(request: Request) -> JSONResponse:
         try:
             with os.fdopen(fd, "wb") as spool:
                 await spool_body(request, limits.max_car_bytes, "CAR", spool)
-            order_cid, allowed_by = await run_in_threadpool(_accept_car, state, path, endorsements)
+            run, new = await run_in_threadpool(_accept_car, state, path, endorsements, org)
         finally:
             os.unlink(path)
     elif media == JSON_TYPE:
@@ -362,19 +403,19 @@ async def submit_order(request: Request) -> JSONResponse:
             order, function = await run_in_threadpool(load_order, state.blocks, order_cid)
             _check_network(state, function, order.function)
             allowed_by = state.allow.check(order.function, function.code, endorsements)
-            await run_in_threadpool(_check_complete, state.blocks, order)
+            await run_in_threadpool(_check_complete, state.blocks, order_cid, order)
         else:
             gateway = _registered_gateway(state, org, _gateway_url(source))
             # Only this form is ever recorded or shown: no user-info, no secret-looking parameter.
             source = strip_credentials(source)
             allowed_by = "pending: checked once the Order is fetched"
+        run, new = state.runs.submit(order_cid, org, allowed_by, source, held=gateway is not None)
+        if new and gateway is not None:
+            state.fetches.submit(org, _fetch_job(state, run, gateway, endorsements))
     else:
         raise UnsupportedCodecError(
             f"expected Content-Type {CAR_TYPE} or {JSON_TYPE}, found {media or 'none'!r}"
         )
-    run, new = state.runs.submit(order_cid, org, allowed_by, source, held=gateway is not None)
-    if new and gateway is not None:
-        state.fetches.submit(org, _fetch_job(state, run, gateway, endorsements))
     body = {**_run_json(request, run), "new": new, "location": f"/orders/{run.id}"}
     return JSONResponse(body, status_code=202, headers={"Location": f"/orders/{run.id}"})
 
@@ -412,10 +453,19 @@ def execute_run(state: NodeState) -> Callable[[RunInfo, Callable[[RunInfo], None
     """The function the run workers call: run the Order locally (its blocks are local by now)."""
 
     def execute(run: RunInfo, record: Callable[[RunInfo], None]) -> RunResult:
+        if run.order not in state.repo.pins:  # a CAR's Order was pinned as it was stored
+            with state.repo.write_lock():
+                state.repo.pins.add(run.order, name=f"run:{run.id}")  # its DAG is complete by now
         with Node.open(state.home) as node:
             order = node.load(run.order)
             if not isinstance(order, OrderRecord):
                 raise InvalidInputError(f"expected {run.order} to be a cats/order record")
+            if run.source is not None:
+                check_parents(node.store, order)  # the other forms were checked before the 202
+            # The parents' records go into the catalog, so lineage and catalog queries see the
+            # runs of the organizations this one builds on.
+            for parent in order.parents:
+                index_records(state.home, parent)
             outcome = run_order(
                 node, order, run.order, address=state.config.ray_address, sandbox=state.config.sandbox
             )

@@ -419,15 +419,27 @@ class RunManager:
             )
 
     def submit(
-        self, order: CID, org: str, allowed_by: str, source: str | None, *, held: bool = False
+        self,
+        order: CID,
+        org: str,
+        allowed_by: str,
+        source: str | None,
+        prepare: Callable[[RunInfo], None] | None = None,
+        *,
+        held: bool = False,
     ) -> tuple[RunInfo, bool]:
         """Accept a run of ``order``, or return the active run of the same Order.
 
         Args:
             order: The Order.
             org: The submitting organization.
-            allowed_by: Why its Function may run.
-            source: The (credential-free) gateway URL its blocks come from.
+            allowed_by: Why its Function may run (the allow-list rule that matched).
+            source: The (credential-free) gateway URL its blocks come from, if any.
+            prepare: Called with the new run once its slot is reserved and before it is
+                recorded (outside the lock: it may store a large CAR). A node stores the
+                submitted blocks here, so a refused submission (queue full, or an identical
+                Order already in flight, whose blocks are the same) stores none. If it raises,
+                the slot is freed and nothing is recorded.
             held: Record it as ``fetching`` and do not queue it yet: the caller fetches its
                 blocks, then calls :meth:`release` (or :meth:`abandon`).
 
@@ -450,8 +462,22 @@ class RunManager:
             run = RunInfo(uuid.uuid4().hex, order, org, "queued", allowed_by, now, source)
             if held:
                 run = replace(run, status="fetching", started_ms=now)
-            self.store.insert(run)  # persisted before the 202: accepted means recorded
+            if prepare is None:
+                self.store.insert(run)  # persisted before the 202: accepted means recorded
+                self._slots.in_flight += 1
+                if not held:
+                    self._queue.put(run)
+                return run, True
+            # Reserved, freed below if the run is not recorded. Two identical Orders prepared at
+            # the same moment become two runs (the same blocks, stored twice over): harmless.
             self._slots.in_flight += 1
+        try:
+            prepare(run)
+            self.store.insert(run)
+        except BaseException:
+            with self._slots.lock:
+                self._slots.in_flight -= 1
+            raise
         if not held:
             self._queue.put(run)
         return run, True

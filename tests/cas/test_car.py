@@ -20,6 +20,7 @@ from cats_runtime.cas import (
     MAX_SECTION,
     RAW,
     Block,
+    CarFileSource,
     FSBlockStore,
     MemoryBlockStore,
     encode_varint,
@@ -28,7 +29,8 @@ from cats_runtime.cas import (
     read_car,
     write_car,
 )
-from cats_runtime.errors import CARFormatError, IntegrityError, InvalidInputError
+from cats_runtime.cas._carv2 import write_car_v2
+from cats_runtime.errors import BlockNotFoundError, CARFormatError, IntegrityError, InvalidInputError
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 # The "carv1-basic" fixture of the CARv1 spec (ipld.io/specs/transport/car/fixture/carv1-basic),
@@ -368,3 +370,53 @@ def test_import_into_a_memory_store(dag: Any) -> None:
     target = MemoryBlockStore()
     assert import_car(target, io.BytesIO(out.getvalue())) == [dag.root.cid]
     assert len(target) == len(dag.blocks)
+
+
+# -- a CAR file read in place (what a node checks a submitted Order in) --------------------------
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    payloads=st.lists(st.binary(max_size=600), min_size=1, max_size=8),
+    codecs=st.lists(st.sampled_from([RAW, DAG_CBOR, 0x0129]), min_size=8, max_size=8),
+    version=st.sampled_from([1, 2]),
+)
+def test_car_file_source_serves_every_block_in_place(
+    tmp_path: Path, payloads: list[bytes], codecs: list[int], version: int
+) -> None:
+    blocks = [Block.encode(p, c) for p, c in zip(payloads, codecs, strict=False)]
+    store = MemoryBlockStore()
+    store.put_many(blocks)
+    path = tmp_path / f"blocks-v{version}.car"
+    with open(path, "wb") as out:
+        if version == 1:
+            write_car(out, [blocks[0].cid], blocks)
+        else:
+            write_car_v2(out, [blocks[0].cid], blocks)
+    with open(path, "rb") as f:
+        car = CarFileSource(f)
+        assert list(car.roots) == [blocks[0].cid]
+        assert len(car) == len({b.cid for b in blocks})
+        for block in blocks:
+            assert car.has(block.cid) and car.get(block.cid) == block.data
+        assert not car.has(Block.encode(b"absent").cid)
+        wanted = [b.cid for b in reversed(blocks)]
+        assert [b.cid for b in car.blocks(wanted)] == list(dict.fromkeys(wanted))
+
+
+def test_car_file_source_rechecks_what_it_reads(tmp_path: Path) -> None:
+    block = Block.encode(b"payload that will be flipped")
+    path = tmp_path / "one.car"
+    with open(path, "wb") as out:
+        write_car(out, [block.cid], [block])
+    with open(path, "r+b") as f:
+        car = CarFileSource(f)
+        f.seek(-1, os.SEEK_END)
+        f.write(b"!")
+        f.flush()
+        with pytest.raises(IntegrityError, match="CAR file"):
+            car.get(block.cid)
+    with pytest.raises(BlockNotFoundError, match="not in the CAR"):
+        car.get(Block.encode(b"absent").cid)
+    truncated = tmp_path / "cut.car"
+    truncated.write_bytes(path.read_bytes()[:-3])
+    with open(truncated, "rb") as f, pytest.raises(CARFormatError, match="truncated"):
+        CarFileSource(f)

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import io
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from nodeproc import NodeProcess, allow_list_restored, make_order_car, prepare_home, start_node, wait_run
+from nodeproc import (
+    SLOW_FN,
+    NodeProcess,
+    allow_list_restored,
+    make_order_car,
+    prepare_home,
+    start_node,
+    wait_run,
+)
 
-from cats_runtime.cas import Repo
-from cats_runtime.operations import NodeIdentity, endorse_function
+from cats_runtime.cas import CID, DAG_PB, Block, Repo, read_car, write_car
+from cats_runtime.cas._walk import walk
+from cats_runtime.operations import (
+    Node,
+    NodeIdentity,
+    build_function,
+    endorse_function,
+    local_structure,
+    make_order,
+    store_structure,
+)
 
 CAR = {"Content-Type": "application/vnd.ipld.car"}
 
@@ -163,19 +181,17 @@ def test_malformed_submissions(env: Env, content: bytes, ctype: str, status: int
 
 
 def test_a_car_missing_the_inputs_is_refused(env: Env, tmp_path: Path) -> None:
-    import io
-
-    from cats_runtime.cas import read_car, write_car
-
     blocks = list(read_car(io.BytesIO(env.car)))
     order, _, _ = make_order_car(tmp_path / "c4", data=b"another input")
     _, car, _ = make_order_car(tmp_path / "c4", data=b"another input")
     kept = [b for b in read_car(io.BytesIO(car)) if b.cid.codec != 0x55]  # drop raw leaves: the input
     out = io.BytesIO()
     write_car(out, [order], kept)
+    before = _block_count(env.node.home)
     r = httpx.post(f"{env.node.url}/orders", content=out.getvalue(), headers={**CAR, **_auth(env.token)})
     assert r.status_code == 400
     assert "missing" in r.json()["message"] or "incomplete" in r.json()["message"]
+    assert _block_count(env.node.home) == before  # not even the Order, which the CAR did hold
     assert blocks  # the original CAR is untouched
 
 
@@ -251,3 +267,51 @@ def test_an_identical_order_in_flight_joins_its_run(env: Env, tmp_path: Path) ->
     assert first.json()["new"] is True
     assert (same.json()["run"], same.json()["new"]) == (first.json()["run"], False)
     assert wait_run(env.node.url, first.json()["run"])["status"] == "succeeded"
+
+
+# -- clean intake: a refused CAR stores nothing; an accepted one keeps only the Order's DAG -------
+def _block_count(home: Path) -> int:
+    return sum(1 for _ in Repo.open(home).blocks)
+
+
+def _car_over(client: Path, data: Block, extra: Sequence[Block] = (), seed: int = 41) -> tuple[CID, bytes]:
+    """A CAR of an Order of the test Function on the input block ``data``: the Order, the
+    Function and Structure DAGs, ``data`` itself (never walked: it may be malformed), ``extra``."""
+    with Node.open(client) as node:
+        _, function = build_function(f"{SLOW_FN}:slow:main", node.store)
+        structure = store_structure(local_structure(), node.store)
+        node.store.put(data)
+        _, order = make_order(node, function, {"data": data.cid}, {"sleep": 0}, seed, structure)
+        blocks = [Block.checked(order, node.store.get(order))]
+        blocks += [*walk(node.store, function), *walk(node.store, structure), data, *extra]
+    out = io.BytesIO()
+    write_car(out, [order], blocks)
+    return order, out.getvalue()
+
+
+def test_a_car_refused_after_reading_it_stores_none_of_its_blocks(env: Env, tmp_path: Path) -> None:
+    # An input DAG whose root is not dag-pb at all (it hashes right, it does not decode).
+    garbage = Block.encode(b"\xff\x00 not a PBNode", DAG_PB)
+    order, car = _car_over(tmp_path / "c7", garbage)
+    before = _block_count(env.node.home)
+    r = httpx.post(f"{env.node.url}/orders", content=car, headers={**CAR, **_auth(env.token)}, timeout=60)
+    assert r.status_code == 400, r.text
+    assert _block_count(env.node.home) == before
+    for cid in (order, garbage.cid):
+        assert httpx.get(f"{env.node.url}/ipfs/{cid}?format=raw").status_code == 404
+
+
+def test_an_accepted_car_keeps_only_the_orders_dag_pinned_under_its_run(env: Env, tmp_path: Path) -> None:
+    data = Block.encode(b"the real input\n")
+    unrelated = [Block.encode(b"carried along, linked from nothing\n"), Block.encode(b"\xa0", 0x71)]
+    order, car = _car_over(tmp_path / "c8", data, unrelated)
+    r = httpx.post(f"{env.node.url}/orders", content=car, headers={**CAR, **_auth(env.token)}, timeout=60)
+    assert r.status_code == 202, r.text
+    run = r.json()["run"]
+    for block in unrelated:
+        assert httpx.get(f"{env.node.url}/ipfs/{block.cid}?format=raw").status_code == 404
+        assert not Repo.open(env.node.home).blocks.has(block.cid)
+    assert httpx.get(f"{env.node.url}/ipfs/{data.cid}?format=raw").content == data.data
+    pins = {p.cid: p.name for p in Repo.open(env.node.home).pins.ls()}
+    assert pins[order] == f"run:{run}"
+    assert wait_run(env.node.url, run)["status"] == "succeeded"
