@@ -77,7 +77,9 @@ def _coverage_text(c: StructureCoverage, stored: bool) -> str:
     metavar="PROGRAM_DIR",
     help="The Pulumi program (Pulumi.yaml, __main__.py, components/, policies/, stacks/).",
 )
-@click.option("--stack", required=True, metavar="ORG", help="The stack (organization) whose Structure to build.")
+@click.option(
+    "--stack", required=True, metavar="ORG", help="The stack (organization) whose Structure to build."
+)
 @click.option("--store", "do_store", is_flag=True, help="Store the program and the record in the CATs home.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def structure_command(program_dir: Path, stack: str, do_store: bool, as_json: bool) -> None:

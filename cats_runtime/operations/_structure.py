@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import re
 import shutil
@@ -182,7 +183,9 @@ def lock_pins(path: Path) -> dict[str, str]:
             if isinstance(spec, dict) and "version" in spec
         }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InvalidInputError(f"expected a dependency lock in {path.name}, found unparsable text ({exc})") from exc
+        raise InvalidInputError(
+            f"expected a dependency lock in {path.name}, found unparsable text ({exc})"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,10 @@ def _constant(node: ast.expr, names: Mapping[str, Any]) -> Any:
         if isinstance(container, dict) and key in container:
             return container[key]
     if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
-        return {_constant(cast(ast.expr, k), names): _constant(v, names) for k, v in zip(node.keys, node.values)}
+        return {
+            _constant(cast(ast.expr, k), names): _constant(v, names)
+            for k, v in zip(node.keys, node.values, strict=True)
+        }
     raise _Unknown
 
 
@@ -394,10 +400,8 @@ def _module_constants(tree: ast.Module) -> dict[str, Any]:
             targets, value = [statement.target], statement.value
         for target in targets:
             if isinstance(target, ast.Name):
-                try:
+                with contextlib.suppress(_Unknown):  # not a constant: not a chart/image setting
                     names[target.id] = _constant(value, names)
-                except _Unknown:
-                    pass
     return names
 
 
