@@ -18,7 +18,7 @@ from typing import Any, Final, cast
 import yaml
 
 from ..cas import CID, BlockStore, _unixfs
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, ProvisionError
 from ..records import Cloud, StructureRecord
 from ._environments import parse_requirements
 from ._function import DEFAULT_IGNORE
@@ -37,6 +37,7 @@ __all__ = [
     "LockPins",
     "StructureCoverage",
     "build_structure",
+    "check_recorded_pins",
     "describe_structure",
     "local_structure",
     "lock_pins",
@@ -289,6 +290,40 @@ def build_structure(program_dir: Path, stack: str, store: BlockStore | None) -> 
             pins a Pulumi SDK at another version than the installed one.
     """
     return _assemble(program_dir, stack, store).record
+
+
+def check_recorded_pins(program_dir: Path) -> None:
+    """Refuse to deploy a materialized program with other Pulumi SDKs than its Structure recorded.
+
+    The Structure's ``cats-pins.json`` names the SDK (hence provider plugin) versions the program
+    was hashed with; deploying it with others would provision something the record does not name.
+    A program hashed before the pins were recorded (no ``cats-pins.json``) is not checked.
+
+    Raises:
+        ProvisionError: an SDK is installed at another version, or missing (the message says what
+            to install).
+    """
+    path = program_dir / PINS_FILE
+    if not path.is_file():
+        return
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))["plugins"]
+        recorded = {str(k): (None if v is None else str(v)) for k, v in dict(recorded).items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(
+            f"expected {{'plugins': {{...}}}} in the Structure's {PINS_FILE}, found {exc}"
+        ) from exc
+    installed = plugin_pins()
+    wrong = [
+        f"{name}=={version} (installed: {installed.get(name) or 'none'})"
+        for name, version in sorted(recorded.items())
+        if version is not None and installed.get(name) != version
+    ]
+    if wrong:
+        raise ProvisionError(
+            f"expected the Pulumi SDKs the Structure recorded, found others: {', '.join(wrong)}; "
+            f"install them (pip install --require-hashes -r {IAC_LOCK} of the program) and retry"
+        )
 
 
 # --- what a Structure covers, for `cats structure` ---------------------------------------------
