@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final, cast
@@ -394,7 +394,7 @@ class StructureCoverage:
     locks: tuple[LockPins, ...] = ()
     kubernetes_version: str | None = None
     charts: tuple[ChartPin, ...] = ()
-    images: tuple[ImagePin, ...] = field(default=())
+    images: tuple[ImagePin, ...] = ()
 
 
 class _Unknown(Exception):
