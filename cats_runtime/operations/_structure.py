@@ -224,6 +224,41 @@ def _checked_lock(path: Path, installed: Mapping[str, str | None]) -> LockPins:
     return LockPins(path=path.name, cid=_unixfs.add_bytes(path.read_bytes(), None), pins=pins)
 
 
+def _local_imports(program_dir: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Modules and packages beside ``__main__.py`` that the program imports, transitively.
+
+    ``components/`` and ``policies/`` are hashed whole; any other top-level module of the program
+    directory the code imports (a ``helpers.py``, a package of its own) runs at deploy time too, so
+    it is hashed as well. Installed packages are pinned by the lock, not hashed.
+    """
+    queue = [program_dir / "__main__.py"]
+    for folder in PROGRAM_DIRS:
+        queue += sorted((program_dir / folder).rglob("*.py")) if (program_dir / folder).is_dir() else []
+    modules: set[str] = set()
+    packages: set[str] = set()
+    seen: set[Path] = set()
+    while queue:
+        path = queue.pop()
+        if path in seen or (tree := _parse(path)) is None:
+            continue
+        seen.add(path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names} - set(PROGRAM_DIRS):
+                if (program_dir / f"{top}.py").is_file() and f"{top}.py" not in modules:
+                    modules.add(f"{top}.py")
+                    queue.append(program_dir / f"{top}.py")
+                elif (program_dir / top / "__init__.py").is_file() and top not in packages:
+                    packages.add(top)
+                    queue += sorted((program_dir / top).rglob("*.py"))
+    return tuple(sorted(modules)), tuple(sorted(packages))
+
+
 @dataclass(frozen=True)
 class _Assembled:
     record: StructureRecord
@@ -252,7 +287,10 @@ def _assemble(program_dir: Path, stack: str, store: BlockStore | None) -> _Assem
         for name in PROGRAM_FILES + LOCK_FILES:
             if (program_dir / name).is_file():
                 shutil.copyfile(program_dir / name, root / name)
-        for folder in PROGRAM_DIRS:
+        modules, packages = _local_imports(program_dir)
+        for name in modules:
+            shutil.copyfile(program_dir / name, root / name)
+        for folder in PROGRAM_DIRS + packages:
             if (program_dir / folder).is_dir():
                 shutil.copytree(
                     program_dir / folder, root / folder, ignore=shutil.ignore_patterns(*DEFAULT_IGNORE)

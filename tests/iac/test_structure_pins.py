@@ -197,3 +197,27 @@ def test_chart_version_is_read_from_the_program(program: Path) -> None:
     )
     charts = {ch.name: ch.version for ch in describe_structure(program, "acme", None).charts}
     assert charts["kuberay-operator"] == "1.8.0"
+
+
+def test_a_helper_module_beside_the_program_that_it_imports_is_hashed(program: Path) -> None:
+    # Code outside components/ that the program imports runs at deploy time: it is in the Structure.
+    (program / "unused.py").write_text("X = 1\n")
+    before = _cid(program)
+    (program / "naming.py").write_text("PREFIX = 'cats'\n")
+    assert _cid(program) == before, "a module nothing imports is not part of the program"
+    main = program / "__main__.py"
+    main.write_text("import naming  # a helper of the program\n" + main.read_text())
+    with_helper = describe_structure(program, "acme", None)
+    assert "naming.py" in with_helper.files and "unused.py" not in with_helper.files
+    (program / "naming.py").write_text("PREFIX = 'other'\n")
+    assert _cid(program) != str(with_helper.record.program)
+
+
+def test_a_package_imported_by_a_component_is_hashed_with_what_it_imports(program: Path) -> None:
+    (program / "shared").mkdir()
+    (program / "shared" / "__init__.py").write_text("from deep import VALUE\n")
+    (program / "deep.py").write_text("VALUE = 1\n")
+    helper = program / "components" / "_validate.py"
+    helper.write_text("import shared.x  # noqa\n" + helper.read_text())
+    files = describe_structure(program, "acme", None).files
+    assert {"shared/__init__.py", "deep.py"} <= set(files)
