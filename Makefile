@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: system-runtime system-test install install-core oracles fmt lint test test-only bench demo demo-chain docs clean
+.PHONY: system-runtime system-test install install-core oracles fmt lint test test-only bench demo demo-chain docs lock-iac clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ demo-chain: install-core             ## one node: a chain of CATs, lineage, veri
 
 docs: install
 	$(PY) scripts/gen_cli_docs.py
+
+lock-iac: install                    ## requirements.lock: the Pulumi program's dependencies, hashed
+	$(PY) scripts/lock_iac.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -1,4 +1,4 @@
-"""Infrastructure commands: offline policy checks and redeploying a BOM's Plant."""
+"""Infrastructure commands: the Structure of a stack, offline policy checks, redeploying a BOM's Plant."""
 
 from __future__ import annotations
 
@@ -9,13 +9,92 @@ from typing import Any
 import click
 
 from ..errors import InvalidInputError
-from ..operations import Node, PolicyReport, check_policies, redeploy
+from ..operations import (
+    Node,
+    PolicyReport,
+    StructureCoverage,
+    check_policies,
+    describe_structure,
+    redeploy,
+    store_structure,
+)
 from ._app import cid_arg, command_set, emit, progress, state
 from ._verdict import report_verification
 
 __all__ = ["cli"]
 
 cli = command_set()  # this module's commands; cli/_main.py adds them to `cats`
+
+
+def _coverage_json(c: StructureCoverage, stored: bool) -> dict[str, Any]:
+    return {
+        "structure": str(c.cid),
+        "program": str(c.record.program),
+        "cloud": c.record.cloud,
+        "stack": c.record.stack,
+        "stored": stored,
+        "files": list(c.files),
+        "plugins": dict(c.plugins),
+        "locks": [{"path": lock.path, "cid": str(lock.cid), "pins": dict(lock.pins)} for lock in c.locks],
+        "kubernetes_version": c.kubernetes_version,
+        "charts": [
+            {"name": ch.name, "version": ch.version, "repository": ch.repository, "source": ch.source}
+            for ch in c.charts
+        ],
+        "images": [
+            {"key": im.key, "image": im.image, "digest": im.digest, "source": im.source} for im in c.images
+        ],
+    }
+
+
+def _coverage_text(c: StructureCoverage, stored: bool) -> str:
+    unset = "unset (the cloud's default at deploy time: not pinned)"
+    lines = [
+        f"structure: {c.cid}" + (" (stored)" if stored else ""),
+        f"program: {c.record.program}",
+        f"cloud: {c.record.cloud}  stack: {c.record.stack}",
+        "kubernetes: "
+        + (c.kubernetes_version or ("the cluster's own" if c.record.cloud == "existing" else unset)),
+        "plugins: " + ", ".join(f"{n}=={v or 'not installed'}" for n, v in c.plugins.items()),
+    ]
+    lines += [f"lock: {lock.path} {lock.cid} ({len(lock.pins)} Pulumi SDK pins agree)" for lock in c.locks]
+    if not c.locks:
+        lines.append("lock: none (the program's dependencies are not pinned)")
+    lines += [f"chart: {ch.name} {ch.version or 'unpinned'} from {ch.repository or '?'}" for ch in c.charts]
+    lines += [f"image: {im.key} {im.image} ({im.source})" for im in c.images]
+    lines.append(f"files: {len(c.files)}")
+    lines += [f"  {name}" for name in c.files]
+    return "\n".join(lines)
+
+
+@cli.command("structure")
+@click.option(
+    "--dir",
+    "program_dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    metavar="PROGRAM_DIR",
+    help="The Pulumi program (Pulumi.yaml, __main__.py, components/, policies/, stacks/).",
+)
+@click.option(
+    "--stack", required=True, metavar="ORG", help="The stack (organization) whose Structure to build."
+)
+@click.option("--store", "do_store", is_flag=True, help="Store the program and the record in the CATs home.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def structure_command(program_dir: Path, stack: str, do_store: bool, as_json: bool) -> None:
+    """Print the Structure CID of a stack and what it covers, without provisioning anything.
+
+    The CID is the one `cats run --structure PROGRAM_DIR --stack ORG` records. Nothing is
+    written unless --store is given. Exit 2 when the program, the stack or a lock is refused.
+    """
+    if do_store:
+        with Node.open(state().home) as node:
+            coverage = describe_structure(program_dir, stack, node.store)
+            store_structure(coverage.record, node.store)
+    else:
+        coverage = describe_structure(program_dir, stack, None)
+    emit(as_json, _coverage_json(coverage, do_store), _coverage_text(coverage, do_store))
 
 
 @cli.group()

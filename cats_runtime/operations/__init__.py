@@ -90,7 +90,14 @@ from ._run import (
     run_order,
 )
 from ._scaffold import SCAFFOLD_ENTRYPOINT, new_function
-from ._structure import build_structure, local_structure, sanitize_stack_config, store_structure
+from ._structure import (
+    StructureCoverage,
+    build_structure,
+    describe_structure,
+    local_structure,
+    sanitize_stack_config,
+    store_structure,
+)
 from ._verify import StructuralReport, VerifyOutcome, diff_trees, load_bom, verify, verify_structural
 
 __all__: list[str] = [
@@ -106,6 +113,7 @@ __all__: list[str] = [
     "LogView",
     "RecordPage",
     "RunView",
+    "StructureCoverage",
     "StructureView",
     "Submission",
     "VerificationView",
@@ -167,6 +175,7 @@ __all__: list[str] = [
     "VerifyOutcome",
     "build_function",
     "build_structure",
+    "describe_structure",
     "check_entrypoint",
     "check_parents",
     "check_plant",

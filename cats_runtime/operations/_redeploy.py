@@ -22,7 +22,7 @@ from ..errors import InvalidInputError, ProvisionError, RecordError
 from ..execution._provisioner import PlantOutputs, Provisioner
 from ..records import OrderRecord, StructureRecord
 from ._node import Node
-from ._structure import SECRET_PLACEHOLDER
+from ._structure import SECRET_PLACEHOLDER, check_recorded_pins
 from ._verify import VerifyOutcome, load_bom, verify
 
 __all__ = ["RedeployOutcome", "materialize_program", "redeploy", "required_secrets"]
@@ -140,6 +140,7 @@ def redeploy(
         )
     work = node.home / "redeploy" / f"{bom_cid}-{time.time_ns()}"
     program_dir = materialize_program(node, structure, work / "program")
+    check_recorded_pins(program_dir)  # the same SDKs and plugins as hashed, or nothing deploys
     provisioner = Provisioner(
         program_dir,
         structure.stack,

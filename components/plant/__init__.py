@@ -50,7 +50,7 @@ class PlantArgs(TypedDict):
     node_size: NotRequired[pulumi.Input[str]]
     """Worker instance type / machine type / VM size."""
     kubernetes_version: NotRequired[pulumi.Input[str]]
-    """Kubernetes version; the cloud's default when absent."""
+    """Kubernetes version; required for managed clusters (the cloud's default is not pinned)."""
     subnet_ids: NotRequired[pulumi.Input[Sequence[str]]]
     """Private subnets for the nodes (required on EKS)."""
     network: NotRequired[pulumi.Input[str]]
@@ -99,6 +99,13 @@ class Plant(pulumi.ComponentResource):
             if "api_allowed_cidrs" not in args:
                 raise ValueError(
                     "apiAllowedCidrs: expected the networks allowed to reach the API, found nothing"
+                )
+            if not args.get("kubernetes_version"):
+                # Unset is the cloud's default at deploy time: the same Structure would then deploy
+                # a different Kubernetes from one month to the next.
+                raise ValueError(
+                    f"kubernetesVersion: expected a pinned Kubernetes version for cloud {cloud!r} "
+                    "(e.g. 1.33), found nothing"
                 )
             managed: ManagedClusterArgs = {
                 "region": args["region"],

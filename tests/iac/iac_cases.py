@@ -14,6 +14,7 @@ PLANTS: dict[str, PlantArgs] = {
     "aws": {
         "cloud": "aws",
         "region": "us-east-1",
+        "kubernetes_version": "1.33",
         "api_allowed_cidrs": CIDRS,
         "subnet_ids": ["subnet-a", "subnet-b"],
         "node_count_min": 1,
@@ -22,6 +23,7 @@ PLANTS: dict[str, PlantArgs] = {
     "gcp": {
         "cloud": "gcp",
         "region": "europe-west4",
+        "kubernetes_version": "1.33",
         "api_allowed_cidrs": CIDRS,
         "node_count_min": 0,
         "node_count_max": 7,
@@ -29,6 +31,7 @@ PLANTS: dict[str, PlantArgs] = {
     "azure": {
         "cloud": "azure",
         "region": "westeurope",
+        "kubernetes_version": "1.33",
         "api_allowed_cidrs": CIDRS,
         "node_count_min": 1,
         "node_count_max": 7,

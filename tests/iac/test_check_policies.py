@@ -10,6 +10,7 @@ from iac_harness import REPO
 
 from cats_runtime.errors import InvalidInputError, NotFoundError
 from cats_runtime.operations import PolicyReport, check_policies
+from policies.offline import STACK_CONFIG_RULE
 
 SHIPPED = {"acme", "globex", "initech", "hooli"}
 
@@ -65,3 +66,22 @@ def test_program_that_crashes_is_an_input_error(tmp_path: Path) -> None:
     (project / "__main__.py").write_text("raise RuntimeError('boom')\n")
     with pytest.raises(InvalidInputError, match="boom"):
         check_policies(project)
+
+
+@pytest.mark.parametrize("stack", ["acme", "globex", "initech"])
+def test_a_managed_stack_without_a_kubernetes_version_is_refused(tmp_path: Path, stack: str) -> None:
+    # Unset, the cloud picks its default at deploy time: the Structure could not pin the version.
+    project = tmp_path / "node"
+    project.mkdir()
+    for name in ("Pulumi.yaml", "__main__.py"):
+        shutil.copyfile(REPO / name, project / name)
+    for folder in ("components", "policies", "stacks"):
+        shutil.copytree(REPO / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    config = project / "stacks" / f"Pulumi.{stack}.yaml"
+    text = config.read_text()
+    assert 'cats:kubernetesVersion: "1.33"\n' in text
+    config.write_text(text.replace('  cats:kubernetesVersion: "1.33"\n', ""))
+    result = check_policies(project, [stack]).stacks[0]
+    assert not result.passed
+    assert [v.policy for v in result.mandatory] == [STACK_CONFIG_RULE]
+    assert "kubernetesVersion: expected a pinned Kubernetes version" in result.mandatory[0].message

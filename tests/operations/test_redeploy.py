@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from cats_runtime.cas._car import export_car, import_car
 from cats_runtime.errors import InvalidInputError, ProvisionError, RecordError
 from cats_runtime.operations import (
     Node,
+    _structure,
     build_function,
     build_structure,
     local_structure,
@@ -112,6 +114,22 @@ def test_cloud_redeploy_materializes_the_hashed_program_then_stops_at_the_missin
     assert (program / "stacks" / "Pulumi.acme.yaml").is_file()
     assert not (program / "stacks" / "Pulumi.globex.yaml").exists(), "other orgs' stacks are not hashed"
     assert "secure:" not in (program / "stacks" / "Pulumi.acme.yaml").read_text()
+
+
+def test_cloud_redeploy_refuses_other_sdk_versions_than_the_structure_recorded(
+    node: Node, make_function: MakeFunction, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, structure = _cloud_bom(node, make_function, tmp_path)
+    installed = _structure.plugin_pins()
+    assert installed["pulumi-gcp"]
+    # This machine now runs another provider SDK (hence plugin) than the one the program was hashed with.
+    monkeypatch.setattr(_structure, "plugin_pins", lambda: {**installed, "pulumi-gcp": "10.0.0"})
+    with pytest.raises(
+        ProvisionError, match=rf"pulumi-gcp=={re.escape(installed['pulumi-gcp'])} \(installed: 10\.0\.0\)"
+    ):
+        redeploy(node, out.bom, which=lambda _name: "/usr/local/bin/pulumi")
+    [work] = list((node.home / "redeploy").iterdir())
+    assert _unixfs.add_path(work / "program", None).cid == structure.program
 
 
 def test_cloud_redeploy_names_missing_credentials_and_secrets(

@@ -7,7 +7,7 @@ import pytest
 from cats_runtime.cas import MemoryBlockStore
 from cats_runtime.errors import InvalidInputError
 from cats_runtime.operations import build_structure, local_structure, sanitize_stack_config, store_structure
-from cats_runtime.operations._structure import SECRET_PLACEHOLDER
+from cats_runtime.operations._structure import SECRET_PLACEHOLDER, plugin_pins
 from cats_runtime.records import StructureRecord
 
 CIPHERTEXT = "v1:Zm9vYmFyc2VjcmV0:QUJDREVGR0hJSktMTU5PUA=="
@@ -30,7 +30,8 @@ def _program(tmp_path: Path, stack_text: str = STACK) -> Path:
     (prog / "components" / "plant.py").write_text("REPLICAS = 2\nNAME = 'plant'\n")
     (prog / "stacks" / "Pulumi.acme.yaml").write_text(stack_text)
     (prog / "stacks" / "Pulumi.other.yaml").write_text("config:\n  cats:cloud: gcp\n")
-    (prog / "requirements.txt").write_text("pulumi==3.200.0\n")
+    # A lock pins the installed SDK (a disagreeing pin is refused: tests/iac/test_structure_pins.py).
+    (prog / "requirements.txt").write_text(f"pulumi=={plugin_pins()['pulumi']}\n")
     (prog / "README.md").write_text("not part of the program\n")
     return prog
 
