@@ -226,7 +226,11 @@ def test_a_refused_json_submission_stores_nothing(chain: Chain, tmp_path: Path) 
         headers={"Authorization": f"Bearer {chain.token.read_text().strip()}"},
         timeout=30,
     )
-    assert r.status_code == 403, r.text
+    # Accepted as `fetching` at once (the node contacts the gateway only on its fetch pool), then
+    # refused there once the Order and Function are read (in memory): the run fails, nothing stays.
+    assert r.status_code == 202, r.text
+    done = wait_run(chain.node_b.url, r.json()["run"])
+    assert done["status"] == "failed" and str(done["error"]).startswith("AuthError"), done
     assert _block_count(chain.node_b.home) == before  # neither the Order nor its Function stayed
     assert not Repo.open(chain.node_b.home).blocks.has(order_cid)
 
