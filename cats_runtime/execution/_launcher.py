@@ -245,20 +245,13 @@ def _drop_capabilities() -> None:
     """No capability left in any set (a root node's task uid has none already)."""
     import ctypes
 
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class Data(ctypes.Structure):
-        _fields_ = [
-            ("effective", ctypes.c_uint32),
-            ("permitted", ctypes.c_uint32),
-            ("inheritable", ctypes.c_uint32),
-        ]
-
     libc = _libc or ctypes.CDLL(None, use_errno=True)
+    # capset(2) takes a header {version, pid} and two {effective, permitted, inheritable} words:
+    # all zero. Plain uint32 arrays (made once per process) instead of Structure classes.
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)()
     _check(libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear ambient capabilities")
-    data = (Data * 2)()
-    _check(libc.capset(ctypes.byref(Header(0x20080522, 0)), data), "capset")
+    _check(libc.capset(header, data), "capset")
     with open("/proc/self/status", encoding="ascii") as f:
         for line in f:
             if line.startswith(("CapEff:", "CapPrm:", "CapAmb:")) and int(line.split()[1], 16) != 0:
@@ -271,6 +264,7 @@ def _fork_server(control_fd: int, *, network: bool) -> None:
 
     global _libc
     _libc = ctypes.CDLL(None, use_errno=True)
+    _ = (ctypes.c_uint32 * 2, ctypes.c_uint32 * 6)  # array types made once, here, not per call
     control = socket.socket(fileno=control_fd)
     # What every task would import anyway: paid once here, shared by every fork.
     _load_module("cats_context", "/cats/lib/_context.py")
