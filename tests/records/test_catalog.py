@@ -156,7 +156,12 @@ def test_runs_are_read_a_page_at_a_time_in_order(tmp_path: Path) -> None:
     records = []
     for i in range(23):
         order = OrderRecord(
-            function=F, structure=structure.to_block().cid, inputs={"in": D}, params={"i": i}, seed=0, parents=[]
+            function=F,
+            structure=structure.to_block().cid,
+            inputs={"in": D},
+            params={"i": i},
+            seed=0,
+            parents=[],
         )
         invoice = InvoiceRecord(
             order=order.to_block().cid,
