@@ -148,7 +148,11 @@ def test_every_escape_fails_and_the_node_keeps_serving_honestly(env: Env) -> Non
     blocks = Repo.open(home).blocks
     files = {e.name: b"".join(cat(blocks, e.cid)) for e in ls(blocks, CID.decode(str(honest["output"])))}
     assert files == {"result.txt": b"seed=7 inputs=data\n"}
-    recent = httpx.get(f"{env.node.url}/orders", params={"limit": 1000}).json()["runs"]
+    recent = []  # each organization sees its own runs only: both, together
+    for token in (env.evil, env.honest):
+        auth = {"Authorization": f"Bearer {token}"}
+        recent += httpx.get(f"{env.node.url}/orders", params={"limit": 1000}, headers=auth).json()["runs"]
+    assert len(recent) == len(runs) + 1
     boms = {r["bom"] for r in recent if r.get("bom")}
     assert boms == {honest["bom"]}  # no probe got a BOM
     for bom in boms:
