@@ -897,8 +897,13 @@ def run_call(call: SandboxCall, settings: SandboxSettings) -> CallResult:
 def _empty(output: Path) -> None:
     from ._materialize import remove_tree
 
+    # Whatever a call that died in a failed server left; the directory itself (and its owner,
+    # the task uid on a root node) stays for the fresh bwrap.
     for entry in list(output.iterdir()):
-        remove_tree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        if entry.is_dir() and not entry.is_symlink():
+            remove_tree(entry)
+        else:
+            entry.unlink()
 
 
 def _finish(
@@ -945,9 +950,4 @@ def _read_result(reader: Any, proc: subprocess.Popen[bytes], wall: int) -> objec
             os.killpg(proc.pid, signal.SIGKILL)
         thread.join(timeout=10)
         return _TIMED_OUT
-    raw = box[0] if box else b""
-    try:
-        value = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return _parse_report(box[0] if box else b"")

@@ -52,9 +52,9 @@ class _Index:
 class Lineage:
     """Nodes and edges (``data -> bom`` for an input, ``bom -> data`` for the output).
 
-    The neighbour queries use an index built once per change of the edge set, so rendering a
-    graph of E edges costs O(E log E), not a scan of every edge per node. ``truncated`` says the
-    walk stopped at its node cap: more BOMs lie beyond those shown.
+    The neighbour queries use an index rebuilt when edges were added (they are only ever
+    added), so rendering a graph of E edges costs O(E log E), not a scan of every edge per
+    node. ``truncated`` says the walk stopped at its node cap: more BOMs lie beyond those shown.
     """
 
     root: CID
