@@ -277,7 +277,7 @@ def _uses(pid: int, marker: str) -> bool:
     return False
 
 
-def _kill_group(pgid: int, marker: str) -> None:
+def _kill_group(pgid: int, marker: str) -> bool:
     """SIGKILL what is left of a dead supervisor's process group, if it is really ours.
 
     A process-group id is a pid and pids are reused: the group is killed only when one of its
@@ -285,11 +285,28 @@ def _kill_group(pgid: int, marker: str) -> None:
     """
     members = [p for p in _group_members(pgid) if p != os.getpid()]
     if not members or pgid == os.getpgid(0):
-        return
+        return False
     if not any(_uses(p, marker) for p in members):
-        return
+        return False
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+    return True
+
+
+def _remove_when_gone(pgid: int, path: Path, wait: float = 10.0) -> None:
+    """Remove a Ray temp dir once the killed processes of group ``pgid`` (but us) have exited.
+
+    A process being killed may still create a log file while ``rmtree`` runs: the directory would
+    then survive as a ``/tmp/cats-ray-*`` leftover. Waiting for the group, then retrying, avoids it.
+    ``wait=0`` when the group is not ours (a reused pgid): nothing of ours is left to wait for.
+    """
+    deadline = time.monotonic() + wait
+    while [p for p in _group_members(pgid) if p != os.getpid()] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for _ in range(3):
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            return
 
 
 def _connect(path: str, timeout: float) -> socket.socket:
@@ -388,8 +405,8 @@ class LocalRay:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if temp:
-            _kill_group(pgid, temp)
-            shutil.rmtree(Path(temp).parent, ignore_errors=True)
+            killed = _kill_group(pgid, temp)
+            _remove_when_gone(pgid, Path(temp).parent, wait=10.0 if killed else 0.0)
         (self.ray_dir / "state.json").unlink(missing_ok=True)
 
     def _spawn(self, idle_timeout: float) -> LocalRayInfo:
@@ -499,30 +516,63 @@ class LocalRayExecutor:
         """Run every task; outcomes in task order, blocks verified and stored in ``sink``."""
         if not tasks:
             return []
-        info, _ = self.ray.start()
-        try:
-            conn = _connect(info.socket, timeout=30.0)
-        except OSError as exc:
-            raise ExecutionError(f"cannot reach the local Ray of {self.ray.home}: {exc}") from exc
-        with conn:
-            conn.settimeout(None)  # tasks run as long as they run; Ctrl-C closes the socket
-            _send(conn, {"op": "run", "source": _plain(self.source), "tasks": _plain(list(tasks))})
-            return collect_outcomes(self._results(conn), tasks, sink, on_done)
+        request = {"op": "run", "source": _plain(self.source), "tasks": _plain(list(tasks))}
+        for attempt in range(2):
+            info, _ = self.ray.start()
+            try:
+                conn = _connect(info.socket, timeout=30.0)
+            except OSError as exc:
+                if attempt == 0:
+                    continue  # it stopped between its status answer and our connect: start it again
+                raise ExecutionError(f"cannot reach the local Ray of {self.ray.home}: {exc}") from exc
+            with conn:
+                conn.settimeout(None)  # tasks run as long as they run; Ctrl-C closes the socket
+                first = self._accepted(conn, request)
+                if first is None and attempt == 0:
+                    # The supervisor reached its idle timeout with our connection still in its
+                    # listen queue: it never read the request, so nothing ran. Start it again.
+                    continue
+                if first is None:
+                    raise ExecutionError(
+                        f"the local Ray of {self.ray.home} closed the connection before accepting the run"
+                    )
+                return collect_outcomes(self._results(conn, first), tasks, sink, on_done)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _results(self, conn: socket.socket) -> Iterator[TaskResult]:
+    @staticmethod
+    def _accepted(conn: socket.socket, request: dict[str, Any]) -> dict[str, Any] | None:
+        """Send the run; the supervisor's first frame, or None when it went away without one.
+
+        A supervisor acknowledges a run with ``{"accepted": true}`` before starting any task, so a
+        connection lost before that frame is safe to retry. (A supervisor started by an older
+        version sends results straight away: that first frame is handed on as it is.)
+        """
+        try:
+            _send(conn, request)
+            frame = _recv(conn)
+        except (OSError, struct.error):
+            return None
+        if not isinstance(frame, dict):
+            raise ExecutionError("expected a frame of the local Ray protocol, found something else")
+        return frame
+
+    def _results(self, conn: socket.socket, first: dict[str, Any]) -> Iterator[TaskResult]:
+        frame: Any = first
         while True:
+            if frame.get("accepted") is True:
+                pass
+            elif "result" in frame:
+                yield _rebuild(TaskResult, frame["result"])
+            elif frame.get("done"):
+                return
+            else:
+                raise ExecutionError(f"the local Ray failed the run: {frame.get('error', frame)}")
             try:
                 frame = _recv(conn)
             except (OSError, struct.error) as exc:
                 raise ExecutionError(f"the local Ray of {self.ray.home} went away mid-run: {exc}") from exc
             if not isinstance(frame, dict):
                 raise ExecutionError("expected a frame of the local Ray protocol, found something else")
-            if "result" in frame:
-                yield _rebuild(TaskResult, frame["result"])
-            elif frame.get("done"):
-                return
-            else:
-                raise ExecutionError(f"the local Ray failed the run: {frame.get('error', frame)}")
 
 
 # -- the supervisor --------------------------------------------------------------------------
@@ -666,6 +716,7 @@ class _Supervisor:
             self.active += 1
             self.runs += 1
         try:
+            _send(conn, {"accepted": True})  # from here the client must not retry: tasks may run
             source = _rebuild(SourceDesc, request["source"])
             tasks = [_rebuild(TaskSpec, t) for t in request["tasks"]]
             results = RayExecutor(source).results(tasks)
@@ -700,7 +751,7 @@ class _Supervisor:
             if pid != me:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(self.temp.parent, ignore_errors=True)
+        _remove_when_gone(os.getpgid(0), self.temp.parent)
 
 
 def _status_fields(state: dict[str, Any]) -> dict[str, Any]:

@@ -146,3 +146,65 @@ def _idle_stop(tmp_path: Path, home: Path) -> None:
         poll(lambda: gone(doc["pid"]) and not group_members(doc["pgid"]), "the idle Ray to stop")
     poll(lambda: not state.exists(), "the idle Ray's state file to go")
     assert ray_status(home) == {"running": False}
+
+
+# A supervisor that answers one status and then, like one reaching its idle timeout with a
+# client's connection still in its listen queue, closes that connection unread and exits.
+_VANISHING = textwrap.dedent(
+    """
+    import json, os, socket, sys, time
+    from pathlib import Path
+    from cats_runtime.execution._local_ray import _recv, _send, _status_fields, _write_private
+
+    ray_dir, temp = Path(sys.argv[1]), Path(sys.argv[2])
+    temp.mkdir(parents=True, mode=0o700)
+    sock_path = temp / "cats.sock"
+    state = {"home": str(ray_dir.parent), "pid": os.getpid(), "pgid": os.getpgid(0),
+             "socket": str(sock_path), "temp_dir": str(temp), "session_dir": "", "gcs_address": "",
+             "started": time.time(), "idle_timeout": 600.0, "owner": None, "ready": True}
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock_path))
+    server.listen(16)
+    _write_private(ray_dir / "state.json", json.dumps(state))
+    print("ready", flush=True)
+    while True:
+        conn, _ = server.accept()
+        request = _recv(conn)
+        if request.get("op") == "status":
+            _send(conn, {**_status_fields(state), "runs": 1})
+            conn.close()
+            continue
+        server.close()  # the run request is dropped, never answered: this supervisor is gone
+        conn.close()
+        print("dropped", request.get("op"), flush=True)
+        sys.exit(0)
+    """
+)
+
+
+def test_a_run_that_meets_a_supervisor_going_idle_starts_a_new_one(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    spec, data = tiny_function(tmp_path)
+    ray_dir = home / "ray"
+    ray_dir.mkdir(parents=True, mode=0o700)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    fake = subprocess.Popen(
+        [sys.executable, "-c", _VANISHING, str(ray_dir), str(tmp_path / "gone" / "r")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert fake.stdout is not None and fake.stdout.readline().strip() == "ready"
+        out = cats(home, "run", "--function", spec, "--input", f"data={data}", "--json", check=False)
+        # Before the acknowledged protocol this run failed: "the local Ray ... went away mid-run".
+        assert out.returncode == 0, out.stdout + out.stderr
+        # (The retry may SIGKILL it while it exits: the stale-state cleanup ends a wedged supervisor.)
+        assert fake.stdout.readline().strip() == "dropped run", "the vanishing supervisor never saw the run"
+        status = ray_status(home)
+        assert status["running"] and status["pid"] != fake.pid
+    finally:
+        if fake.poll() is None:
+            fake.kill()
+        fake.communicate()
+        cats(home, "ray", "stop", check=False)
