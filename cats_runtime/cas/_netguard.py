@@ -165,17 +165,25 @@ class Destination:
         except ValueError:
             return None
 
-    def addresses(self) -> list[str]:
+    def addresses(self, deadline: Deadline | None = None) -> list[str]:
         """The checked addresses to connect to, resolved once.
 
+        Args:
+            deadline: When given, the lookup gets only the time left: a name server that never
+                answers would otherwise hold the fetch for the resolver's own timeouts and retries.
+
         Raises:
-            PeerError: The name does not resolve, or only to addresses this destination may not use.
+            PeerError: The name does not resolve, or only to addresses this destination may not
+                use, or the deadline passed during the lookup.
         """
         literal = self._literal()
         if literal is not None:
             return [str(literal)]  # the address itself was registered: no lookup, nothing to check
         try:
-            infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            if deadline is None:
+                infos = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+            else:
+                infos = _resolve_within(self.host, self.port, deadline)
         except (OSError, UnicodeError) as exc:
             raise PeerError(f"cannot resolve {self.host}: {exc}") from None
         allowed: list[str] = []
@@ -205,7 +213,7 @@ class Destination:
         if (host.lower().strip("[]"), port) != (self.host, self.port):
             raise PeerError(f"refusing to connect to {host}:{port}: the fetch may only reach {self.url}")
         errors: list[str] = []
-        for address in self.addresses():
+        for address in self.addresses(deadline):
             remaining = deadline.remaining()
             if remaining <= 0:
                 break
@@ -219,6 +227,36 @@ class Destination:
             return sock
         deadline.check(f"connecting to {self.url}")
         raise PeerError(f"cannot connect to {self.url}: {'; '.join(errors) or 'no address'}")
+
+
+# getaddrinfo cannot be interrupted: a lookup runs in a daemon thread while the fetch waits for
+# at most its remaining time. A lookup left behind ends by the resolver's own timeouts; daemon
+# threads do not hold up the process's exit, and at most this many lookups run at once.
+_RESOLVERS: Final = threading.BoundedSemaphore(8)
+
+
+def _resolve_within(host: str, port: int, deadline: Deadline) -> list[Any]:
+    expired = PeerError(f"resolving {host}: the deadline of {deadline.seconds:g}s passed")
+    if not _RESOLVERS.acquire(timeout=max(deadline.remaining(), 0.0)):
+        raise expired
+    done = threading.Event()
+    outcome: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the waiting thread below
+            outcome.append(exc)
+        finally:
+            _RESOLVERS.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="cats-resolve", daemon=True).start()
+    if not done.wait(max(deadline.remaining(), 0.0)):
+        raise expired
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]  # type: ignore[no-any-return]
 
 
 class Deadline:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
+from pathlib import Path
 
 import httpx
 import pytest
@@ -140,3 +146,58 @@ def test_stripped_urls_keep_no_secret(names: list[str], value: str, user: str) -
     clean = strip_credentials(url)
     assert clean == "http://127.0.0.1:8700/gw?keep=1"
     assert urllib.parse.quote(marker, safe="") not in clean and marker not in urllib.parse.unquote(clean)
+
+
+# Run in a new user, network and mount namespace: the name server at 127.0.0.1:53 is a socket
+# that reads every query and never answers, as a dead or hostile resolver would.
+_BLACK_HOLE_DNS = """
+import ctypes, json, os, socket, sys, threading, time
+from cats_runtime.cas import Deadline, Destination
+from cats_runtime.errors import PeerError
+from cats_runtime.execution._launcher import _loopback_up
+
+_loopback_up()
+libc = ctypes.CDLL(None, use_errno=True)
+MS_BIND = 4096
+if libc.mount(sys.argv[1].encode(), b"/etc/resolv.conf", None, MS_BIND, None) != 0:
+    sys.exit(f"bind mount failed: {os.strerror(ctypes.get_errno())}")
+hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+hole.bind(("127.0.0.1", 53))
+queries = []
+
+def swallow():
+    while True:
+        queries.append(len(hole.recvfrom(4096)[0]))
+
+threading.Thread(target=swallow, daemon=True).start()
+host = "peer.cats-test.example"
+start = time.monotonic()
+try:
+    Destination.parse(f"http://{host}:8080").connect(host, 8080, None, Deadline(1.0))
+    error = None
+except PeerError as exc:
+    error = str(exc)
+print(json.dumps({"elapsed": time.monotonic() - start, "error": error, "queries": len(queries)}))
+"""
+
+
+def test_the_deadline_bounds_a_name_lookup_that_never_answers(tmp_path: Path) -> None:
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rnm", "true"], check=False).returncode:
+        pytest.skip("needs unprivileged user namespaces (unshare -rnm)")
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\noptions timeout:3 attempts:2\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.run(
+        ["unshare", "-rnm", "--", sys.executable, "-c", _BLACK_HOLE_DNS, str(resolv)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["queries"] >= 1, "the lookup never reached the black-hole name server"
+    # Without the bound the resolver's own timeouts hold it for 6 s or more (3 s x 2 attempts).
+    assert result["error"] and "deadline" in result["error"], result
+    assert result["elapsed"] < 2.5, result
