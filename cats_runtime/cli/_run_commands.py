@@ -179,8 +179,11 @@ def run_command(
     staged = MemoryBlockStore()
     structure = None
     if structure_dir and stack:
-        memo, held = home_environments(state().home)  # the program's Environment, memoized per home
-        structure = build_structure(structure_dir, stack, staged, memo=memo, source=held)
+        # The program's Environment from the home's memo (`cats structure --store` fills it).
+        memo, held = home_environments(state().home)
+        structure = build_structure(
+            structure_dir, stack, staged, memo=memo if held is not None else None, source=held
+        )
     check_plant(structure or local_structure(), ray_address)
     with _node() as node:
         parsed = [import_input(node, text, hidden=hidden, profile=get_profile(profile)) for text in inputs]

@@ -332,9 +332,11 @@ def program_environment(
         store: Where the wheels and the record go (None: only compute the CID).
         memo: The home's memo of resolved pins (``<home>/envs/.resolved``): when it names an
             Environment of exactly these pins whose blocks are all in ``source`` (or ``store``),
-            that one is used and no index is asked.
-        source: The store holding memoized Environments (the home's); its blocks are left there,
-            not copied into ``store`` (callers pass the same store, or one merged into it).
+            that one is used and no index is asked. A new resolution is remembered there only
+            when ``store`` is the home's own store (``source`` None): a memo must never name
+            blocks that are not in the home.
+        source: The home's store, when ``store`` is another (a staging store merged into it
+            later, or None): memoized Environments are read from it and their blocks left there.
 
     Raises:
         InvalidInputError: as :func:`program_pins`, or a pin with no wheel here.
@@ -348,7 +350,8 @@ def program_environment(
     if store is None and key in _COMPUTED:
         record, cid = _COMPUTED[key]
         return ProgramEnvironment(record, cid, reused=False)
-    record, cid = resolve_environment(pins, store, memo=memo if store is not None else None)
+    remember = memo if store is not None and source is None else None
+    record, cid = resolve_environment(pins, store, memo=remember)
     _COMPUTED[key] = (record, cid)
     return ProgramEnvironment(record, cid, reused=False)
 
