@@ -18,6 +18,7 @@ from ..operations import (
     redeploy,
     store_structure,
 )
+from ..operations._structure import ProgramEnvironment, home_environments
 from ._app import cid_arg, command_set, emit, progress, state
 from ._verdict import report_verification
 
@@ -44,6 +45,23 @@ def _coverage_json(c: StructureCoverage, stored: bool) -> dict[str, Any]:
         "images": [
             {"key": im.key, "image": im.image, "digest": im.digest, "source": im.source} for im in c.images
         ],
+        "environment": None if c.environment is None else _environment_json(c.environment),
+    }
+
+
+def _environment_json(e: ProgramEnvironment) -> dict[str, Any]:
+    env = e.record
+    return {
+        "cid": str(e.cid),
+        "reused": e.reused,
+        "python": env.python,
+        "implementation": env.implementation,
+        "platform": env.platform,
+        "size": sum(d.size for d in env.distributions),
+        "distributions": [
+            {"name": d.name, "version": d.version, "filename": d.filename, "sha256": d.sha256, "size": d.size}
+            for d in env.distributions
+        ],
     }
 
 
@@ -62,6 +80,15 @@ def _coverage_text(c: StructureCoverage, stored: bool) -> str:
         lines.append("lock: none (the program's dependencies are not pinned)")
     lines += [f"chart: {ch.name} {ch.version or 'unpinned'} from {ch.repository or '?'}" for ch in c.charts]
     lines += [f"image: {im.key} {im.image} ({im.source})" for im in c.images]
+    if c.environment is not None:
+        env = c.environment.record
+        size = sum(d.size for d in env.distributions)
+        how = "from this home's memo" if c.environment.reused else "resolved from the index"
+        lines.append(
+            f"environment: {c.environment.cid} ({len(env.distributions)} wheels, "
+            f"{size / 1e6:.1f} MB, {env.implementation} {env.python} {env.platform}; {how})"
+        )
+        lines += [f"  {d.name}=={d.version}" for d in env.distributions]
     lines.append(f"files: {len(c.files)}")
     lines += [f"  {name}" for name in c.files]
     return "\n".join(lines)
@@ -85,15 +112,20 @@ def _coverage_text(c: StructureCoverage, stored: bool) -> str:
 def structure_command(program_dir: Path, stack: str, do_store: bool, as_json: bool) -> None:
     """Print the Structure CID of a stack and what it covers, without provisioning anything.
 
-    The CID is the one `cats run --structure PROGRAM_DIR --stack ORG` records. Nothing is
-    written unless --store is given. Exit 2 when the program, the stack or a lock is refused.
+    The CID is the one `cats run --structure PROGRAM_DIR --stack ORG` records; it links the
+    Environment of the program's requirements.lock (every wheel's hash). Nothing is written
+    unless --store is given: without it the Environment comes from the home's memo when an
+    earlier --store resolved the same lock, else its wheels are downloaded to hash them. Exit 2
+    when the program, the stack or a lock is refused (a missing or unhashed requirements.lock).
     """
     if do_store:
         with Node.open(state().home) as node:
-            coverage = describe_structure(program_dir, stack, node.store)
+            memo, _ = home_environments(node.home)
+            coverage = describe_structure(program_dir, stack, node.store, memo=memo)
             store_structure(coverage.record, node.store)
     else:
-        coverage = describe_structure(program_dir, stack, None)
+        memo, source = home_environments(state().home)
+        coverage = describe_structure(program_dir, stack, None, memo=memo, source=source)
     emit(as_json, _coverage_json(coverage, do_store), _coverage_text(coverage, do_store))
 
 

@@ -41,6 +41,7 @@ from ..operations import (
     verify,
     verify_structural,
 )
+from ..operations._structure import home_environments
 from ._app import cid_arg, command_set, emit, emit_stream, progress, state
 from ._verdict import report_verification
 
@@ -176,7 +177,13 @@ def run_command(
     if requirements is not None:
         read_requirements(requirements)  # a bad file stops here, before inputs are added
     staged = MemoryBlockStore()
-    structure = build_structure(structure_dir, stack, staged) if structure_dir and stack else None
+    structure = None
+    if structure_dir and stack:
+        # The program's Environment from the home's memo (`cats structure --store` fills it).
+        memo, held = home_environments(state().home)
+        structure = build_structure(
+            structure_dir, stack, staged, memo=memo if held is not None else None, source=held
+        )
     check_plant(structure or local_structure(), ray_address)
     with _node() as node:
         parsed = [import_input(node, text, hidden=hidden, profile=get_profile(profile)) for text in inputs]

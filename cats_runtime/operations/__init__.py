@@ -40,6 +40,7 @@ from ._environments import (
     parse_requirements,
     read_requirements,
     resolve_environment,
+    reuse_environment,
 )
 from ._function import DEFAULT_IGNORE, build_function, check_entrypoint, inspect_function, parse_function_spec
 from ._identity import (
@@ -164,6 +165,7 @@ __all__: list[str] = [
     "parse_requirements",
     "read_requirements",
     "resolve_environment",
+    "reuse_environment",
     "DEFAULT_IGNORE",
     "LINEAGE_FORMATS",
     "Execution",

@@ -55,6 +55,7 @@ __all__ = [
     "project_pins",
     "read_requirements",
     "resolve_environment",
+    "reuse_environment",
 ]
 
 LOCK_FILES: Final = ("uv.lock", "pylock.toml")
@@ -438,7 +439,18 @@ def _satisfies(env: EnvironmentRecord, pins: list[Pin]) -> bool:
     )
 
 
-def _reuse(pins: list[Pin], store: BlockStore, memo: Path) -> tuple[EnvironmentRecord, CID] | None:
+def reuse_environment(
+    pins: list[Pin], source: BlockSource, memo: Path
+) -> tuple[EnvironmentRecord, CID] | None:
+    """The Environment ``memo`` remembers for ``pins``, if it still holds; None otherwise.
+
+    It holds when its record is in ``source`` with every wheel and still satisfies the pins
+    (names, versions, hashes, this interpreter and platform). Nothing is downloaded or written.
+    """
+    return _reuse(pins, source, memo)
+
+
+def _reuse(pins: list[Pin], store: BlockSource, memo: Path) -> tuple[EnvironmentRecord, CID] | None:
     from ..cas import reachable
     from ..errors import CatsError
     from ..records import decode_record

@@ -19,13 +19,20 @@ import yaml
 
 from ..cas import CID, _unixfs
 from ..errors import InvalidInputError, ProvisionError, RecordError
+from ..execution import build_environment, check_compatible, environment_cache_dir, load_environment
 from ..execution._provisioner import PlantOutputs, Provisioner
 from ..records import OrderRecord, StructureRecord
 from ._node import Node
 from ._structure import SECRET_PLACEHOLDER, check_recorded_pins
 from ._verify import VerifyOutcome, load_bom, verify
 
-__all__ = ["RedeployOutcome", "materialize_program", "redeploy", "required_secrets"]
+__all__ = [
+    "RedeployOutcome",
+    "materialize_program",
+    "redeploy",
+    "required_secrets",
+    "use_program_environment",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,44 @@ def materialize_program(node: Node, structure: StructureRecord, target: Path) ->
     if not (target / "Pulumi.yaml").is_file():
         raise RecordError(f"expected Pulumi.yaml in the Structure's program {structure.program}, found none")
     return target
+
+
+def use_program_environment(node: Node, structure: StructureRecord, program_dir: Path) -> Path | None:
+    """Build the Structure's Environment from the CAS and make the materialized program run in it.
+
+    The virtualenv is built from the Environment's wheels in ``node``'s store, offline (no
+    package index: a fresh node that imported the BOM's CAR has them), into the Environment cache
+    keyed by its CID, and ``program_dir/Pulumi.yaml`` gets ``runtime.options.virtualenv`` set to
+    it, so the Pulumi engine runs the program with exactly the SDK versions the Structure's CID
+    covers. The hashed program is unchanged in the CAS; only this deployment copy names a path.
+    A ``cats/structure@1`` Structure has no Environment: returns None and changes nothing.
+
+    Returns:
+        The virtualenv, or None when the Structure links no Environment.
+
+    Raises:
+        ExecutionError: the Environment needs another interpreter or platform, or uv failed.
+        BlockNotFoundError: a wheel is missing from the store.
+    """
+    if structure.environment is None:
+        return None
+    check_compatible(load_environment(node.store, structure.environment), structure.environment)
+    built = build_environment(node.store, structure.environment, environment_cache_dir(node.home))
+    venv = built.python.parent.parent
+    path = program_dir / "Pulumi.yaml"
+    project = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(project, dict):
+        raise RecordError(
+            f"expected a YAML mapping in the Structure's Pulumi.yaml, found {type(project).__name__}"
+        )
+    runtime = project.get("runtime")
+    runtime = {"name": runtime} if isinstance(runtime, str) else dict(runtime or {"name": "python"})
+    options = dict(runtime.get("options") or {})
+    options.update(virtualenv=str(venv), toolchain="pip")
+    runtime["options"] = options
+    project["runtime"] = runtime
+    path.write_text(yaml.safe_dump(project, sort_keys=False), encoding="utf-8")
+    return venv
 
 
 def required_secrets(program_dir: Path, stack: str) -> list[str]:
@@ -158,6 +203,9 @@ def redeploy(
             f"the Structure recorded secret config keys whose values are never hashed: supply "
             f"{', '.join(missing)} (cats redeploy --secret KEY=VALUE)"
         )
+    if use_program_environment(node, structure, program_dir) is not None:
+        # A built Environment's tree is checked against its recorded digest: no bytecode in it.
+        provisioner.env = {**provisioner.env, "PYTHONDONTWRITEBYTECODE": "1"}
     if preview:
         summary = provisioner.preview()
         return RedeployOutcome(

@@ -17,10 +17,10 @@ from typing import Any, Final, cast
 
 import yaml
 
-from ..cas import CID, BlockStore, _unixfs
+from ..cas import CID, BlockSource, BlockStore, FSBlockStore, _unixfs
 from ..errors import InvalidInputError, ProvisionError
-from ..records import Cloud, StructureRecord
-from ._environments import parse_requirements
+from ..records import Cloud, EnvironmentRecord, StructureRecord
+from ._environments import Pin, parse_requirements, read_requirements, resolve_environment, reuse_environment
 from ._function import DEFAULT_IGNORE
 
 __all__ = [
@@ -35,13 +35,17 @@ __all__ = [
     "ChartPin",
     "ImagePin",
     "LockPins",
+    "ProgramEnvironment",
     "StructureCoverage",
     "build_structure",
     "check_recorded_pins",
     "describe_structure",
+    "home_environments",
     "local_structure",
     "lock_pins",
     "plugin_pins",
+    "program_environment",
+    "program_pins",
     "sanitize_stack_config",
     "store_structure",
 ]
@@ -259,6 +263,99 @@ def _local_imports(program_dir: Path) -> tuple[tuple[str, ...], tuple[str, ...]]
     return tuple(sorted(modules)), tuple(sorted(packages))
 
 
+def program_pins(program_dir: Path) -> list[Pin]:
+    """The pins of the program's own dependencies: its hashed :data:`IAC_LOCK`.
+
+    Raises:
+        InvalidInputError: the lock is missing, not a pinned requirements file, or has no
+            ``--hash`` pins (the Environment is built from exactly the wheels the hashes name).
+    """
+    path = program_dir / IAC_LOCK
+    if not path.is_file():
+        raise InvalidInputError(
+            f"expected {IAC_LOCK} in the Pulumi program {program_dir} (the hashed lock of its own "
+            "dependencies, `make lock-iac`), found none"
+        )
+    pins = read_requirements(path)
+    if not pins or not pins[0].hashes:  # parse_requirements: hashes on every pin or on none
+        raise InvalidInputError(
+            f"expected --hash=sha256: pins on every requirement of {path}, found "
+            + ("no requirement" if not pins else f"none ({pins[0].where})")
+            + " (`make lock-iac` writes them)"
+        )
+    return pins
+
+
+@dataclass(frozen=True)
+class ProgramEnvironment:
+    """The Environment of a Pulumi program's own dependencies.
+
+    Attributes:
+        record: The Environment record.
+        cid: Its CID (the Structure's ``environment`` link).
+        reused: Whether it came from the memo (no index asked, nothing downloaded).
+    """
+
+    record: EnvironmentRecord
+    cid: CID
+    reused: bool
+
+
+# Compute-only resolutions (no store) of this process, by the memo key of the pins: a Structure
+# of the same lock is asked for repeatedly (every stack of a program), and hash-pinned wheels
+# resolve to the same Environment each time.
+_COMPUTED: dict[tuple[str, ...], tuple[EnvironmentRecord, CID]] = {}
+
+
+def home_environments(home: Path) -> tuple[Path, BlockSource | None]:
+    """The memo of resolved pins of a CATs home and the store its Environments are in.
+
+    The store is None when the home has no memo yet (nothing to reuse); opening it then would
+    create the home, and a command that stores nothing must not write anywhere.
+    """
+    memo = home / "envs" / ".resolved"
+    blocks = home / "blocks"
+    return memo, (FSBlockStore(blocks) if memo.is_dir() and (blocks / "SHARDING").is_file() else None)
+
+
+def program_environment(
+    program_dir: Path,
+    store: BlockStore | None,
+    *,
+    memo: Path | None = None,
+    source: BlockSource | None = None,
+) -> ProgramEnvironment:
+    """Resolve the program's Environment from its hashed lock (see :func:`program_pins`).
+
+    Args:
+        program_dir: The Pulumi program.
+        store: Where the wheels and the record go (None: only compute the CID).
+        memo: The home's memo of resolved pins (``<home>/envs/.resolved``): when it names an
+            Environment of exactly these pins whose blocks are all in ``source`` (or ``store``),
+            that one is used and no index is asked. A new resolution is remembered there only
+            when ``store`` is the home's own store (``source`` None): a memo must never name
+            blocks that are not in the home.
+        source: The home's store, when ``store`` is another (a staging store merged into it
+            later, or None): memoized Environments are read from it and their blocks left there.
+
+    Raises:
+        InvalidInputError: as :func:`program_pins`, or a pin with no wheel here.
+        IntegrityError: a wheel does not match its hash.
+    """
+    pins = program_pins(program_dir)
+    held = source if source is not None else store
+    if memo is not None and held is not None and (known := reuse_environment(pins, held, memo)) is not None:
+        return ProgramEnvironment(known[0], known[1], reused=True)
+    key = tuple(sorted(f"{p.name}=={p.version} {','.join(p.hashes)}" for p in pins))
+    if store is None and key in _COMPUTED:
+        record, cid = _COMPUTED[key]
+        return ProgramEnvironment(record, cid, reused=False)
+    remember = memo if store is not None and source is None else None
+    record, cid = resolve_environment(pins, store, memo=remember)
+    _COMPUTED[key] = (record, cid)
+    return ProgramEnvironment(record, cid, reused=False)
+
+
 @dataclass(frozen=True)
 class _Assembled:
     record: StructureRecord
@@ -266,9 +363,16 @@ class _Assembled:
     plugins: Mapping[str, str | None]
     locks: tuple[LockPins, ...]
     config: Mapping[str, Any]
+    environment: ProgramEnvironment | None
 
 
-def _assemble(program_dir: Path, stack: str, store: BlockStore | None) -> _Assembled:
+def _assemble(
+    program_dir: Path,
+    stack: str,
+    store: BlockStore | None,
+    memo: Path | None = None,
+    source: BlockSource | None = None,
+) -> _Assembled:
     if not stack or "/" in stack or stack.startswith("."):
         raise InvalidInputError(f"expected a stack name, found {stack!r}")
     for name in PROGRAM_FILES:
@@ -281,6 +385,8 @@ def _assemble(program_dir: Path, stack: str, store: BlockStore | None) -> _Assem
     locks = tuple(
         _checked_lock(program_dir / name, plugins) for name in LOCK_FILES if (program_dir / name).is_file()
     )
+    # The lock is checked (and its Environment resolved) before any block of the program is stored.
+    environment = program_environment(program_dir, store, memo=memo, source=source)
     with tempfile.TemporaryDirectory(prefix="cats-structure-") as tmp:
         root = Path(tmp) / "program"
         root.mkdir()
@@ -304,15 +410,25 @@ def _assemble(program_dir: Path, stack: str, store: BlockStore | None) -> _Assem
         files = tuple(sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()))
     config = (yaml.safe_load(sanitized) or {}).get("config") or {}
     return _Assembled(
-        record=StructureRecord(cloud=cloud, stack=stack, program=program, outputs=[]),
+        record=StructureRecord(
+            cloud=cloud, stack=stack, program=program, environment=environment.cid, outputs=[]
+        ),
         files=files,
         plugins=plugins,
         locks=locks,
         config=config if isinstance(config, dict) else {},
+        environment=environment,
     )
 
 
-def build_structure(program_dir: Path, stack: str, store: BlockStore | None) -> StructureRecord:
+def build_structure(
+    program_dir: Path,
+    stack: str,
+    store: BlockStore | None,
+    *,
+    memo: Path | None = None,
+    source: BlockSource | None = None,
+) -> StructureRecord:
     """Hash the Pulumi program of ``stack`` as one UnixFS directory.
 
     The directory holds ``Pulumi.yaml``, ``__main__.py``, ``components/``, ``policies/`` (the pack
@@ -323,11 +439,16 @@ def build_structure(program_dir: Path, stack: str, store: BlockStore | None) -> 
     state, caches) can change the CID. A lock must pin the installed Pulumi SDKs at their installed
     versions, so the record never claims versions other than the ones a deployment from here uses.
 
+    The record links the Environment of the program's own dependencies, resolved from its hashed
+    ``requirements.lock`` (:func:`program_environment`; ``memo`` and ``source`` as there), so the
+    CID covers the exact wheels of the Pulumi and provider SDKs.
+
     Raises:
-        InvalidInputError: a required file is missing, the stack names no known cloud, or a lock
-            pins a Pulumi SDK at another version than the installed one.
+        InvalidInputError: a required file is missing, the stack names no known cloud, a lock
+            pins a Pulumi SDK at another version than the installed one, or ``requirements.lock``
+            is missing or unhashed.
     """
-    return _assemble(program_dir, stack, store).record
+    return _assemble(program_dir, stack, store, memo, source).record
 
 
 def check_recorded_pins(program_dir: Path) -> None:
@@ -423,6 +544,7 @@ class StructureCoverage:
         kubernetes_version: ``cats:kubernetesVersion`` of the stack (None: the cloud's default).
         charts: The Helm releases the program declares for this cloud.
         images: The images the stack runs.
+        environment: The Environment of the program's own dependencies the record links.
     """
 
     record: StructureRecord
@@ -433,6 +555,7 @@ class StructureCoverage:
     kubernetes_version: str | None = None
     charts: tuple[ChartPin, ...] = ()
     images: tuple[ImagePin, ...] = ()
+    environment: ProgramEnvironment | None = None
 
 
 class _Unknown(Exception):
@@ -542,7 +665,14 @@ def _images(program_dir: Path, config: Mapping[str, Any]) -> tuple[ImagePin, ...
     return tuple(images)
 
 
-def describe_structure(program_dir: Path, stack: str, store: BlockStore | None) -> StructureCoverage:
+def describe_structure(
+    program_dir: Path,
+    stack: str,
+    store: BlockStore | None,
+    *,
+    memo: Path | None = None,
+    source: BlockSource | None = None,
+) -> StructureCoverage:
     """Build the Structure of ``stack`` (as :func:`build_structure`) and say what it covers.
 
     Nothing is provisioned and nothing is imported from the program: charts and default images
@@ -552,7 +682,7 @@ def describe_structure(program_dir: Path, stack: str, store: BlockStore | None) 
     Raises:
         InvalidInputError: as :func:`build_structure`.
     """
-    built = _assemble(program_dir, stack, store)
+    built = _assemble(program_dir, stack, store, memo, source)
     version = _config_value(built.config, "cats:kubernetesVersion")
     return StructureCoverage(
         record=built.record,
@@ -563,6 +693,7 @@ def describe_structure(program_dir: Path, stack: str, store: BlockStore | None) 
         kubernetes_version=None if version is None else str(version),
         charts=_charts(program_dir, built.record.cloud),
         images=_images(program_dir, built.config),
+        environment=built.environment,
     )
 
 

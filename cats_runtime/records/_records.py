@@ -216,35 +216,68 @@ class FunctionRecord(Record):
 
 @record
 class StructureRecord(Record):
-    """The infrastructure a run needs: the ``cats/structure@1`` record.
+    """The infrastructure a run needs: the ``cats/structure@2`` record.
 
     Attributes:
         cloud: Where the Plant runs; ``"local"`` is the embedded Ray and blockstore.
         stack: The Pulumi stack name (``"local"`` for the local structure).
         program: The sanitized Pulumi program as a UnixFS directory; None exactly when local.
+        environment: The EnvironmentRecord of the program's own Python dependencies (pulumi, the
+            provider SDKs), resolved from the program's hashed ``requirements.lock``; None
+            exactly when local.
         outputs: Names of the stack outputs the run uses (a set: stored sorted, unique).
     """
 
-    TYPE: ClassVar[str] = "cats/structure@1"
+    TYPE: ClassVar[str] = "cats/structure@2"
     FIELDS: ClassVar[Mapping[str, Kind]] = {
         "cloud": Choice(get_args(Cloud)),
         "stack": Text("a Pulumi stack name", pattern=r"[A-Za-z0-9_.\-/]{1,200}"),
         "program": Optional(_UNIXFS_DIR),
+        "environment": Optional(_RECORD_LINK),
         "outputs": Seq(_NAME, as_set=True),
     }
 
     cloud: Cloud
     stack: str
     program: CID | None = None
+    environment: CID | None = None
     outputs: Sequence[str] = ()
 
     def _check(self) -> None:
+        self._check_program()
+        if self.cloud == "local" and self.environment is not None:
+            raise FieldError("environment", "expected null for the local cloud (no program to run)")
+        if self.cloud != "local" and self.environment is None:
+            raise FieldError(
+                "environment",
+                f"expected the Pulumi program's Environment CID for cloud {self.cloud!r}, found null",
+            )
+
+    def _check_program(self) -> None:
         if self.cloud == "local" and self.program is not None:
             raise FieldError("program", "expected null for the local cloud (nothing to provision)")
         if self.cloud != "local" and self.program is None:
             raise FieldError(
                 "program", f"expected the Pulumi program's CID for cloud {self.cloud!r}, found null"
             )
+
+
+class StructureRecordV1(StructureRecord):
+    """A ``cats/structure@1`` record, read so that Structures written before ``@2`` keep their CIDs.
+
+    The same fields as :class:`StructureRecord` but no ``environment`` (always None here): the
+    program's dependencies were pinned only by the lock file inside ``program``. New Structures
+    are written as ``@2``; redeploying a ``@1`` Structure checks the installed SDKs instead of
+    building the program's Environment.
+    """
+
+    TYPE: ClassVar[str] = "cats/structure@1"
+    FIELDS: ClassVar[Mapping[str, Kind]] = {
+        name: kind for name, kind in StructureRecord.FIELDS.items() if name != "environment"
+    }
+
+    def _check(self) -> None:
+        self._check_program()
 
 
 @record
@@ -617,6 +650,7 @@ RECORD_TYPES: Final[Mapping[str, type[Record]]] = {
     for cls in (
         FunctionRecord,
         StructureRecord,
+        StructureRecordV1,
         OrderRecord,
         InvoiceRecord,
         BOMRecord,

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from program_locks import write_small_lock
 
 from cats_runtime.cas import CID
 from cats_runtime.cli import main
@@ -75,6 +76,7 @@ def test_redeploy_of_a_cloud_bom_without_pulumi_is_exit_7(
         pytest.skip("the pulumi CLI is installed here; this checks the message when it is not")
     program = tmp_path / "program"
     shutil.copytree(ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "node_modules"))
+    write_small_lock(program)  # the shipped lock's Environment is 67 MB of wheels
     bom = _cloud_bom(capsys, cats_home, tmp_path, program)
     rc, _, err = cats(capsys, "redeploy", bom)
     assert rc == 7

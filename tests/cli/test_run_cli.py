@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from program_locks import write_small_lock
 
 from cats_runtime.cli import main
 
@@ -188,6 +189,7 @@ def test_a_cloud_structure_on_embedded_ray_is_refused_before_anything_runs(
         "encryptionsalt: v1:abc\nconfig:\n  cats:cloud: existing\n"
         "  cats:token:\n    secure: v1:SECRETCIPHER\n"
     )
+    write_small_lock(prog)
     rc, out, err = cats(
         capsys,
         "run",
@@ -205,3 +207,4 @@ def test_a_cloud_structure_on_embedded_ray_is_refused_before_anything_runs(
     assert err.count("\n") == 1 and "would execute on the local Plant" in err and "--ray-address" in err
     assert out == ""
     assert not (cats_home / "blocks").exists() or not any((cats_home / "blocks").rglob("*.data"))
+    assert not (cats_home / "envs").exists(), "no memo names blocks the home does not have"

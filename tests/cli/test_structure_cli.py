@@ -13,7 +13,8 @@ from terminal import cats as run_cats
 
 from cats_runtime.cas import CID
 from cats_runtime.operations import Node, build_structure, store_structure
-from cats_runtime.operations._structure import IAC_LOCK, plugin_pins
+from cats_runtime.operations._structure import IAC_LOCK, lock_pins, plugin_pins
+from cats_runtime.records import EnvironmentRecord
 
 STACKS = sorted(p.name.split(".")[1] for p in (REPO_ROOT / "stacks").glob("Pulumi.*.yaml"))
 
@@ -22,10 +23,26 @@ def _blocks(home: Path) -> list[Path]:
     return [p for p in home.rglob("*") if p.is_file()] if home.exists() else []
 
 
+@pytest.fixture(scope="module")
+def resolved_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home where `cats structure --store` resolved the shipped lock's Environment once (67 MB)."""
+    home = tmp_path_factory.mktemp("resolved") / "home"
+    done = run_cats(
+        "pipe", "structure", "--dir", str(REPO_ROOT), "--stack", "acme", "--store", home=home, timeout=600
+    )
+    assert_ok(done)
+    return home
+
+
+def _files(home: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_mtime_ns for p in _blocks(home)}
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_shipped_stack(tmp_path: Path, stack: str, mode: Mode) -> None:
-    home = tmp_path / "home"
+def test_every_shipped_stack(resolved_home: Path, stack: str, mode: Mode) -> None:
+    home = resolved_home
+    before = _files(home)
     text = run_cats(mode, "structure", "--dir", str(REPO_ROOT), "--stack", stack, home=home, timeout=120)
     assert_ok(text)
     doc = run_cats(
@@ -46,7 +63,13 @@ def test_every_shipped_stack(tmp_path: Path, stack: str, mode: Mode) -> None:
     first = text.out.splitlines()
     assert first[0] == f"structure: {data['structure']}" and f"program: {data['program']}" in first
     assert f"kubernetes: {data['kubernetes_version']}" in first or data["cloud"] == "existing"
-    assert not _blocks(home), "nothing is written without --store"
+    # The program's own Environment: the shipped lock's wheels, taken from the home's memo.
+    env = data["environment"]
+    assert env["cid"] == str(record.environment) and env["reused"] is True
+    assert {d["name"] for d in env["distributions"]} == set(lock_pins(REPO_ROOT / IAC_LOCK))
+    assert f"environment: {env['cid']} ({len(env['distributions'])} wheels" in text.out
+    assert "from this home's memo" in text.out
+    assert _files(home) == before, "nothing is written without --store"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -73,6 +96,11 @@ def test_store_puts_the_program_and_the_record_in_the_home(tmp_path: Path, mode:
         assert str(record.program) == data["program"]
         assert node.store.has(CID.decode(data["program"]))
         assert store_structure(record, node.store) == CID.decode(data["structure"])
+        # The program's Environment and every wheel are in the home, remembered for the next run.
+        environment = node.load(record.environment)
+        assert isinstance(environment, EnvironmentRecord) and data["environment"]["reused"] is False
+        assert all(node.store.has(d.wheel) for d in environment.distributions)
+        assert [p.read_text() for p in (home / "envs" / ".resolved").iterdir()] == [str(record.environment)]
 
 
 @pytest.mark.parametrize("mode", MODES)

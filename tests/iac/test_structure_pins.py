@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from iac_harness import REPO
+from program_locks import SIX_16, SIX_17, write_small_lock
 
-from cats_runtime.errors import InvalidInputError
+from cats_runtime.errors import IntegrityError, InvalidInputError
 from cats_runtime.operations import _structure
 from cats_runtime.operations._structure import (
     IAC_LOCK,
@@ -65,14 +66,17 @@ def test_the_repository_structure_hashes_the_lock(stack: str) -> None:
 
 
 def test_lock_change_changes_the_cid(program: Path) -> None:
-    before = _cid(program)
-    lock = program / IAC_LOCK
-    # Another wheel of the same version (one hash differs): still a different lock.
-    text = lock.read_text()
-    digest = re.search(r"--hash=sha256:([0-9a-f]{64})", text)
-    assert digest
-    lock.write_text(text.replace(digest[1], digest[1][::-1], 1))
-    assert _cid(program) != before
+    # The lock's Environment is resolved (wheels hashed), so a small lock keeps this quick.
+    write_small_lock(program, SIX_17)
+    before = build_structure(program, "acme", None)
+    write_small_lock(program, SIX_16)
+    after = build_structure(program, "acme", None)
+    assert after.program != before.program and after.environment != before.environment
+    # Another wheel of the same version (one hash differs): no wheel has it, so it is refused.
+    digest = SIX_17.split("sha256:")[1].strip()
+    write_small_lock(program, SIX_17.replace(digest, digest[::-1]))
+    with pytest.raises(IntegrityError):
+        build_structure(program, "acme", None)
 
 
 def test_a_lock_pinning_another_sdk_version_is_refused(program: Path) -> None:
@@ -111,13 +115,13 @@ def test_policy_pack_change_changes_the_cid(program: Path) -> None:
 
 
 def test_plugin_version_change_changes_the_cid(program: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A lock that leaves pulumi-aws out (a lock naming it must agree with the installed SDK, and
+    # its Environment is resolved: no wheel of a made-up version exists), so cats-pins.json alone
+    # records the installed version.
+    write_small_lock(program)
     before = _cid(program)
     pins = plugin_pins()
     assert pins["pulumi-kubernetes"]  # installed in the IaC environment
-    # The lock is what the lock is: with another SDK installed it must be refreshed, or refused.
-    (program / IAC_LOCK).write_text(
-        (program / IAC_LOCK).read_text().replace(f"pulumi-aws=={pins['pulumi-aws']}", "pulumi-aws==0.0.1")
-    )
     monkeypatch.setattr(_structure, "plugin_pins", lambda: {**pins, "pulumi-aws": "0.0.1"})
     assert _cid(program) != before
 

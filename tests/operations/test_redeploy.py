@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from program_locks import write_small_lock
 
 from cats_runtime.cas import _unixfs
 from cats_runtime.cas._car import export_car, import_car
@@ -81,6 +82,7 @@ def _cloud_bom(node: Node, make_function: MakeFunction, tmp_path: Path):  # type
     shutil.copytree(
         ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "node_modules", "*.car")
     )
+    write_small_lock(program)  # the shipped lock's Environment is 67 MB of wheels
     structure = build_structure(program, "acme", node.store)
     structure_cid = store_structure(structure, node.store)
     # Embedded Ray is not acme's Plant, so `run` refuses to record this Structure; the BOM of a

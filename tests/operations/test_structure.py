@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from program_locks import write_small_lock
 
 from cats_runtime.cas import MemoryBlockStore
 from cats_runtime.errors import InvalidInputError
@@ -32,6 +33,7 @@ def _program(tmp_path: Path, stack_text: str = STACK) -> Path:
     (prog / "stacks" / "Pulumi.other.yaml").write_text("config:\n  cats:cloud: gcp\n")
     # A lock pins the installed SDK (a disagreeing pin is refused: tests/iac/test_structure_pins.py).
     (prog / "requirements.txt").write_text(f"pulumi=={plugin_pins()['pulumi']}\n")
+    write_small_lock(prog)  # the program's own dependencies: the Structure's Environment
     (prog / "README.md").write_text("not part of the program\n")
     return prog
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from program_locks import write_small_lock
 
 from cats_runtime.cas import CID, _unixfs
 from cats_runtime.errors import VerificationError
@@ -45,6 +46,7 @@ def genuine(node: Node, make_function: MakeFunction, tmp_path: Path) -> Genuine:
     (prog / "Pulumi.yaml").write_text("name: node\nruntime: python\nstackConfigDir: stacks\n")
     (prog / "__main__.py").write_text("")
     (prog / "stacks" / "Pulumi.acme.yaml").write_text("config:\n  cats:cloud: existing\n")
+    write_small_lock(prog)
     other_structure = store_structure(build_structure(prog, "acme", node.store), node.store)
     data = _unixfs.add_bytes(b"input", node.store)
     other_data = _unixfs.add_bytes(b"other", node.store)

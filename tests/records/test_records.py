@@ -26,6 +26,7 @@ from cats_runtime.records import (
     ParamDecl,
     Record,
     StructureRecord,
+    StructureRecordV1,
     VerificationRecord,
     decode_record,
     record_from_obj,
@@ -51,7 +52,11 @@ FUNCTION = FunctionRecord(
     },
 )
 STRUCTURE = StructureRecord(
-    cloud="aws", stack="acme/cats/prod", program=cid("prog", DAG_PB), outputs=["kubeconfig"]
+    cloud="aws",
+    stack="acme/cats/prod",
+    program=cid("prog", DAG_PB),
+    environment=cid("env"),
+    outputs=["kubeconfig"],
 )
 ORDER = OrderRecord(
     function=FUNCTION.cid,
@@ -137,16 +142,18 @@ def test_every_record_round_trips_and_is_its_own_block() -> None:
 def test_wire_form_has_type_and_every_field_even_when_null() -> None:
     obj = StructureRecord(cloud="local", stack="local").to_obj()
     assert obj == {
-        "type": "cats/structure@1",
+        "type": "cats/structure@2",
         "cloud": "local",
         "stack": "local",
         "program": None,
+        "environment": None,
         "outputs": [],
     }
     assert set(FUNCTION.to_obj()) == {"type", *FunctionRecord.FIELDS}
     assert {cls.TYPE for cls in RECORD_TYPES.values()} == {
         "cats/function@1",
         "cats/structure@1",
+        "cats/structure@2",
         "cats/order@1",
         "cats/invoice@1",
         "cats/bom@1",
@@ -160,10 +167,19 @@ def test_pinned_cids_do_not_drift() -> None:
     # this pin makes such a change deliberate (it needs a new record version, see docs/records.md).
     local = StructureRecord(cloud="local", stack="local")
     assert local.encode().hex() == (
+        "a6647479706570636174732f737472756374757265403265636c6f7564656c6f63616c65737461636b656c"
+        "6f63616c676f757470757473806770726f6772616df66b656e7669726f6e6d656e74f6"
+    )
+    assert str(local.cid) == "bafyreieg4vcjqefcqqht7huoutivganzuo3jiafzai7a3wainx732nn45m"
+    # A Structure written before @2 (no `environment` field) still decodes, as @1, to its own CID.
+    v1 = bytes.fromhex(
         "a5647479706570636174732f737472756374757265403165636c6f7564656c6f63616c65737461636b656c"
         "6f63616c676f757470757473806770726f6772616df6"
     )
-    assert str(local.cid) == "bafyreihjahpd2rct5i2zdh3smom4j7wnd6zskvopnjlmg5q3cmomjduuzm"
+    old = decode_record(v1)
+    assert type(old) is StructureRecordV1 and old.environment is None and old != local
+    assert old.encode() == v1
+    assert str(old.cid) == "bafyreihjahpd2rct5i2zdh3smom4j7wnd6zskvopnjlmg5q3cmomjduuzm"
 
 
 def test_links_are_tag_42_readable_by_another_implementation() -> None:
@@ -384,7 +400,7 @@ def test_bom_signature_needs_an_issuer_and_64_bytes() -> None:
             r"field 'params\.-n' expected a parameter name",
         ),
         (FUNCTION, {"params": []}, r"field 'params' expected a map of .* found list"),
-        (STRUCTURE, {"cloud": "ibm"}, r"^cats/structure@1: field 'cloud' expected one of 'local', 'aws'"),
+        (STRUCTURE, {"cloud": "ibm"}, r"^cats/structure@2: field 'cloud' expected one of 'local', 'aws'"),
         (STRUCTURE, {"program": None}, r"field 'program' expected the Pulumi program's CID for cloud 'aws'"),
         (
             StructureRecord(cloud="local", stack="local"),
@@ -687,7 +703,14 @@ structures = st.one_of(
         cloud=st.sampled_from(["aws", "gcp", "azure", "existing"]),
         stack=st.from_regex(r"[A-Za-z0-9_./-]{1,30}", fullmatch=True),
         program=dirs,
+        environment=record_links,
         outputs=st.lists(st.from_regex(r"[a-zA-Z]{1,10}", fullmatch=True), max_size=3),
+    ),
+    st.builds(  # written before @2: still decodes, to the same bytes
+        StructureRecordV1,
+        cloud=st.sampled_from(["aws", "gcp", "azure", "existing"]),
+        stack=st.from_regex(r"[A-Za-z0-9_./-]{1,30}", fullmatch=True),
+        program=dirs,
     ),
 )
 orders = st.builds(
