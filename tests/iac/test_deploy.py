@@ -256,7 +256,11 @@ def test_catnode_outputs_keep_config_keys(tmp_path: Path) -> None:
     # state; the offline runner models it, so a plaintext secret must still be caught from them.
     project = tmp_path / "node"
     shutil.copytree(
-        REPO, project, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "__pycache__", "stacks")
+        REPO,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "tests", "__pycache__", "stacks", ".*_cache", ".hypothesis", "node_modules"
+        ),
     )
     (project / "stacks").mkdir()
     stack = yaml.safe_load((REPO / "stacks" / "Pulumi.hooli.yaml").read_text())

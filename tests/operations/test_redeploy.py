@@ -80,7 +80,11 @@ def test_local_preview_executes_nothing(node: Node, make_function: MakeFunction,
 def _cloud_bom(node: Node, make_function: MakeFunction, tmp_path: Path):  # type: ignore[no-untyped-def]
     program = tmp_path / "program"
     shutil.copytree(
-        ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "node_modules", "*.car")
+        ROOT,
+        program,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "tests", "node_modules", "*.car", ".*_cache", "__pycache__", ".hypothesis"
+        ),
     )
     write_small_lock(program)  # the shipped lock's Environment is 67 MB of wheels
     structure = build_structure(program, "acme", node.store)
