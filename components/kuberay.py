@@ -24,9 +24,10 @@ __all__ = [
 
 KUBERAY_CHART_REPO = "https://ray-project.github.io/kuberay-helm/"
 KUBERAY_CHART_VERSION = "1.7.0"
-#: Placeholder digest with the right shape. Organizations must set ``cats:rayImage`` to the digest
-#: they pulled and reviewed (``docker buildx imagetools inspect rayproject/ray:<tag>``).
-DEFAULT_RAY_IMAGE = "rayproject/ray:2.52.0-py311@sha256:" + "0123456789abcdef" * 4
+#: The Plant's Ray image, built from ``images/ray/Dockerfile`` (the pinned Ray base plus
+#: ``cats_runtime``, which the job entrypoint needs). Placeholder digest with the right shape:
+#: ``make image`` builds and pushes it and writes its digest into ``cats:rayImage`` of the stacks.
+DEFAULT_RAY_IMAGE = "ghcr.io/cats-project/cats-ray:0.1.0-ray2.52.0@sha256:" + "0123456789abcdef" * 4
 #: Largest ``workerMax`` a stack may ask for; the policy pack enforces the same default cap.
 RAY_WORKER_CAP = 200
 #: Default pod sizes. They fit every 4-vCPU / 16 GiB default node type after the cloud's reservations

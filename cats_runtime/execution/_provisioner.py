@@ -59,6 +59,7 @@ PULUMI_INSTALL_HINT = (
 # Stack outputs the CatNode program exports (see __main__.py); other outputs are kept verbatim.
 RAY_OUTPUT = "rayJobsAddress"
 KUBO_OUTPUT = "kuboRpcAddress"
+KUBECONFIG_OUTPUT = "kubeconfig"
 
 
 def missing_credentials(cloud: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -82,6 +83,9 @@ class PlantOutputs:
     ray_address: str | None
     kubo_rpc: str | None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: The cluster's kubeconfig (a secret output; never in ``raw``, never recorded): what
+    #: redeploy port-forwards with.
+    kubeconfig: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -193,10 +197,16 @@ def outputs_from(outputs: Mapping[str, Any]) -> PlantOutputs:
     plain = {k: getattr(v, "value", v) for k, v in outputs.items()}
     ray = plain.get(RAY_OUTPUT)
     kubo = plain.get(KUBO_OUTPUT)
+    kubeconfig = plain.get(KUBECONFIG_OUTPUT)
     return PlantOutputs(
         ray_address=str(ray) if ray else None,
         kubo_rpc=str(kubo) if kubo else None,
-        raw={k: v for k, v in plain.items() if not getattr(outputs[k], "secret", False)},
+        raw={
+            k: v
+            for k, v in plain.items()
+            if not getattr(outputs[k], "secret", False) and k != KUBECONFIG_OUTPUT
+        },
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
     )
 
 

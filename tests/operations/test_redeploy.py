@@ -193,3 +193,13 @@ def test_verify_of_a_cloud_bom_on_embedded_ray_records_the_local_structure(
     record = node.load(result.verification)
     # The re-execution ran on this machine: its Verification must not claim acme's Plant.
     assert isinstance(record, VerificationRecord) and node.load(record.structure) == local_structure()
+
+
+def test_cloud_redeploy_refuses_a_public_ray_address_before_provisioning(
+    node: Node, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    # Ray's Jobs API runs code for whoever reaches it: only a loopback port-forward is accepted.
+    out, _ = _cloud_bom(node, make_function, tmp_path)
+    with pytest.raises(InvalidInputError, match="expected the Ray Jobs address on a loopback address"):
+        redeploy(node, out.bom, ray_address="http://203.0.113.7:8265", which=lambda _n: "/usr/local/bin/pulumi")
+    assert not (node.home / "redeploy").exists(), "nothing materialized or provisioned"
