@@ -30,7 +30,7 @@ from ..execution._portforward import PortForward, require_loopback, service_targ
 from ..execution._provisioner import PlantOutputs, Provisioner
 from ..records import OrderRecord, StructureRecord
 from ._node import Node
-from ._structure import SECRET_PLACEHOLDER, check_recorded_pins
+from ._structure import SECRET_PLACEHOLDER, check_recorded_pins, recorded_cli_version
 from ._verify import VerifyOutcome, load_bom, verify
 
 __all__ = ["RedeployOutcome", "materialize_program", "plant_access", "redeploy", "required_secrets"]
@@ -150,6 +150,7 @@ def redeploy(
     destroy: bool = False,
     backend_url: str | None = None,
     secrets: Mapping[str, str] | None = None,
+    secrets_provider: str | None = None,
     ray_address: str | None = None,
     cas_url: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -166,6 +167,8 @@ def redeploy(
         destroy: Tear the Plant down after verifying.
         backend_url: Pulumi state backend; a local file backend under the home by default.
         secrets: Values for the config keys the Structure recorded as secret.
+        secrets_provider: Pulumi secrets provider of the new stack (``awskms://...``); without
+            one a local backend needs ``PULUMI_CONFIG_PASSPHRASE`` (or ``..._FILE``).
         ray_address: A loopback Ray Jobs address forwarded by the caller (default: redeploy
             port-forwards to the stack's ``rayJobsAddress`` with its kubeconfig).
         cas_url: An IPFS gateway the Plant's workers read blocks from (default: the blocks are
@@ -217,6 +220,8 @@ def redeploy(
         backend_url=backend_url,
         secrets=dict(secrets or {}),
         env=dict(env or {}),
+        secrets_provider=secrets_provider,
+        cli_version=recorded_cli_version(program_dir),  # the Structure's CLI, installed if need be
         **({"which": which} if which is not None else {}),
     )
     provisioner.check_prerequisites()
