@@ -14,6 +14,7 @@ whose workers read the blocks from that Kubo's in-cluster address.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -125,19 +126,19 @@ def plant_access(
     needs_forward = ray_address is None or cas_url is None
     if needs_forward and not plant.kubeconfig:
         raise ProvisionError("the Plant's stack exported no kubeconfig to port-forward with")
-    forward = {"which": which} if which is not None else {}
+    locate = which or shutil.which
     with ExitStack() as stack:
         if ray_address is None:
             if not plant.ray_address:
                 raise ProvisionError("the Plant's stack exported no rayJobsAddress to run the Order on")
             target = service_target(plant.ray_address, "rayJobsAddress")
-            ray_address = stack.enter_context(PortForward(str(plant.kubeconfig), target, **forward))
+            ray_address = stack.enter_context(PortForward(str(plant.kubeconfig), target, which=locate))
         kubo = None
         if cas_url is None:
             if not plant.kubo_rpc:
                 raise ProvisionError("the Plant's stack exported no kuboRpcAddress to ship the blocks to")
             target = service_target(plant.kubo_rpc, "kuboRpcAddress")
-            push = stack.enter_context(PortForward(str(plant.kubeconfig), target, **forward))
+            push = stack.enter_context(PortForward(str(plant.kubeconfig), target, which=locate))
             kubo = KuboPush(require_loopback(push, "the Kubo RPC forward"), plant.kubo_rpc)
         yield PlantAccess(require_loopback(ray_address, "the Ray Jobs address"), kubo)
 
