@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: system-runtime system-test install install-core oracles fmt lint test test-only bench demo demo-chain docs lock-iac clean
+.PHONY: system-runtime system-test install install-core oracles fmt lint test test-only bench demo demo-chain docs lock-iac lock-image image clean
 
 $(VENV)/.core: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ docs: install
 
 lock-iac: install                    ## requirements.lock: the Pulumi program's dependencies, hashed
 	$(PY) scripts/lock_iac.py
+
+lock-image: install                  ## images/ray/requirements.lock: the Plant image's dependencies, hashed
+	$(PY) scripts/image.py lock
+
+image:                               ## build + push the Plant's Ray image: make image IMAGE=repo [STACKS="acme"]
+	test -n "$(IMAGE)" || { echo "make image: set IMAGE=registry/repository"; exit 2; }
+	$(PY) scripts/image.py build --image $(IMAGE) $(foreach s,$(STACKS),--stack $(s))
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_RAY_SIZES",
     "KUBERAY_CHART_REPO",
     "KUBERAY_CHART_VERSION",
+    "KUBERAY_OPERATOR_IMAGE",
     "RAY_WORKER_CAP",
     "KubeRay",
     "KubeRayArgs",
@@ -24,9 +25,16 @@ __all__ = [
 
 KUBERAY_CHART_REPO = "https://ray-project.github.io/kuberay-helm/"
 KUBERAY_CHART_VERSION = "1.7.0"
-#: Placeholder digest with the right shape. Organizations must set ``cats:rayImage`` to the digest
-#: they pulled and reviewed (``docker buildx imagetools inspect rayproject/ray:<tag>``).
-DEFAULT_RAY_IMAGE = "rayproject/ray:2.52.0-py311@sha256:" + "0123456789abcdef" * 4
+#: The operator image of that chart version, pinned by digest in the release's values (the chart's
+#: own default is the tag only). Digest as pinned by public KubeRay v1.7.0 deployments; check it
+#: with ``docker buildx imagetools inspect quay.io/kuberay/operator:v1.7.0`` before a first deploy.
+KUBERAY_OPERATOR_IMAGE = (
+    "quay.io/kuberay/operator:v1.7.0@sha256:4a779237ef1c5262a63840ccf42d0d67f0b74e911158fbcaee4478fb1560bce6"
+)
+#: The Plant's Ray image, built from ``images/ray/Dockerfile`` (the pinned Ray base plus
+#: ``cats_runtime``, which the job entrypoint needs). Placeholder digest with the right shape:
+#: ``make image`` builds and pushes it and writes its digest into ``cats:rayImage`` of the stacks.
+DEFAULT_RAY_IMAGE = "ghcr.io/cats-project/cats-ray:0.1.0-ray2.52.0@sha256:" + "0123456789abcdef" * 4
 #: Largest ``workerMax`` a stack may ask for; the policy pack enforces the same default cap.
 RAY_WORKER_CAP = 200
 #: Default pod sizes. They fit every 4-vCPU / 16 GiB default node type after the cloud's reservations
@@ -106,7 +114,14 @@ class KubeRay(pulumi.ComponentResource):
             namespace=namespace.metadata.name,
             create_namespace=False,
             atomic=True,
-            values={"resources": container_resources("100m", "512Mi", cpu_limit="500m")},
+            values={
+                "resources": container_resources("100m", "512Mi", cpu_limit="500m"),
+                # The chart renders "<repository>:<tag>": a tag with its digest pins the operator.
+                "image": {
+                    "repository": KUBERAY_OPERATOR_IMAGE.split(":", 1)[0],
+                    "tag": KUBERAY_OPERATOR_IMAGE.split(":", 1)[1],
+                },
+            },
             opts=child,
         )
         labels = {"app.kubernetes.io/part-of": "cats-node", **dict(args.get("pod_labels", {}))}

@@ -222,8 +222,21 @@ def _parse_secret(text: str) -> tuple[str, str]:
     metavar="KEY=VALUE",
     help="A value for a config key the Structure recorded as secret (never hashed).",
 )
-@click.option("--ray-address", metavar="URL", help="Use this Ray Jobs address instead of the Plant's output.")
-@click.option("--cas-url", metavar="URL", help="Where the Plant's workers fetch blocks (default: its Kubo).")
+@click.option(
+    "--secrets-provider",
+    metavar="URL",
+    help="Pulumi secrets provider of the stack (awskms://...); else PULUMI_CONFIG_PASSPHRASE is required.",
+)
+@click.option(
+    "--ray-address",
+    metavar="URL",
+    help="A loopback Ray Jobs address you forwarded (default: redeploy port-forwards with the kubeconfig).",
+)
+@click.option(
+    "--cas-url",
+    metavar="URL",
+    help="A gateway the Plant's workers read blocks from (default: pushed to the Plant's Kubo).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def redeploy_command(
     bom: str,
@@ -231,6 +244,7 @@ def redeploy_command(
     destroy: bool,
     backend: str | None,
     secrets: tuple[str, ...],
+    secrets_provider: str | None,
     ray_address: str | None,
     cas_url: str | None,
     as_json: bool,
@@ -250,6 +264,7 @@ def redeploy_command(
             destroy=destroy,
             backend_url=backend,
             secrets=values,
+            secrets_provider=secrets_provider,
             ray_address=ray_address,
             cas_url=cas_url,
             on_progress=lambda done, total: advance(1),

@@ -14,7 +14,7 @@ from ._environment import (
     uv_binary,
 )
 from ._extras import EXTRAS, require_extra
-from ._jobs import JobsExecutor, auth_token
+from ._jobs import JobsExecutor, KuboPush, auth_token, push_blocks
 from ._local_ray import (
     DEFAULT_IDLE_TIMEOUT,
     IDLE_TIMEOUT_ENV,
@@ -76,6 +76,7 @@ __all__ = [
     "DatumRef",
     "Executor",
     "JobsExecutor",
+    "KuboPush",
     "LocalRay",
     "LocalRayExecutor",
     "LocalRayInfo",
@@ -110,6 +111,7 @@ __all__ = [
     "materialize",
     "materialize_code",
     "open_source",
+    "push_blocks",
     "ray_version",
     "remove_tree",
     "require_extra",

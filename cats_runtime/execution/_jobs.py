@@ -9,6 +9,10 @@ of base64 JSON in the job log; the caller reads the log, re-verifies every block
 CID and stores it. Output travels through the job log, so this path suits outputs of up to
 tens of MiB; larger ones belong on a shared Kubo node.
 
+On a Plant (``cats redeploy``) the blocks are pushed instead to the Plant's own Kubo through a
+port-forward (:class:`KuboPush`: a CAR ``dag import``-ed, each block then checked there) and the
+job's workers read them from that Kubo's in-cluster RPC address, which the payload names.
+
 Authentication: Ray's token auth. The token comes from ``RAY_AUTH_TOKEN`` or a token file
 (``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``) and is sent as ``Authorization: Bearer``.
 """
@@ -21,19 +25,28 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from ..cas import CID, Block, BlockSource, BlockStore
 from ..cas._car import write_car
+from ..cas._kubo import DagImportResult, KuboClient
 from ..cas._walk import walk
 from ..errors import AuthError, ExecutionError, InvalidInputError, PeerError
 from ._ray import SourceDesc, TaskOutcome, accept_result
 from ._sandbox import SandboxSettings
 from ._task import DatumRef, TaskResult, TaskSpec
 
-__all__ = ["RESULT_PREFIX", "JobsExecutor", "auth_token", "decode_result_line", "encode_result_line"]
+__all__ = [
+    "RESULT_PREFIX",
+    "JobsExecutor",
+    "KuboPush",
+    "auth_token",
+    "decode_result_line",
+    "encode_result_line",
+    "push_blocks",
+]
 
 RESULT_PREFIX: Final = "CATS-TASK "
 PAYLOAD_FILE: Final = "cats-payload.json"
@@ -89,6 +102,61 @@ def spec_from_json(value: dict[str, Any]) -> TaskSpec:
     )
 
 
+@dataclass(frozen=True)
+class KuboPush:
+    """Blocks go to a Kubo before the job; the job's workers read them from that Kubo.
+
+    Attributes:
+        push_url: The Kubo RPC API this process reaches (a loopback port-forward).
+        cluster_url: The same Kubo's RPC API as the cluster's pods reach it (in-cluster name).
+    """
+
+    push_url: str
+    cluster_url: str
+
+
+def push_blocks(source: BlockSource, roots: Sequence[CID], client: KuboClient) -> DagImportResult:
+    """Import the closure of ``roots`` into a Kubo as one CAR and check it arrived whole.
+
+    Each root is pinned (recursively: Kubo refuses the pin when a block under it is missing),
+    and every block is then asked for by CID and its size compared with the one sent.
+
+    Raises:
+        PeerError: Kubo did not import a root, could not pin it, or holds a block of another size.
+    """
+    blocks = _blocks(source, sorted(set(roots)))
+    with tempfile.SpooledTemporaryFile(max_size=64 << 20) as f:
+        write_car(f, sorted(set(roots)), blocks)
+        f.seek(0)
+        result = client.dag_import(f, pin_roots=True)
+    missing = sorted(set(roots) - set(result.roots))
+    if missing or result.pin_errors:
+        raise PeerError(
+            f"expected Kubo at {client.base_url} to import and pin {len(set(roots))} roots, found "
+            f"{len(missing)} not imported and pin errors {dict(result.pin_errors) or 'none'}"
+        )
+    for block in blocks:
+        _, size = client.block_stat(block.cid)
+        if size != len(block.data):
+            raise PeerError(
+                f"expected block {block.cid} of {len(block.data)} bytes on Kubo at {client.base_url}, "
+                f"found {size} bytes"
+            )
+    return result
+
+
+def task_roots(tasks: Sequence[TaskSpec]) -> list[CID]:
+    """Every root a job's tasks read: the code, the Environment (with its wheels), inputs, datums."""
+    roots = {CID.decode(tasks[0].code)}
+    if tasks[0].environment is not None:
+        roots.add(CID.decode(tasks[0].environment))
+    for t in tasks:
+        roots.update(CID.decode(c) for c in t.inputs.values())
+        if t.datum is not None:
+            roots.add(CID.decode(t.datum.cid))
+    return sorted(roots)
+
+
 class JobsExecutor:
     """Runs task specs as one Ray Job on a cluster reached over HTTP(S).
 
@@ -97,6 +165,8 @@ class JobsExecutor:
         ship: The caller's store, where code and input blocks come from.
         cas_url: An IPFS gateway the cluster's workers can reach; when None, the blocks travel
             with the job.
+        kubo: Push the blocks to this Kubo before submitting; workers read them from it
+            (takes precedence over ``cas_url``).
         python: The interpreter of the job's entrypoint on the cluster (``CATS_RAY_JOB_PYTHON``,
             default ``python``).
         timeout: Seconds to wait for the job.
@@ -108,6 +178,7 @@ class JobsExecutor:
         ship: BlockSource,
         *,
         cas_url: str | None = None,
+        kubo: KuboPush | None = None,
         python: str | None = None,
         timeout: float = 3600.0,
     ) -> None:
@@ -116,6 +187,7 @@ class JobsExecutor:
         self.address = address
         self.ship = ship
         self.cas_url = cas_url
+        self.kubo = kubo
         self.python = python or os.environ.get("CATS_RAY_JOB_PYTHON", "python")
         self.timeout = timeout
         self.cluster = address
@@ -148,19 +220,17 @@ class JobsExecutor:
         with tempfile.TemporaryDirectory(prefix="cats-job-") as tmp:
             work = Path(tmp)
             payload: dict[str, Any] = {"tasks": [spec_to_json(t) for t in tasks]}
-            if self.cas_url:
+            if self.kubo is not None:
+                with KuboClient(self.kubo.push_url) as kubo:
+                    push_blocks(self.ship, task_roots(tasks), kubo)
+                payload["source"] = {"kind": "kubo", "location": self.kubo.cluster_url}
+            elif self.cas_url:
                 payload["source"] = {"kind": "gateway", "location": self.cas_url}
             else:
                 payload["source"] = {"kind": "car", "location": BLOCKS_FILE}
-                roots = {CID.decode(tasks[0].code)}
-                if tasks[0].environment is not None:  # the Environment record and its wheels
-                    roots.add(CID.decode(tasks[0].environment))
-                for t in tasks:
-                    roots.update(CID.decode(c) for c in t.inputs.values())
-                    if t.datum is not None:
-                        roots.add(CID.decode(t.datum.cid))
+                roots = task_roots(tasks)
                 with (work / BLOCKS_FILE).open("wb") as f:
-                    write_car(f, sorted(roots), _blocks(self.ship, sorted(roots)))
+                    write_car(f, roots, _blocks(self.ship, roots))
             (work / PAYLOAD_FILE).write_text(json.dumps(payload), encoding="utf-8")
             self.job_id = self._submit(client, work)
         try:
@@ -230,10 +300,10 @@ def _blocks(source: BlockSource, roots: list[CID]) -> list[Block]:
 
 
 def source_from_payload(payload: dict[str, Any], workdir: Path) -> tuple[SourceDesc, BlockSource | None]:
-    """Where the job's workers read blocks: a gateway, or the CAR shipped with the job."""
+    """Where the job's workers read blocks: a gateway, a Kubo, or the CAR shipped with the job."""
     source = payload["source"]
-    if source["kind"] == "gateway":
-        return SourceDesc("gateway", source["location"]), None
+    if source["kind"] in ("gateway", "kubo"):
+        return SourceDesc(source["kind"], source["location"]), None
     from ..cas import MemoryBlockStore
     from ..cas._car import read_car
 

@@ -51,6 +51,15 @@ CREDENTIAL_HINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     ),
 }
 
+SECRETS_KEY_HINT = (
+    "a local Pulumi state backend encrypts the stack's secrets with a passphrase: set "
+    "PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE, or name a secrets provider "
+    "(cats redeploy --secrets-provider awskms://..., gcpkms://..., azurekeyvault://...)"
+)
+_PASSPHRASE_VARS = ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE")
+POLICY_PACK = "policies"
+"""The program's policy pack (hashed in its Structure): passed to every preview and up."""
+
 PULUMI_INSTALL_HINT = (
     "the pulumi CLI is not installed (needed to provision a Plant): install it from "
     "https://www.pulumi.com/docs/install/ and make sure `pulumi` is on PATH"
@@ -59,6 +68,7 @@ PULUMI_INSTALL_HINT = (
 # Stack outputs the CatNode program exports (see __main__.py); other outputs are kept verbatim.
 RAY_OUTPUT = "rayJobsAddress"
 KUBO_OUTPUT = "kuboRpcAddress"
+KUBECONFIG_OUTPUT = "kubeconfig"
 
 
 def missing_credentials(cloud: str, env: Mapping[str, str] | None = None) -> str | None:
@@ -82,6 +92,9 @@ class PlantOutputs:
     ray_address: str | None
     kubo_rpc: str | None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: The cluster's kubeconfig (a secret output; never in ``raw``, never recorded): what
+    #: redeploy port-forwards with.
+    kubeconfig: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -96,6 +109,10 @@ class Provisioner:
         state_dir: Where the local file backend keeps its state.
         secrets: Values for config keys the Structure recorded as secret (never hashed).
         env: Extra environment for the Pulumi engine.
+        secrets_provider: Pulumi secrets provider of a new stack (``awskms://...``); without
+            one a local backend needs a non-empty passphrase.
+        cli_version: The Pulumi CLI version the Structure pinned: installed under
+            ``state_dir``'s parent (``pulumi-cli/<version>``) when the CLI on PATH is another.
     """
 
     program_dir: Path
@@ -106,6 +123,8 @@ class Provisioner:
     secrets: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     which: Callable[[str], str | None] = shutil.which
+    secrets_provider: str | None = None
+    cli_version: str | None = None
 
     def __post_init__(self) -> None:
         if not (self.program_dir / "Pulumi.yaml").is_file():
@@ -126,19 +145,65 @@ class Provisioner:
             ProvisionError: The pulumi CLI or the cloud's credentials are missing.
         """
         require_extra("iac", "pulumi", needed_for=f"provisioning the {self.cloud} Plant")
-        if self.which("pulumi") is None:
-            raise ProvisionError(PULUMI_INSTALL_HINT)
-        problem = missing_credentials(self.cloud, {**os.environ, **self.env})
+        if self.which("pulumi") is None and not self._pinned_cli().is_file():
+            pinned = f" (version {self.cli_version}, the Structure's pin)" if self.cli_version else ""
+            raise ProvisionError(PULUMI_INSTALL_HINT + pinned)
+        env = {**os.environ, **self.env}
+        # An existing cluster's kubeconfig given as the stack's secret is its credentials.
+        given = self.cloud == "existing" and bool(self.secrets.get("cats:kubeconfig"))
+        problem = None if given else missing_credentials(self.cloud, env)
         if problem:
             raise ProvisionError(problem)
+        local = self.backend.startswith("file://")
+        if local and not self.secrets_provider and not any(env.get(v) for v in _PASSPHRASE_VARS):
+            raise ProvisionError(SECRETS_KEY_HINT)
+        if not (self.program_dir / POLICY_PACK / "PulumiPolicy.yaml").is_file():
+            raise ProvisionError(
+                f"expected the policy pack {POLICY_PACK}/PulumiPolicy.yaml in the program "
+                f"{self.program_dir}, found none: nothing deploys without it"
+            )
+
+    def _pinned_cli(self) -> Path:
+        return self.state_dir.parent / "pulumi-cli" / str(self.cli_version) / "bin" / "pulumi"
+
+    def operation_args(self) -> dict[str, Any]:
+        """Keyword arguments of every ``Stack.preview`` and ``Stack.up``: the policy pack gates both."""
+        return {"policy_packs": [str(self.program_dir / POLICY_PACK)], "on_output": None}
+
+    def cli_install_args(self) -> dict[str, Any] | None:
+        """Arguments of ``PulumiCommand.install`` for the pinned CLI (None without a pin)."""
+        if self.cli_version is None:
+            return None
+        from semver import VersionInfo
+
+        return {"root": str(self._pinned_cli().parent.parent), "version": VersionInfo.parse(self.cli_version)}
+
+    def _command(self) -> Any:
+        """The pinned Pulumi CLI: the one on PATH when it is that version, else installed."""
+        args = self.cli_install_args()
+        if args is None:
+            return None
+        from pulumi import automation as auto
+
+        try:
+            on_path = auto.PulumiCommand(version=args["version"])
+            if on_path.version is not None and on_path.version.compare(args["version"]) == 0:
+                return on_path
+        except Exception:  # noqa: S110 - absent or too old: install the pinned one below
+            pass
+        try:
+            return auto.PulumiCommand.install(**args)
+        except Exception as exc:
+            raise ProvisionError(
+                f"could not install the pinned pulumi CLI {self.cli_version} into {args['root']}: "
+                f"{_first_line(exc)}"
+            ) from exc
 
     def workspace_env(self) -> dict[str, str]:
-        """Environment for the Pulumi engine: the backend and a passphrase provider default."""
-        env = {"PULUMI_BACKEND_URL": self.backend, **self.env}
-        # A fresh file backend encrypts config with a passphrase; an empty one is valid and
-        # keeps redeploy non-interactive. Organizations that need more set their own.
-        env.setdefault("PULUMI_CONFIG_PASSPHRASE", os.environ.get("PULUMI_CONFIG_PASSPHRASE", ""))
-        return env
+        """Environment for the Pulumi engine: the backend and the caller's extra variables."""
+        # The passphrase (or secrets provider) is the caller's: an empty one would encrypt the
+        # stack's secrets with a key anyone can derive (check_prerequisites refuses it).
+        return {"PULUMI_BACKEND_URL": self.backend, **self.env}
 
     def _stack(self) -> Any:
         self.check_prerequisites()
@@ -146,7 +211,12 @@ class Provisioner:
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         try:
-            opts = auto.LocalWorkspaceOptions(work_dir=str(self.program_dir), env_vars=self.workspace_env())
+            opts = auto.LocalWorkspaceOptions(
+                work_dir=str(self.program_dir),
+                env_vars=self.workspace_env(),
+                secrets_provider=self.secrets_provider,
+                pulumi_command=self._command(),
+            )
             stack = auto.create_or_select_stack(
                 stack_name=self.stack, work_dir=str(self.program_dir), opts=opts
             )
@@ -163,7 +233,7 @@ class Provisioner:
         from pulumi import automation as auto
 
         try:
-            result = self._stack().preview(on_output=None)
+            result = self._stack().preview(**self.operation_args())
         except auto.errors.CommandError as exc:
             raise ProvisionError(f"pulumi preview failed: {_first_line(exc)}") from exc
         return str(result.change_summary)
@@ -173,7 +243,7 @@ class Provisioner:
         from pulumi import automation as auto
 
         try:
-            result = self._stack().up(on_output=None)
+            result = self._stack().up(**self.operation_args())
         except auto.errors.CommandError as exc:
             raise ProvisionError(f"pulumi up failed: {_first_line(exc)}") from exc
         return outputs_from(dict(result.outputs))
@@ -193,10 +263,16 @@ def outputs_from(outputs: Mapping[str, Any]) -> PlantOutputs:
     plain = {k: getattr(v, "value", v) for k, v in outputs.items()}
     ray = plain.get(RAY_OUTPUT)
     kubo = plain.get(KUBO_OUTPUT)
+    kubeconfig = plain.get(KUBECONFIG_OUTPUT)
     return PlantOutputs(
         ray_address=str(ray) if ray else None,
         kubo_rpc=str(kubo) if kubo else None,
-        raw={k: v for k, v in plain.items() if not getattr(outputs[k], "secret", False)},
+        raw={
+            k: v
+            for k, v in plain.items()
+            if not getattr(outputs[k], "secret", False) and k != KUBECONFIG_OUTPUT
+        },
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
     )
 
 

@@ -5,12 +5,19 @@ materializes that program from the CAS into a fresh directory (every block verif
 provisions it with the Pulumi Automation API, reads the Plant's addresses from the stack
 outputs, re-executes the Order on that Plant's Ray and records a new Invoice and a
 Verification record. A ``local`` Structure needs no Pulumi: it re-executes on embedded Ray.
+
+The Plant's Ray Jobs API and Kubo RPC have no public Service: redeploy reaches both through
+the Kubernetes API (``kubectl port-forward`` with the stack's kubeconfig output, loopback only),
+pushes the Order's blocks into the Plant's Kubo (one verified CAR import) and submits the job,
+whose workers read the blocks from that Kubo's in-cluster address.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -19,16 +26,18 @@ import yaml
 
 from ..cas import CID, _unixfs
 from ..errors import InvalidInputError, ProvisionError, RecordError
-from ..execution import build_environment, check_compatible, environment_cache_dir, load_environment
+from ..execution import KuboPush, build_environment, check_compatible, environment_cache_dir, load_environment
+from ..execution._portforward import PortForward, require_loopback, service_target
 from ..execution._provisioner import PlantOutputs, Provisioner
 from ..records import OrderRecord, StructureRecord
 from ._node import Node
-from ._structure import SECRET_PLACEHOLDER, check_recorded_pins
+from ._structure import SECRET_PLACEHOLDER, check_recorded_pins, recorded_cli_version
 from ._verify import VerifyOutcome, load_bom, verify
 
 __all__ = [
     "RedeployOutcome",
     "materialize_program",
+    "plant_access",
     "redeploy",
     "required_secrets",
     "use_program_environment",
@@ -123,6 +132,62 @@ def required_secrets(program_dir: Path, stack: str) -> list[str]:
     return sorted(k for k, v in config.items() if v == SECRET_PLACEHOLDER)
 
 
+@dataclass(frozen=True)
+class PlantAccess:
+    """How this process reaches a Plant: loopback forwards only.
+
+    Attributes:
+        ray_address: The Ray Jobs API on a loopback port.
+        kubo: Where the Order's blocks are pushed (loopback) and read (in-cluster); None when
+            the workers read a gateway the caller named instead.
+    """
+
+    ray_address: str
+    kubo: KuboPush | None
+
+
+@contextmanager
+def plant_access(
+    plant: PlantOutputs,
+    *,
+    ray_address: str | None = None,
+    cas_url: str | None = None,
+    which: Callable[[str], str | None] | None = None,
+) -> Iterator[PlantAccess]:
+    """Port-forward to the Plant's Ray Jobs API and Kubo RPC with its kubeconfig, for a ``with`` block.
+
+    Args:
+        plant: The stack's outputs (in-cluster addresses and the kubeconfig).
+        ray_address: A Ray Jobs address the caller forwarded itself (must be loopback).
+        cas_url: A gateway the workers read instead of the Plant's Kubo (nothing is pushed).
+        which: Locates ``kubectl``.
+
+    Raises:
+        InvalidInputError: ``ray_address`` is not a loopback address.
+        ProvisionError: The stack lacks an output, kubectl is missing, or a forward failed.
+    """
+    if ray_address is not None:
+        require_loopback(ray_address, "the Ray Jobs address")
+    needs_forward = ray_address is None or cas_url is None
+    if needs_forward and not plant.kubeconfig:
+        raise ProvisionError("the Plant's stack exported no kubeconfig to port-forward with")
+    locate = which or shutil.which
+    with ExitStack() as stack:
+        if ray_address is None:
+            if not plant.ray_address:
+                raise ProvisionError("the Plant's stack exported no rayJobsAddress to run the Order on")
+            target = service_target(plant.ray_address, "rayJobsAddress")
+            ray_address = stack.enter_context(PortForward(str(plant.kubeconfig), target, which=locate))
+        kubo = None
+        if cas_url is None:
+            if not plant.kubo_rpc:
+                raise ProvisionError("the Plant's stack exported no kuboRpcAddress to ship the blocks to")
+            target = service_target(plant.kubo_rpc, "kuboRpcAddress")
+            push = stack.enter_context(PortForward(str(plant.kubeconfig), target, which=locate))
+            kubo = KuboPush(require_loopback(push, "the Kubo RPC forward"), plant.kubo_rpc)
+        yield PlantAccess(require_loopback(ray_address, "the Ray Jobs address"), kubo)
+
+
 def redeploy(
     node: Node,
     bom_cid: CID,
@@ -131,6 +196,7 @@ def redeploy(
     destroy: bool = False,
     backend_url: str | None = None,
     secrets: Mapping[str, str] | None = None,
+    secrets_provider: str | None = None,
     ray_address: str | None = None,
     cas_url: str | None = None,
     env: Mapping[str, str] | None = None,
@@ -147,10 +213,14 @@ def redeploy(
         destroy: Tear the Plant down after verifying.
         backend_url: Pulumi state backend; a local file backend under the home by default.
         secrets: Values for the config keys the Structure recorded as secret.
-        ray_address: Override the Plant's Ray Jobs address (e.g. a port-forward).
-        cas_url: Where the Plant's workers fetch blocks (defaults to the Plant's Kubo).
+        secrets_provider: Pulumi secrets provider of the new stack (``awskms://...``); without
+            one a local backend needs ``PULUMI_CONFIG_PASSPHRASE`` (or ``..._FILE``).
+        ray_address: A loopback Ray Jobs address forwarded by the caller (default: redeploy
+            port-forwards to the stack's ``rayJobsAddress`` with its kubeconfig).
+        cas_url: An IPFS gateway the Plant's workers read blocks from (default: the blocks are
+            pushed to the Plant's own Kubo through a port-forward and read there).
         env: Extra environment for the Pulumi engine.
-        which: Locates executables (tests pass a fake to reach the CLI boundary).
+        which: Locates executables (``pulumi``, ``kubectl``).
         on_progress: ``(done, total)`` task progress of the re-execution.
 
     Raises:
@@ -183,6 +253,8 @@ def redeploy(
         return RedeployOutcome(
             bom_cid, order.structure, "local", structure.stack, None, "verify", None, None, outcome, False
         )
+    if ray_address is not None:  # refused before anything is materialized or provisioned
+        require_loopback(ray_address, "the Ray Jobs address")
     work = node.home / "redeploy" / f"{bom_cid}-{time.time_ns()}"
     program_dir = materialize_program(node, structure, work / "program")
     check_recorded_pins(program_dir)  # the same SDKs and plugins as hashed, or nothing deploys
@@ -194,6 +266,8 @@ def redeploy(
         backend_url=backend_url,
         secrets=dict(secrets or {}),
         env=dict(env or {}),
+        secrets_provider=secrets_provider,
+        cli_version=recorded_cli_version(program_dir),  # the Structure's CLI, installed if need be
         **({"which": which} if which is not None else {}),
     )
     provisioner.check_prerequisites()
@@ -214,12 +288,15 @@ def redeploy(
         )  # fmt: skip
     plant = provisioner.up()
     try:
-        address = ray_address or plant.ray_address
-        if not address:
-            raise ProvisionError("the Plant's stack exported no rayJobsAddress to run the Order on")
-        outcome = verify(
-            node, bom_cid, address=address, cas_url=cas_url or plant.kubo_rpc, on_progress=on_progress
-        )
+        with plant_access(plant, ray_address=ray_address, cas_url=cas_url, which=which) as access:
+            outcome = verify(
+                node,
+                bom_cid,
+                address=access.ray_address,
+                cas_url=cas_url,
+                kubo=access.kubo,
+                on_progress=on_progress,
+            )
     finally:
         if destroy:
             provisioner.destroy()

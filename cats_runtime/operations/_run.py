@@ -33,6 +33,7 @@ from ..execution import (
     DatumRef,
     Executor,
     JobsExecutor,
+    KuboPush,
     RayExecutor,
     SandboxPolicy,
     SandboxSettings,
@@ -366,6 +367,7 @@ def execute_order(
     cas_url: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     sandbox: SandboxPolicy | None = None,
+    kubo: KuboPush | None = None,
 ) -> Execution:
     """Execute ``order`` on Ray and store its Invoice (not indexed: the caller indexes).
 
@@ -459,7 +461,7 @@ def execute_order(
 
     executor: Executor
     if address is not None and address.startswith(("http://", "https://")):
-        executor = JobsExecutor(address, store, cas_url=cas_url)
+        executor = JobsExecutor(address, store, cas_url=cas_url, kubo=kubo)
     else:
         source = _source_for(node, address, cas_url)
         executor = RayExecutor(source, address=address, ship=store, home=node.home)

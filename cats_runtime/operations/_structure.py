@@ -39,6 +39,8 @@ __all__ = [
     "StructureCoverage",
     "build_structure",
     "check_recorded_pins",
+    "cli_pin_entry",
+    "recorded_cli_version",
     "describe_structure",
     "home_environments",
     "local_structure",
@@ -68,6 +70,9 @@ PLUGIN_DISTRIBUTIONS: Final = (
 )
 """Each SDK fetches the provider plugin of its own version, so their versions pin the plugins."""
 PINS_FILE: Final = "cats-pins.json"
+CLI_PIN_FILE: Final = "pulumi-cli.version"
+"""The committed Pulumi CLI version of the program; recorded in ``cats-pins.json`` as ``cli``."""
+_SEMVER = re.compile(r"\d+\.\d+\.\d+")
 CLOUD_KEYS: Final = ("cats:cloud", "cats:plant")
 """Stack config keys naming the target cloud, first match wins."""
 _DROPPED_TOP_LEVEL: Final = ("encryptionsalt", "encryptedkey", "secretsprovider")
@@ -402,7 +407,7 @@ def _assemble(
                     program_dir / folder, root / folder, ignore=shutil.ignore_patterns(*DEFAULT_IGNORE)
                 )
         # The plugin versions the deployment runs with (the SDK and CLI share the `pulumi` version).
-        pins = {"plugins": plugins}
+        pins = {"plugins": plugins, **cli_pin_entry(program_dir)}
         (root / PINS_FILE).write_text(json.dumps(pins, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         (root / stack_rel).parent.mkdir(parents=True, exist_ok=True)
         (root / stack_rel).write_text(sanitized, encoding="utf-8")
@@ -483,6 +488,37 @@ def check_recorded_pins(program_dir: Path) -> None:
             f"expected the Pulumi SDKs the Structure recorded, found others: {', '.join(wrong)}; "
             f"install them (pip install --require-hashes -r {IAC_LOCK} of the program) and retry"
         )
+
+
+def cli_pin_entry(program_dir: Path) -> dict[str, str]:
+    """``{"cli": VERSION}`` from the program's ``pulumi-cli.version``; empty when it has none.
+
+    Raises:
+        InvalidInputError: The file holds something else than one ``X.Y.Z`` version.
+    """
+    path = program_dir / CLI_PIN_FILE
+    if not path.is_file():
+        return {}
+    version = path.read_text(encoding="utf-8").strip()
+    if not _SEMVER.fullmatch(version):
+        raise InvalidInputError(f"expected one X.Y.Z Pulumi CLI version in {CLI_PIN_FILE}, found {version!r}")
+    return {"cli": version}
+
+
+def recorded_cli_version(program_dir: Path) -> str | None:
+    """The Pulumi CLI version a materialized program's ``cats-pins.json`` recorded, if any."""
+    path = program_dir / PINS_FILE
+    if not path.is_file():
+        return None
+    try:
+        version = json.loads(path.read_text(encoding="utf-8")).get("cli")
+    except (ValueError, AttributeError) as exc:
+        raise InvalidInputError(
+            f"expected a JSON object in the Structure's {PINS_FILE}, found {exc}"
+        ) from exc
+    if version is not None and not (isinstance(version, str) and _SEMVER.fullmatch(version)):
+        raise InvalidInputError(f"expected an X.Y.Z Pulumi CLI version in {PINS_FILE}, found {version!r}")
+    return version
 
 
 # --- what a Structure covers, for `cats structure` ---------------------------------------------

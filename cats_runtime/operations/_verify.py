@@ -12,6 +12,7 @@ from typing import Any, Literal
 from ..cas import CID, DAG_CBOR, RAW, BlockSource, _dagcbor, _unixfs
 from ..cas._walk import links_of
 from ..errors import BlockNotFoundError, DecodeError, RecordError, VerificationError
+from ..execution import KuboPush
 from ..records import (
     BOMRecord,
     FunctionRecord,
@@ -101,6 +102,7 @@ def verify(
     address: str | None = None,
     cas_url: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    kubo: KuboPush | None = None,
 ) -> VerifyOutcome:
     """Re-execute the BOM's Order (no memoization) and compare output CIDs.
 
@@ -127,7 +129,14 @@ def verify(
             ran_on = store_structure(local_structure(), node.store)
     with node.repo.write_lock():
         ex = execute_order(
-            node, order, bom.order, use_memo=False, address=address, cas_url=cas_url, on_progress=on_progress
+            node,
+            order,
+            bom.order,
+            use_memo=False,
+            address=address,
+            cas_url=cas_url,
+            on_progress=on_progress,
+            kubo=kubo,
         )
         invoice = ex.invoice
         differences: list[str] = []

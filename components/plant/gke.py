@@ -147,6 +147,11 @@ class GkeCluster(ClusterComponent):
             network=network,
             subnetwork=subnetwork,
             min_master_version=args.get("kubernetes_version"),
+            # No release channel: a channel upgrades the control plane and the nodes on Google's
+            # schedule and forbids turning node auto-upgrade off, so the version would drift from
+            # the one the stack (and the Structure) pins. Google still upgrades a version that
+            # reaches end of support.
+            release_channel={"channel": "UNSPECIFIED"},
             remove_default_node_pool=True,
             initial_node_count=1,
             networking_mode="VPC_NATIVE",
@@ -174,7 +179,9 @@ class GkeCluster(ClusterComponent):
                 "total_max_node_count": high,
                 "location_policy": "BALANCED",
             },
-            management={"auto_repair": True, "auto_upgrade": True},
+            # The nodes run the pinned version and stay there (auto-upgrade would move them).
+            version=args.get("kubernetes_version"),
+            management={"auto_repair": True, "auto_upgrade": False},
             node_config={
                 "machine_type": args.get("node_size", DEFAULT_NODE_SIZE["gcp"]),
                 "service_account": node_account.email,

@@ -105,3 +105,15 @@ def test_policy_check_json_and_unknown_stack(
     assert report["stacks"][0]["resources"] > 10
     rc, _, err = cats(capsys, "policy", "check", "--project", str(ROOT), "--stack", "nobody")
     assert rc == 3 and "nobody" in err
+
+
+def test_redeploy_refuses_a_public_ray_address_in_one_line(
+    capsys: pytest.CaptureFixture[str], cats_home: Path, tmp_path: Path
+) -> None:
+    program = tmp_path / "program"
+    shutil.copytree(ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "node_modules"))
+    bom = _cloud_bom(capsys, cats_home, tmp_path, program)
+    rc, _, err = cats(capsys, "redeploy", bom, "--ray-address", "http://203.0.113.7:8265")
+    assert rc == 2
+    assert err.startswith("error: expected the Ray Jobs address on a loopback address")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -71,7 +71,7 @@ def test_workspace_uses_a_local_file_backend_by_default(tmp_path: Path) -> None:
     prov = Provisioner(_program(tmp_path), "org", "aws", tmp_path / "state")
     env = prov.workspace_env()
     assert env["PULUMI_BACKEND_URL"] == f"file://{tmp_path / 'state'}"
-    assert "PULUMI_CONFIG_PASSPHRASE" in env
+    assert "PULUMI_CONFIG_PASSPHRASE" not in env, "no empty passphrase set behind the caller's back"
     told = Provisioner(_program(tmp_path), "org", "aws", tmp_path / "s", backend_url="s3://bucket/state")
     assert told.workspace_env()["PULUMI_BACKEND_URL"] == "s3://bucket/state"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -289,3 +290,32 @@ def test_mock_kubeconfig_is_what_aks_returns() -> None:
 
     config = json.loads(base64.b64decode(_AKS_EXEC_KUBECONFIG))
     assert "devicecode" in config["users"][0]["user"]["exec"]["args"]
+
+
+def test_gke_runs_exactly_the_pinned_kubernetes_version() -> None:
+    # A release channel (GKE's default) upgrades masters and nodes on Google's schedule and
+    # requires node auto-upgrade: the pinned version would not be the running one.
+    built = build_node("gcp", example=True)
+    cluster = built.one("gcp:container/cluster:Cluster").inputs
+    pool = built.one("gcp:container/nodePool:NodePool").inputs
+    pinned = PLANTS["gcp"]["kubernetes_version"]
+    assert cluster["minMasterVersion"] == pinned
+    assert cluster["releaseChannel"] == {"channel": "UNSPECIFIED"}
+    assert pool["version"] == pinned
+    assert pool["management"]["autoUpgrade"] is False
+    assert pool["management"]["autoRepair"] is True
+
+
+def test_the_kuberay_operator_image_is_pinned_by_digest_in_the_chart_values() -> None:
+    # The chart's default is `quay.io/kuberay/operator:v1.7.0`, a tag: the values pin the digest.
+    built = build_node("existing", example=True)
+    [release] = [
+        r
+        for r in built.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs.get("chart") == "kuberay-operator"
+    ]
+    image = release.inputs["values"]["image"]
+    rendered = f"{image['repository']}:{image['tag']}"  # the chart's template: "<repository>:<tag>"
+    assert re.fullmatch(r"quay\.io/kuberay/operator:v1\.7\.0@sha256:[0-9a-f]{64}", rendered), rendered
+    digest = rendered.rsplit(":", 1)[1]
+    assert digest != digest[:16] * 4, "not the placeholder"

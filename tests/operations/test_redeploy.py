@@ -155,13 +155,24 @@ def test_cloud_redeploy_names_missing_credentials_and_secrets(
     secrets = required_secrets(next((node.home / "redeploy").iterdir()) / "program", "acme")
     assert secrets
     with pytest.raises(ProvisionError, match="supply " + secrets[0]):
-        redeploy(node, out.bom, which=lambda _name: "/usr/local/bin/pulumi", env={"AWS_PROFILE": "ops"})
+        redeploy(
+            node,
+            out.bom,
+            which=lambda _name: "/usr/local/bin/pulumi",
+            env={"AWS_PROFILE": "ops", "PULUMI_CONFIG_PASSPHRASE": "a real passphrase"},
+        )
 
 
 @pytest.mark.skipif(shutil.which("pulumi") is not None, reason="checks the boundary where the CLI is absent")
 def test_automation_api_boundary_without_the_cli(
-    node: Node, make_function: MakeFunction, tmp_path: Path
+    node: Node, make_function: MakeFunction, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The pinned CLI's install downloads from get.pulumi.com: a dead proxy makes it fail here the
+    # same way on a machine that could reach it (never a real CLI installed by a test).
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
     # Past our own prerequisite checks (a fake `which`, credentials, every secret supplied), the
     # Automation API itself looks for the CLI: its FileNotFoundError must come out as one clear
     # ProvisionError, and no state may be left claiming a deployment.
@@ -169,14 +180,18 @@ def test_automation_api_boundary_without_the_cli(
     program = materialize_program(node, structure, tmp_path / "peek")
     secrets = {k: "value" for k in required_secrets(program, "acme")}
     assert secrets, "the acme stack ships a secure: value, so redeploy must ask for it"
-    with pytest.raises(ProvisionError, match="pulumi CLI is not installed"):
+    # The Structure pins the CLI: with none usable, redeploy installs that version (no network
+    # here, so that install fails in one line) or reports the CLI missing.
+    boundary = r"could not install the pinned pulumi CLI \d+\.\d+\.\d+ into |pulumi CLI is not installed"
+    with pytest.raises(ProvisionError, match=boundary) as info:
         redeploy(
             node,
             out.bom,
             which=lambda _n: "/usr/local/bin/pulumi",
-            env={"AWS_PROFILE": "ops"},
+            env={"AWS_PROFILE": "ops", "PULUMI_CONFIG_PASSPHRASE": "a real passphrase"},
             secrets=secrets,
         )
+    assert "\n" not in str(info.value)
 
 
 def test_redeploy_refuses_what_is_not_a_bom(node: Node, make_function: MakeFunction, tmp_path: Path) -> None:
@@ -199,3 +214,15 @@ def test_verify_of_a_cloud_bom_on_embedded_ray_records_the_local_structure(
     record = node.load(result.verification)
     # The re-execution ran on this machine: its Verification must not claim acme's Plant.
     assert isinstance(record, VerificationRecord) and node.load(record.structure) == local_structure()
+
+
+def test_cloud_redeploy_refuses_a_public_ray_address_before_provisioning(
+    node: Node, make_function: MakeFunction, tmp_path: Path
+) -> None:
+    # Ray's Jobs API runs code for whoever reaches it: only a loopback port-forward is accepted.
+    out, _ = _cloud_bom(node, make_function, tmp_path)
+    with pytest.raises(InvalidInputError, match="expected the Ray Jobs address on a loopback address"):
+        redeploy(
+            node, out.bom, ray_address="http://203.0.113.7:8265", which=lambda _n: "/usr/local/bin/pulumi"
+        )
+    assert not (node.home / "redeploy").exists(), "nothing materialized or provisioned"
