@@ -15,3 +15,10 @@ def write_small_lock(program: Path, text: str = SIX_17) -> Path:
     lock = program / "requirements.lock"
     lock.write_text("# a test program's own dependencies (tests/program_locks.py)\n" + text, encoding="utf-8")
     return lock
+
+
+# What a copy of the repository as a test's Pulumi program leaves out: environments, history, the
+# tests, and caches another process (mypy, ruff, pytest) may be rewriting during the copy.
+PROGRAM_COPY_IGNORE = (
+    ".venv", ".git", "tests", "node_modules", "*.car", ".*_cache", "__pycache__", ".hypothesis"
+)  # fmt: skip

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from program_locks import write_small_lock
+from program_locks import PROGRAM_COPY_IGNORE, write_small_lock
 
 from cats_runtime.cas import CID
 from cats_runtime.cli import main
@@ -75,7 +75,7 @@ def test_redeploy_of_a_cloud_bom_without_pulumi_is_exit_7(
     if shutil.which("pulumi"):
         pytest.skip("the pulumi CLI is installed here; this checks the message when it is not")
     program = tmp_path / "program"
-    shutil.copytree(ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "node_modules"))
+    shutil.copytree(ROOT, program, ignore=shutil.ignore_patterns(*PROGRAM_COPY_IGNORE))
     write_small_lock(program)  # the shipped lock's Environment is 67 MB of wheels
     bom = _cloud_bom(capsys, cats_home, tmp_path, program)
     rc, _, err = cats(capsys, "redeploy", bom)
@@ -111,7 +111,7 @@ def test_redeploy_refuses_a_public_ray_address_in_one_line(
     capsys: pytest.CaptureFixture[str], cats_home: Path, tmp_path: Path
 ) -> None:
     program = tmp_path / "program"
-    shutil.copytree(ROOT, program, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "node_modules"))
+    shutil.copytree(ROOT, program, ignore=shutil.ignore_patterns(*PROGRAM_COPY_IGNORE))
     bom = _cloud_bom(capsys, cats_home, tmp_path, program)
     rc, _, err = cats(capsys, "redeploy", bom, "--ray-address", "http://203.0.113.7:8265")
     assert rc == 2

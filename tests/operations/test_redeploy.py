@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from program_locks import write_small_lock
+from program_locks import PROGRAM_COPY_IGNORE, write_small_lock
 
 from cats_runtime.cas import _unixfs
 from cats_runtime.cas._car import export_car, import_car
@@ -82,9 +82,7 @@ def _cloud_bom(node: Node, make_function: MakeFunction, tmp_path: Path):  # type
     shutil.copytree(
         ROOT,
         program,
-        ignore=shutil.ignore_patterns(
-            ".venv", ".git", "tests", "node_modules", "*.car", ".*_cache", "__pycache__", ".hypothesis"
-        ),
+        ignore=shutil.ignore_patterns(*PROGRAM_COPY_IGNORE),
     )
     write_small_lock(program)  # the shipped lock's Environment is 67 MB of wheels
     structure = build_structure(program, "acme", node.store)
