@@ -4,7 +4,7 @@ Layout of ``home``::
 
     version        the layout version number (refused when newer or unknown)
     repo.lock      flock(2) target: writers share it, gc takes it exclusively
-    blocks/        FSBlockStore
+    blocks/        PackedBlockStore (small blocks in blocks/packed/, LMDB; large ones as files)
     pins/          PinStore (pins.sqlite)
 
 Why a lock: an add writes blocks first and pins the root last. Without coordination a gc
@@ -25,15 +25,27 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import BlockNotFoundError, StoreError
-from ._blockstore import CorruptBlock, FSBlockStore
+from ._blockstore import CorruptBlock
 from ._cid import CID
+from ._packstore import PackedBlockStore
 from ._pins import PinStore
 from ._walk import reachable
 
 __all__ = ["LAYOUT_VERSION", "GCResult", "Repo", "VerifyReport", "gc"]
 
-LAYOUT_VERSION: Final = 1
-"""The repository layout this CATs writes and reads."""
+LAYOUT_VERSION: Final = 2
+"""The repository layout this CATs writes and reads.
+
+1: every block a file (FSBlockStore). 2: small blocks packed in LMDB (PackedBlockStore), large
+ones still files. A layout-1 repository is upgraded in place when opened: its files stay where
+they are and are read from there, so nothing moves and nothing can be lost; ``cats repo migrate``
+packs them.
+"""
+
+# Layouts this CATs opens (and upgrades to LAYOUT_VERSION by rewriting the version file).
+_READABLE_VERSIONS: Final = frozenset({1, LAYOUT_VERSION})
+# gc deletes this many unreachable blocks per transaction.
+_GC_BATCH: Final = 4096
 
 # What a CATs home holds: the repository's own entries plus those the layers above keep beside
 # them (catalog, keys, node state, redeploy work dirs, Pulumi state, the local Ray). Anything else in a
@@ -86,7 +98,7 @@ class VerifyReport:
     corrupt: tuple[CorruptBlock, ...]
 
 
-def gc(store: FSBlockStore, pins: PinStore) -> GCResult:
+def gc(store: PackedBlockStore, pins: PinStore) -> GCResult:
     """Delete every block that no pin reaches.
 
     The caller must make sure no add is in progress (:meth:`Repo.gc` holds the repository's
@@ -104,17 +116,30 @@ def gc(store: FSBlockStore, pins: PinStore) -> GCResult:
     removed: list[CID] = []
     freed = 0
     kept = 0
-    for cid in list(store):
+    doomed: list[CID] = []
+    sizes = 0
+
+    def sweep() -> None:
+        nonlocal freed
+        # Iteration resumes after the last key it yielded, so deleting behind it is safe.
+        store.delete_many(doomed)
+        removed.extend(doomed)
+        freed += sizes
+
+    for cid in store:
         if cid in live:
             kept += 1
             continue
         try:
-            size = store.path_of(cid).stat().st_size
-            store.delete(cid)
-        except (FileNotFoundError, BlockNotFoundError):
+            sizes += store.size(cid)
+        except BlockNotFoundError:
             continue  # removed by someone else meanwhile: same outcome
-        removed.append(cid)
-        freed += size
+        doomed.append(cid)
+        if len(doomed) >= _GC_BATCH:
+            sweep()
+            doomed, sizes = [], 0
+    if doomed:
+        sweep()
     store.remove_stale_temp_files()
     return GCResult(len(removed), freed, kept, tuple(removed))
 
@@ -126,14 +151,28 @@ def _read_version(path: Path) -> int:
     return int(text)
 
 
+def _write_version(home: Path) -> None:
+    tmp = home / f".version.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{LAYOUT_VERSION}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, home / "version")
+    dfd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class Repo:
     """A CATs home directory: a block store, its pins and the lock that orders adds and gc.
 
-    Use :meth:`open`; the attributes are ``home``, ``blocks`` (:class:`FSBlockStore`) and
+    Use :meth:`open`; the attributes are ``home``, ``blocks`` (:class:`PackedBlockStore`) and
     ``pins`` (:class:`PinStore`, which checks DAG completeness against ``blocks``).
     """
 
-    def __init__(self, home: Path, blocks: FSBlockStore, pins: PinStore) -> None:
+    def __init__(self, home: Path, blocks: PackedBlockStore, pins: PinStore) -> None:
         self.home = home
         self.blocks = blocks
         self.pins = pins
@@ -148,7 +187,7 @@ class Repo:
 
         Args:
             home: the directory.
-            sync: passed to :class:`FSBlockStore` (fsync before puts return).
+            sync: passed to :class:`PackedBlockStore` (durable before puts return).
 
         Raises:
             StoreError: ``home`` has a newer or unreadable layout version, or is a non-empty
@@ -165,12 +204,16 @@ class Repo:
             raise
         except OSError as exc:
             raise StoreError(f"cannot open CATs repository at {home}: {exc}") from exc
-        if found != LAYOUT_VERSION:
+        if found not in _READABLE_VERSIONS:
             raise StoreError(
                 f"expected repository layout version {LAYOUT_VERSION} at {home}, found {found}"
                 + (": it was written by a newer CATs; upgrade CATs" if found > LAYOUT_VERSION else "")
             )
-        blocks = FSBlockStore(home / "blocks", sync=sync)
+        blocks = PackedBlockStore(home / "blocks", sync=sync)
+        if found != LAYOUT_VERSION:
+            # Layout 1 is read in place (its block files are the file tier of layout 2); the new
+            # version file keeps an older CATs, which would not see packed blocks, out.
+            cls._upgrade(home, found)
         # A kill -9 of an add leaves its temporary files behind; they are invisible to reads but
         # take space forever unless someone removes them. Opening the home is the natural moment
         # (every command and the node do it); the store's rule spares live writers' files.
@@ -178,6 +221,21 @@ class Repo:
             blocks.remove_stale_temp_files()
         pins = PinStore(home / "pins", source=blocks)
         return cls(home, blocks, pins)
+
+    @staticmethod
+    def _upgrade(home: Path, found: int) -> None:
+        lock = home / "repo.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits for writers of the old layout to finish
+            if _read_version(home / "version") == found:
+                _write_version(home)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot upgrade the repository at {home} to layout {LAYOUT_VERSION}: {exc}"
+            ) from exc
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _init(home: Path) -> None:
@@ -204,17 +262,7 @@ class Repo:
                 )
             (home / "blocks").mkdir(exist_ok=True)
             (home / "pins").mkdir(exist_ok=True)
-            tmp = home / f".version.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(f"{LAYOUT_VERSION}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, version_file)
-            dfd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            _write_version(home)
         finally:
             os.close(fd)  # closing releases the flock
 
