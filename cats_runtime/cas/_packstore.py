@@ -18,8 +18,11 @@ Its rules, which this module keeps:
 
 * An environment is opened **once per process** (opening the same file twice in one process
   breaks its locks): :func:`_env` keeps one per path and process.
-* It is never used **after fork**: the registry is keyed by pid, so a forked child opens its
-  own and never touches its parent's.
+* It is never used **after fork**: the registry records the opening pid, and a forked child
+  that reaches for its parent's environment gets a StoreError instead (LMDB forbids the use,
+  closing it would free the parent's reader slots, and py-lmdb refuses a second open in the
+  same process image). Ray workers, the CLI and the node are spawned processes; the sandbox's
+  forked children never open the store.
 * Read transactions are short (a batch of keys at a time when iterating), so a long
   iteration does not pin old pages and make the file grow.
 
@@ -65,15 +68,22 @@ _ENVS_LOCK = threading.Lock()
 
 
 def _env(path: Path, *, sync: bool) -> lmdb.Environment:
-    """The process's one environment for ``path`` (opened on first use, reopened after fork)."""
+    """The process's one environment for ``path`` (opened on first use; refused after fork)."""
     key = os.path.realpath(path)
     pid = os.getpid()
     with _ENVS_LOCK:
         found = _ENVS.get(key)
         if found is not None and found[0] == pid:
             return found[1]
-        # A parent's environment inherited through fork is abandoned, never closed or used:
-        # closing it would touch the parent's locks and mappings.
+        if found is not None:
+            # Inherited through fork: LMDB forbids using it here (its reader slots carry the
+            # parent's pid) and closing it would free the parent's slots; py-lmdb also refuses
+            # to open the same file again in this process. So a forked child is refused.
+            raise StoreError(
+                f"expected the packed block store {path} to be opened in this process, found it "
+                f"inherited through fork from process {found[0]}: open the repository in a new "
+                "process (spawn or exec), not in a forked child"
+            )
         try:
             path.mkdir(parents=True, exist_ok=True)
             env = lmdb.open(
