@@ -11,8 +11,9 @@ from pathlib import Path
 
 from cats_runtime.cas import Repo
 
-# A writer that stages a (large) block exactly as a put to the file tier does (temporary file written, not yet renamed into
-# place), says where, and then waits: killing it with SIGKILL is a crash in the middle of a put.
+# A writer that stages a (large) block exactly as a put to the file tier does (temporary file
+# written, not yet renamed into place), says where, and then waits: killing it with SIGKILL is a
+# crash in the middle of a put.
 _WRITER = textwrap.dedent(
     """
     import sys
