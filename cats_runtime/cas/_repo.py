@@ -18,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+import secrets
+import sqlite3
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +28,10 @@ from typing import Final
 
 from ..errors import BlockNotFoundError, StoreError
 from ._blockstore import CorruptBlock
-from ._cid import CID
+from ._cid import CID, IDENTITY, RAW
 from ._packstore import PackedBlockStore
 from ._pins import PinStore
-from ._walk import reachable
+from ._walk import links_of
 
 __all__ = ["LAYOUT_VERSION", "GCResult", "Repo", "VerifyReport", "gc"]
 
@@ -76,7 +78,8 @@ class GCResult:
         removed: how many blocks were deleted.
         bytes_freed: the bytes of block data deleted.
         kept: how many blocks remain.
-        removed_cids: the CIDs of the deleted blocks.
+        removed_cids: the CIDs of the deleted blocks when asked for (``list_removed``), else
+            empty: a list of every deleted CID would grow with the repository.
     """
 
     removed: int
@@ -98,36 +101,86 @@ class VerifyReport:
     corrupt: tuple[CorruptBlock, ...]
 
 
-def gc(store: PackedBlockStore, pins: PinStore) -> GCResult:
-    """Delete every block that no pin reaches.
+def gc(store: PackedBlockStore, pins: PinStore, *, list_removed: bool = False) -> GCResult:
+    """Delete every block that no pin reaches, in memory that does not grow with the repository.
+
+    Mark: the walk from the pinned roots records each reached block (and its to-do list) in a
+    temporary SQLite file under the store, not in Python sets. Sweep: iteration streams the
+    store and unmarked blocks are deleted 4,096 per transaction.
 
     The caller must make sure no add is in progress (:meth:`Repo.gc` holds the repository's
     exclusive lock for that). Nothing is deleted unless every pinned DAG could be walked.
+
+    Args:
+        store: the blocks.
+        pins: the roots to keep.
+        list_removed: also return every deleted CID (memory grows with their number).
 
     Raises:
         BlockNotFoundError: a pinned DAG is incomplete. Deleting then could remove blocks the
             missing part links to, so gc refuses and deletes nothing.
         IntegrityError: an interior block of a pinned DAG is corrupt (same reasoning).
     """
+    marks_path = store.root / f".gc-marks.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        live = reachable(store, pins.roots())
-    except BlockNotFoundError as exc:
-        raise BlockNotFoundError(f"gc refused, nothing deleted: {exc}") from exc
+        with contextlib.closing(sqlite3.connect(marks_path, isolation_level=None)) as marks:
+            try:
+                _mark(store, pins.roots(), marks)
+            except BlockNotFoundError as exc:
+                raise BlockNotFoundError(f"gc refused, nothing deleted: {exc}") from exc
+            return _sweep(store, marks, list_removed=list_removed)
+    except sqlite3.Error as exc:
+        raise StoreError(f"gc could not keep its marks in {marks_path}: {exc}") from exc
+    finally:
+        marks_path.unlink(missing_ok=True)
+
+
+def _mark(store: PackedBlockStore, roots: Iterable[CID], marks: sqlite3.Connection) -> None:
+    """Record in ``marks`` the CIDv1 of every block reachable from ``roots`` (checked present).
+
+    The same walk as :func:`~cats_runtime.cas.reachable` (raw leaves checked with ``has``,
+    blocks with links read and verified), with its seen-set and stack kept in SQLite.
+    """
+    marks.execute("PRAGMA journal_mode=OFF")  # scratch data: a crash just discards the file
+    marks.execute("PRAGMA synchronous=OFF")
+    marks.execute("CREATE TABLE marked (k BLOB PRIMARY KEY) WITHOUT ROWID")
+    marks.execute("CREATE TABLE todo (id INTEGER PRIMARY KEY, cid BLOB NOT NULL, parent BLOB)")
+    marks.execute("BEGIN")
+    marks.executemany("INSERT INTO todo (cid) VALUES (?)", ((root.buffer,) for root in roots))
+    while True:
+        rows = marks.execute("SELECT id, cid, parent FROM todo ORDER BY id DESC LIMIT 1024").fetchall()
+        if not rows:
+            break
+        marks.execute("DELETE FROM todo WHERE id >= ?", (rows[-1][0],))
+        for _, raw, parent_raw in rows:
+            cid = CID.from_bytes(raw)
+            if marks.execute("INSERT OR IGNORE INTO marked VALUES (?)", (cid.to_v1().buffer,)).rowcount == 0:
+                continue
+            via = f" (linked from {CID.from_bytes(parent_raw)})" if parent_raw is not None else ""
+            if cid.codec == RAW:
+                if cid.hash_code != IDENTITY and not store.has(cid):
+                    raise BlockNotFoundError(f"block {cid}{via} is missing: the DAG is incomplete")
+                continue
+            try:
+                data = cid.digest if cid.hash_code == IDENTITY else store.get(cid)
+            except BlockNotFoundError as exc:
+                raise BlockNotFoundError(f"block {cid}{via} is missing: the DAG is incomplete") from exc
+            marks.executemany(
+                "INSERT INTO todo (cid, parent) VALUES (?, ?)",
+                ((child.buffer, raw) for child in links_of(cid, data)),
+            )
+    marks.execute("COMMIT")
+
+
+def _sweep(store: PackedBlockStore, marks: sqlite3.Connection, *, list_removed: bool) -> GCResult:
     removed: list[CID] = []
+    count = 0
     freed = 0
     kept = 0
     doomed: list[CID] = []
     sizes = 0
-
-    def sweep() -> None:
-        nonlocal freed
-        # Iteration resumes after the last key it yielded, so deleting behind it is safe.
-        store.delete_many(doomed)
-        removed.extend(doomed)
-        freed += sizes
-
-    for cid in store:
-        if cid in live:
+    for cid in store:  # streams; resumes after the last key it yielded, so deleting is safe
+        if marks.execute("SELECT 1 FROM marked WHERE k = ?", (cid.buffer,)).fetchone() is not None:
             kept += 1
             continue
         try:
@@ -136,12 +189,18 @@ def gc(store: PackedBlockStore, pins: PinStore) -> GCResult:
             continue  # removed by someone else meanwhile: same outcome
         doomed.append(cid)
         if len(doomed) >= _GC_BATCH:
-            sweep()
+            count += store.delete_many(doomed)
+            if list_removed:
+                removed.extend(doomed)
+            freed += sizes
             doomed, sizes = [], 0
     if doomed:
-        sweep()
+        count += store.delete_many(doomed)
+        if list_removed:
+            removed.extend(doomed)
+        freed += sizes
     store.remove_stale_temp_files()
-    return GCResult(len(removed), freed, kept, tuple(removed))
+    return GCResult(count, freed, kept, tuple(removed))
 
 
 def _read_version(path: Path) -> int:
@@ -295,10 +354,10 @@ class Repo:
         with self._flock(fcntl.LOCK_EX):
             yield
 
-    def gc(self) -> GCResult:
+    def gc(self, *, list_removed: bool = False) -> GCResult:
         """Delete unpinned blocks while holding the exclusive lock (see :func:`gc`)."""
         with self.exclusive_lock():
-            return gc(self.blocks, self.pins)
+            return gc(self.blocks, self.pins, list_removed=list_removed)
 
     def verify(self) -> VerifyReport:
         """Re-hash every block of the store (no lock needed: reads only)."""

@@ -119,7 +119,7 @@ def test_gc_keeps_pinned_dags_and_removes_the_rest(tmp_repo: Repo, kit: Any) -> 
     stray = kit.raw(b"stray")
     tmp_repo.blocks.put_many([*kept.blocks, *gone.blocks, unpinned_parent, stray])
     tmp_repo.pins.add(kept.root.cid, "keep")
-    result = tmp_repo.gc()
+    result = tmp_repo.gc(list_removed=True)
     remaining = set(tmp_repo.blocks)
     assert remaining == {b.cid.to_v1() for b in kept.blocks}
     expected_gone = {b.cid.to_v1() for b in [*gone.blocks, unpinned_parent, stray]}
