@@ -2,8 +2,8 @@
 
 The baseline lists the directory and, for each file, opens it, reads it and hashes it with
 hashlib.sha256, in the same run. Ours is ``add_path`` of the directory (a HAMT-sharded
-directory at this size, as Kubo makes it), only-hash, into an FSBlockStore (one file per block) and into a PackedBlockStore (the
-repository's store: small blocks in LMDB). Prints files/s
+directory at this size, as Kubo makes it), only-hash, into an FSBlockStore (one file per
+block) and into a PackedBlockStore (the repository's store: small blocks in LMDB). Prints files/s
 and the ratios; best of ``--repeat`` runs, interleaved.
 
 usage: python benchmarks/bench_small_files.py [--files 10000] [--repeat 3] [--dir TMPDIR]
