@@ -36,7 +36,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -46,7 +47,7 @@ from ..errors import BlockNotFoundError, CorruptBlockError, InvalidInputError, S
 from ._blockstore import CorruptBlock, FSBlockStore
 from ._cid import CID, HASH_NAMES, IDENTITY, Block, compute_digest
 
-__all__ = ["PACK_LIMIT", "PackedBlockStore"]
+__all__ = ["PACK_LIMIT", "MigrateResult", "PackedBlockStore"]
 
 PACK_LIMIT: Final = 1024 * 1024
 """Blocks of at most this many bytes are packed; larger ones are files (see docs/store.md)."""
@@ -151,6 +152,24 @@ def reason_block(key: bytes, reason: str, path: Path) -> CorruptBlock:
     return CorruptBlock(cid, path, reason)
 
 
+@dataclass(frozen=True, slots=True)
+class MigrateResult:
+    """What :meth:`PackedBlockStore.migrate` did.
+
+    Attributes:
+        packed: block files copied into the packed store (their files then deleted).
+        bytes_packed: the bytes of those blocks.
+        large: block files left as files because they are over ``pack_limit``.
+        corrupt: block files left in place because their bytes do not match their CID
+            (``cats repo verify`` names them).
+    """
+
+    packed: int
+    bytes_packed: int
+    large: int
+    corrupt: int
+
+
 class PackedBlockStore:
     """Blocks under ``root``: packed in LMDB up to ``pack_limit`` bytes, files above.
 
@@ -206,6 +225,8 @@ class PackedBlockStore:
             with open(self.files.path_of(cid), "rb", buffering=0) as f:
                 return f.read()
         except FileNotFoundError:
+            if self._packed_has(cid):  # packed meanwhile by `cats repo migrate`
+                return self.get_unverified(cid)
             raise BlockNotFoundError(f"block {cid} not found in {self.root}") from None
         except OSError as exc:
             raise StoreError(f"cannot read block {cid}: {exc}") from exc
@@ -226,7 +247,12 @@ class PackedBlockStore:
         except lmdb.Error as exc:
             raise StoreError(f"cannot read block {cid} from {self.packed_path}: {exc}") from exc
         if data is None:
-            return self.files.get(cid)
+            try:
+                return self.files.get(cid)
+            except BlockNotFoundError:
+                if not self._packed_has(cid):  # not packed meanwhile by `cats repo migrate`
+                    raise
+                return self.get(cid)
         reason = _mismatch(cid, data)
         if reason:
             raise CorruptBlockError(f"block {cid} packed in {self.packed_path} is corrupt: {reason}")
@@ -242,7 +268,7 @@ class PackedBlockStore:
                     return True
         except lmdb.Error as exc:
             raise StoreError(f"cannot read block {cid} from {self.packed_path}: {exc}") from exc
-        return self.files.has(cid)
+        return self.files.has(cid) or self._packed_has(cid)  # (packed meanwhile by migrate)
 
     def __contains__(self, cid: object) -> bool:
         return isinstance(cid, CID) and self.has(cid)
@@ -449,3 +475,62 @@ class PackedBlockStore:
         except lmdb.Error as exc:
             raise StoreError(f"cannot check readers of {self.packed_path}: {exc}") from exc
         return self.files.remove_stale_temp_files(older_than)
+
+    def migrate(self, progress: Callable[[int], None] | None = None) -> MigrateResult:
+        """Pack the small blocks still stored as files (a layout-1 repository's blocks).
+
+        Batch by batch: the files are read and verified, copied into one synced LMDB
+        transaction, and only after it commits are the files deleted. A crash at any point
+        leaves every block in at least one place; running it again finishes the job (a block
+        already packed just has its file deleted). Corrupt files are left where they are.
+
+        Args:
+            progress: called with the number of files handled after each batch.
+
+        Raises:
+            StoreError: the store cannot be read or written.
+        """
+        packed = packed_bytes = large = corrupt = 0
+        batch: list[tuple[CID, bytes, Path]] = []
+        batch_bytes = 0
+
+        def flush() -> None:
+            nonlocal packed, packed_bytes
+            self._commit([Block._trusted(cid, data) for cid, data, _ in batch])  # each verified above
+            for _, data, path in batch:  # only now, with the packed copies durable
+                path.unlink(missing_ok=True)
+                packed += 1
+                packed_bytes += len(data)
+            if progress is not None:
+                progress(len(batch))
+
+        for path, cid, reason in self.files._scan():
+            if cid is None or reason:
+                corrupt += 1
+                continue
+            try:
+                size = path.stat().st_size
+                if size > self.pack_limit:
+                    large += 1
+                    continue
+                with open(path, "rb", buffering=0) as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue  # deleted meanwhile
+            except OSError as exc:
+                raise StoreError(f"cannot read block {cid} at {path}: {exc}") from exc
+            try:
+                bad = _mismatch(cid, data)
+            except InvalidInputError as exc:
+                bad = str(exc)
+            if bad:
+                corrupt += 1
+                continue
+            batch.append((cid, data, path))
+            batch_bytes += len(data)
+            if len(batch) >= _BATCH_BLOCKS or batch_bytes >= _BATCH_BYTES:
+                flush()
+                batch, batch_bytes = [], 0
+        if batch:
+            flush()
+        return MigrateResult(packed, packed_bytes, large, corrupt)

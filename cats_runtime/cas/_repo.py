@@ -20,7 +20,7 @@ import fcntl
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +29,11 @@ from typing import Final
 from ..errors import BlockNotFoundError, StoreError
 from ._blockstore import CorruptBlock
 from ._cid import CID, IDENTITY, RAW
-from ._packstore import PackedBlockStore
+from ._packstore import MigrateResult, PackedBlockStore
 from ._pins import PinStore
 from ._walk import links_of
 
-__all__ = ["LAYOUT_VERSION", "GCResult", "Repo", "VerifyReport", "gc"]
+__all__ = ["LAYOUT_VERSION", "GCResult", "MigrateResult", "Repo", "VerifyReport", "gc"]
 
 LAYOUT_VERSION: Final = 2
 """The repository layout this CATs writes and reads.
@@ -358,6 +358,15 @@ class Repo:
         """Delete unpinned blocks while holding the exclusive lock (see :func:`gc`)."""
         with self.exclusive_lock():
             return gc(self.blocks, self.pins, list_removed=list_removed)
+
+    def migrate(self, progress: Callable[[int], None] | None = None) -> MigrateResult:
+        """Pack the blocks a layout-1 repository keeps as files (see :meth:`PackedBlockStore.migrate`).
+
+        Holds the shared write lock, so gc (which could otherwise see a block in neither place
+        while it moves) waits; adds and reads go on.
+        """
+        with self.write_lock():
+            return self.blocks.migrate(progress)
 
     def verify(self) -> VerifyReport:
         """Re-hash every block of the store (no lock needed: reads only)."""
