@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from block_faults import tamper
 
-from cats_runtime.cas import CID, DAG_CBOR, LAYOUT_VERSION, Block, PackedBlockStore, PinStore, Repo, gc
-from cats_runtime.cas._packstore import _env as _packed_env
+from cats_runtime.cas import CID, DAG_CBOR, LAYOUT_VERSION, Block, PinStore, Repo, gc
 from cats_runtime.errors import (
     BlockNotFoundError,
     IntegrityError,
@@ -150,7 +150,7 @@ def test_gc_refuses_when_a_pinned_dag_is_incomplete(tmp_repo: Repo, dag: Any, ki
 def test_gc_refuses_when_an_interior_block_is_corrupt(tmp_repo: Repo, dag: Any) -> None:
     tmp_repo.blocks.put_many(dag.blocks)
     tmp_repo.pins.add(dag.root.cid)
-    _tamper(tmp_repo.blocks, dag.pb_a.cid, dag.pb_b.data)
+    tamper(tmp_repo.blocks, dag.pb_a.cid, dag.pb_b.data)
     before = set(tmp_repo.blocks)
     with pytest.raises(IntegrityError, match=str(dag.pb_a.cid)):
         tmp_repo.gc()
@@ -242,7 +242,7 @@ def test_repo_verify_counts_and_lists_corrupt_blocks(tmp_repo: Repo, dag: Any) -
     tmp_repo.blocks.put_many(dag.blocks)
     assert tmp_repo.verify().checked == len(dag.blocks)
     assert tmp_repo.verify().corrupt == ()
-    _tamper(tmp_repo.blocks, dag.leaf0.cid, b"tampered")
+    tamper(tmp_repo.blocks, dag.leaf0.cid, b"tampered")
     report = tmp_repo.verify()
     assert [(c.cid, c.path) for c in report.corrupt] == [(dag.leaf0.cid, tmp_repo.blocks.packed_path)]
 
@@ -279,9 +279,3 @@ def test_pinning_a_chain_walks_each_block_once(tmp_path: Path) -> None:
     store.put(orphan)
     with pytest.raises(BlockNotFoundError, match="is missing"):
         pins.add(orphan.cid)
-
-
-def _tamper(store: PackedBlockStore, cid: CID, data: bytes) -> None:
-    """Overwrite a packed block's bytes in place, as a disk fault would (no re-hash)."""
-    with _packed_env(store.packed_path, sync=True).begin(write=True) as txn:
-        assert txn.put(cid.to_v1().buffer, data)

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
+from block_faults import tamper
 
-from cats_runtime.cas import CID, PackedBlockStore, Repo
-from cats_runtime.cas._packstore import _env as _packed_env
+from cats_runtime.cas import CID, Repo
 from cats_runtime.cli import main
 
 
@@ -122,7 +122,7 @@ def test_repo_verify_finds_corruption_and_gc_respects_pins(
     assert rc == 0 and json.loads(out)["removed"] >= 3
     repo = Repo.open(cats_home)
     assert repo.blocks.has(kept) and not repo.blocks.has(dropped)
-    _tamper(repo.blocks, kept, b"ALPHA\n")
+    tamper(repo.blocks, kept, b"ALPHA\n")
     rc, out, _ = cats(capsys, "repo", "verify")
     assert rc == 4 and str(kept) in out and "1 corrupt" in out
     rc, _, err = cats(capsys, "cat", str(kept))
@@ -211,9 +211,3 @@ def test_cat_get_show_accept_cid_slash_path(
     assert rc != 0 and "'missing.txt'" in err and "Traceback" not in err
     rc, _, err = run("cat", f"{root}/a.txt/deeper")
     assert rc == 2 and "expected a directory" in err
-
-
-def _tamper(store: PackedBlockStore, cid: CID, data: bytes) -> None:
-    """Overwrite a packed block's bytes in place, as a disk fault would (no re-hash)."""
-    with _packed_env(store.packed_path, sync=True).begin(write=True) as txn:
-        assert txn.put(cid.to_v1().buffer, data)

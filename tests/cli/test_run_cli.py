@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from cats_runtime.cas import PackedBlockStore
 from cats_runtime.cli import main
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -204,4 +205,4 @@ def test_a_cloud_structure_on_embedded_ray_is_refused_before_anything_runs(
     assert rc == 2, err
     assert err.count("\n") == 1 and "would execute on the local Plant" in err and "--ray-address" in err
     assert out == ""
-    assert not (cats_home / "blocks").exists() or not any((cats_home / "blocks").rglob("*.data"))
+    assert not (cats_home / "blocks").exists() or not list(PackedBlockStore(cats_home / "blocks"))

@@ -9,20 +9,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from block_faults import tamper
 from nodeproc import NodeProcess, cats, start_node
 
 from cats_runtime.cas import (
     CID,
     GatewayBlockSource,
     MemoryBlockStore,
-    PackedBlockStore,
     Repo,
     add_bytes,
     add_path,
     cat,
     read_car,
 )
-from cats_runtime.cas._packstore import _env as _packed_env
 from cats_runtime.cas._walk import walk
 from cats_runtime.errors import IntegrityError
 
@@ -198,7 +197,7 @@ def test_cats_fetch_copies_a_dag_between_homes(
 def test_corrupt_local_blocks_are_refused_by_default_and_caught_by_clients_otherwise(tmp_path: Path) -> None:
     repo = Repo.open(tmp_path / "home")
     victim = add_bytes(b"will be corrupted", repo.blocks)
-    _tamper(repo.blocks, victim, b"will be CORRUPTED")
+    tamper(repo.blocks, victim, b"will be CORRUPTED")
     with pytest.raises(IntegrityError, match="corrupt"):
         repo.blocks.get(victim)
     plain = start_node(tmp_path / "home", "--no-verify-reads")
@@ -214,9 +213,3 @@ def test_corrupt_local_blocks_are_refused_by_default_and_caught_by_clients_other
         assert "corrupt" in r.json()["message"]
     finally:
         strict.stop()
-
-
-def _tamper(store: PackedBlockStore, cid: CID, data: bytes) -> None:
-    """Overwrite a packed block's bytes in place, as a disk fault would (no re-hash)."""
-    with _packed_env(store.packed_path, sync=True).begin(write=True) as txn:
-        assert txn.put(cid.to_v1().buffer, data)
