@@ -33,6 +33,7 @@ from ._gateway import (
 )
 from ._kubo import DagImportResult, KuboAddResult, KuboBlockStore, KuboClient, KuboVersion
 from ._netguard import Deadline, Destination, PeerGuard, strip_credentials
+from ._packstore import PACK_LIMIT, MigrateResult, PackedBlockStore
 from ._pins import Pin, PinStore
 from ._repo import LAYOUT_VERSION, GCResult, Repo, VerifyReport, gc
 from ._store import BlockSource, BlockStore, MemoryBlockStore
@@ -85,6 +86,9 @@ __all__ = [
     "KuboVersion",
     "CorruptBlock",
     "FSBlockStore",
+    "PACK_LIMIT",
+    "MigrateResult",
+    "PackedBlockStore",
     "MAX_SECTION",
     "CarFileSource",
     "CarReader",

@@ -25,6 +25,7 @@ from ._carv2 import CARV2_HEADER_SIZE, CARV2_PRAGMA, decode_v2_header, write_car
 from ._cid import CID, Block
 from ._dagcbor import decode as decode_dagcbor
 from ._dagcbor import encode as encode_dagcbor
+from ._packstore import PackedBlockStore
 from ._store import BlockSource, BlockStore
 from ._varint import encode_varint
 from ._walk import walk
@@ -293,7 +294,7 @@ def import_car(
         StoreError: the spool or the store cannot be written.
     """
     reader = read_car(stream, max_section=max_section)
-    spool_dir = str(store.root) if isinstance(store, FSBlockStore) else None
+    spool_dir = str(store.root) if isinstance(store, FSBlockStore | PackedBlockStore) else None
     staged: list[tuple[CID, int, int]] = []
     seen: set[CID] = set()
     try:

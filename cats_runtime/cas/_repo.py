@@ -4,7 +4,7 @@ Layout of ``home``::
 
     version        the layout version number (refused when newer or unknown)
     repo.lock      flock(2) target: writers share it, gc takes it exclusively
-    blocks/        FSBlockStore
+    blocks/        PackedBlockStore (small blocks in blocks/packed/, LMDB; large ones as files)
     pins/          PinStore (pins.sqlite)
 
 Why a lock: an add writes blocks first and pins the root last. Without coordination a gc
@@ -18,22 +18,36 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections.abc import Iterator
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from ..errors import BlockNotFoundError, StoreError
-from ._blockstore import CorruptBlock, FSBlockStore
-from ._cid import CID
+from ._blockstore import CorruptBlock
+from ._cid import CID, IDENTITY, RAW
+from ._packstore import MigrateResult, PackedBlockStore
 from ._pins import PinStore
-from ._walk import reachable
+from ._walk import links_of
 
-__all__ = ["LAYOUT_VERSION", "GCResult", "Repo", "VerifyReport", "gc"]
+__all__ = ["LAYOUT_VERSION", "GCResult", "MigrateResult", "Repo", "VerifyReport", "gc"]
 
-LAYOUT_VERSION: Final = 1
-"""The repository layout this CATs writes and reads."""
+LAYOUT_VERSION: Final = 2
+"""The repository layout this CATs writes and reads.
+
+1: every block a file (FSBlockStore). 2: small blocks packed in LMDB (PackedBlockStore), large
+ones still files. A layout-1 repository is upgraded in place when opened: its files stay where
+they are and are read from there, so nothing moves and nothing can be lost; ``cats repo migrate``
+packs them.
+"""
+
+# Layouts this CATs opens (and upgrades to LAYOUT_VERSION by rewriting the version file).
+_READABLE_VERSIONS: Final = frozenset({1, LAYOUT_VERSION})
+# gc deletes this many unreachable blocks per transaction.
+_GC_BATCH: Final = 4096
 
 # What a CATs home holds: the repository's own entries plus those the layers above keep beside
 # them (catalog, keys, node state, redeploy work dirs, Pulumi state, the local Ray). Anything else in a
@@ -64,7 +78,8 @@ class GCResult:
         removed: how many blocks were deleted.
         bytes_freed: the bytes of block data deleted.
         kept: how many blocks remain.
-        removed_cids: the CIDs of the deleted blocks.
+        removed_cids: the CIDs of the deleted blocks when asked for (``list_removed``), else
+            empty: a list of every deleted CID would grow with the repository.
     """
 
     removed: int
@@ -86,37 +101,106 @@ class VerifyReport:
     corrupt: tuple[CorruptBlock, ...]
 
 
-def gc(store: FSBlockStore, pins: PinStore) -> GCResult:
-    """Delete every block that no pin reaches.
+def gc(store: PackedBlockStore, pins: PinStore, *, list_removed: bool = False) -> GCResult:
+    """Delete every block that no pin reaches, in memory that does not grow with the repository.
+
+    Mark: the walk from the pinned roots records each reached block (and its to-do list) in a
+    temporary SQLite file under the store, not in Python sets. Sweep: iteration streams the
+    store and unmarked blocks are deleted 4,096 per transaction.
 
     The caller must make sure no add is in progress (:meth:`Repo.gc` holds the repository's
     exclusive lock for that). Nothing is deleted unless every pinned DAG could be walked.
+
+    Args:
+        store: the blocks.
+        pins: the roots to keep.
+        list_removed: also return every deleted CID (memory grows with their number).
 
     Raises:
         BlockNotFoundError: a pinned DAG is incomplete. Deleting then could remove blocks the
             missing part links to, so gc refuses and deletes nothing.
         IntegrityError: an interior block of a pinned DAG is corrupt (same reasoning).
     """
+    marks_path = store.root / f".gc-marks.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
-        live = reachable(store, pins.roots())
-    except BlockNotFoundError as exc:
-        raise BlockNotFoundError(f"gc refused, nothing deleted: {exc}") from exc
+        with contextlib.closing(sqlite3.connect(marks_path, isolation_level=None)) as marks:
+            try:
+                _mark(store, pins.roots(), marks)
+            except BlockNotFoundError as exc:
+                raise BlockNotFoundError(f"gc refused, nothing deleted: {exc}") from exc
+            return _sweep(store, marks, list_removed=list_removed)
+    except sqlite3.Error as exc:
+        raise StoreError(f"gc could not keep its marks in {marks_path}: {exc}") from exc
+    finally:
+        marks_path.unlink(missing_ok=True)
+
+
+def _mark(store: PackedBlockStore, roots: Iterable[CID], marks: sqlite3.Connection) -> None:
+    """Record in ``marks`` the CIDv1 of every block reachable from ``roots`` (checked present).
+
+    The same walk as :func:`~cats_runtime.cas.reachable` (raw leaves checked with ``has``,
+    blocks with links read and verified), with its seen-set and stack kept in SQLite.
+    """
+    marks.execute("PRAGMA journal_mode=OFF")  # scratch data: a crash just discards the file
+    marks.execute("PRAGMA synchronous=OFF")
+    marks.execute("CREATE TABLE marked (k BLOB PRIMARY KEY) WITHOUT ROWID")
+    marks.execute("CREATE TABLE todo (id INTEGER PRIMARY KEY, cid BLOB NOT NULL, parent BLOB)")
+    marks.execute("BEGIN")
+    marks.executemany("INSERT INTO todo (cid) VALUES (?)", ((root.buffer,) for root in roots))
+    while True:
+        rows = marks.execute("SELECT id, cid, parent FROM todo ORDER BY id DESC LIMIT 1024").fetchall()
+        if not rows:
+            break
+        marks.execute("DELETE FROM todo WHERE id >= ?", (rows[-1][0],))
+        for _, raw, parent_raw in rows:
+            cid = CID.from_bytes(raw)
+            if marks.execute("INSERT OR IGNORE INTO marked VALUES (?)", (cid.to_v1().buffer,)).rowcount == 0:
+                continue
+            via = f" (linked from {CID.from_bytes(parent_raw)})" if parent_raw is not None else ""
+            if cid.codec == RAW:
+                if cid.hash_code != IDENTITY and not store.has(cid):
+                    raise BlockNotFoundError(f"block {cid}{via} is missing: the DAG is incomplete")
+                continue
+            try:
+                data = cid.digest if cid.hash_code == IDENTITY else store.get(cid)
+            except BlockNotFoundError as exc:
+                raise BlockNotFoundError(f"block {cid}{via} is missing: the DAG is incomplete") from exc
+            marks.executemany(
+                "INSERT INTO todo (cid, parent) VALUES (?, ?)",
+                ((child.buffer, raw) for child in links_of(cid, data)),
+            )
+    marks.execute("COMMIT")
+
+
+def _sweep(store: PackedBlockStore, marks: sqlite3.Connection, *, list_removed: bool) -> GCResult:
     removed: list[CID] = []
+    count = 0
     freed = 0
     kept = 0
-    for cid in list(store):
-        if cid in live:
+    doomed: list[CID] = []
+    sizes = 0
+    for cid in store:  # streams; resumes after the last key it yielded, so deleting is safe
+        if marks.execute("SELECT 1 FROM marked WHERE k = ?", (cid.buffer,)).fetchone() is not None:
             kept += 1
             continue
         try:
-            size = store.path_of(cid).stat().st_size
-            store.delete(cid)
-        except (FileNotFoundError, BlockNotFoundError):
+            sizes += store.size(cid)
+        except BlockNotFoundError:
             continue  # removed by someone else meanwhile: same outcome
-        removed.append(cid)
-        freed += size
+        doomed.append(cid)
+        if len(doomed) >= _GC_BATCH:
+            count += store.delete_many(doomed)
+            if list_removed:
+                removed.extend(doomed)
+            freed += sizes
+            doomed, sizes = [], 0
+    if doomed:
+        count += store.delete_many(doomed)
+        if list_removed:
+            removed.extend(doomed)
+        freed += sizes
     store.remove_stale_temp_files()
-    return GCResult(len(removed), freed, kept, tuple(removed))
+    return GCResult(count, freed, kept, tuple(removed))
 
 
 def _read_version(path: Path) -> int:
@@ -126,14 +210,28 @@ def _read_version(path: Path) -> int:
     return int(text)
 
 
+def _write_version(home: Path) -> None:
+    tmp = home / f".version.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"{LAYOUT_VERSION}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, home / "version")
+    dfd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
 class Repo:
     """A CATs home directory: a block store, its pins and the lock that orders adds and gc.
 
-    Use :meth:`open`; the attributes are ``home``, ``blocks`` (:class:`FSBlockStore`) and
+    Use :meth:`open`; the attributes are ``home``, ``blocks`` (:class:`PackedBlockStore`) and
     ``pins`` (:class:`PinStore`, which checks DAG completeness against ``blocks``).
     """
 
-    def __init__(self, home: Path, blocks: FSBlockStore, pins: PinStore) -> None:
+    def __init__(self, home: Path, blocks: PackedBlockStore, pins: PinStore) -> None:
         self.home = home
         self.blocks = blocks
         self.pins = pins
@@ -148,7 +246,7 @@ class Repo:
 
         Args:
             home: the directory.
-            sync: passed to :class:`FSBlockStore` (fsync before puts return).
+            sync: passed to :class:`PackedBlockStore` (durable before puts return).
 
         Raises:
             StoreError: ``home`` has a newer or unreadable layout version, or is a non-empty
@@ -165,12 +263,16 @@ class Repo:
             raise
         except OSError as exc:
             raise StoreError(f"cannot open CATs repository at {home}: {exc}") from exc
-        if found != LAYOUT_VERSION:
+        if found not in _READABLE_VERSIONS:
             raise StoreError(
                 f"expected repository layout version {LAYOUT_VERSION} at {home}, found {found}"
                 + (": it was written by a newer CATs; upgrade CATs" if found > LAYOUT_VERSION else "")
             )
-        blocks = FSBlockStore(home / "blocks", sync=sync)
+        blocks = PackedBlockStore(home / "blocks", sync=sync)
+        if found != LAYOUT_VERSION:
+            # Layout 1 is read in place (its block files are the file tier of layout 2); the new
+            # version file keeps an older CATs, which would not see packed blocks, out.
+            cls._upgrade(home, found)
         # A kill -9 of an add leaves its temporary files behind; they are invisible to reads but
         # take space forever unless someone removes them. Opening the home is the natural moment
         # (every command and the node do it); the store's rule spares live writers' files.
@@ -178,6 +280,21 @@ class Repo:
             blocks.remove_stale_temp_files()
         pins = PinStore(home / "pins", source=blocks)
         return cls(home, blocks, pins)
+
+    @staticmethod
+    def _upgrade(home: Path, found: int) -> None:
+        lock = home / "repo.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits for writers of the old layout to finish
+            if _read_version(home / "version") == found:
+                _write_version(home)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot upgrade the repository at {home} to layout {LAYOUT_VERSION}: {exc}"
+            ) from exc
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _init(home: Path) -> None:
@@ -204,17 +321,7 @@ class Repo:
                 )
             (home / "blocks").mkdir(exist_ok=True)
             (home / "pins").mkdir(exist_ok=True)
-            tmp = home / f".version.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(f"{LAYOUT_VERSION}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, version_file)
-            dfd = os.open(home, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            _write_version(home)
         finally:
             os.close(fd)  # closing releases the flock
 
@@ -247,10 +354,19 @@ class Repo:
         with self._flock(fcntl.LOCK_EX):
             yield
 
-    def gc(self) -> GCResult:
+    def gc(self, *, list_removed: bool = False) -> GCResult:
         """Delete unpinned blocks while holding the exclusive lock (see :func:`gc`)."""
         with self.exclusive_lock():
-            return gc(self.blocks, self.pins)
+            return gc(self.blocks, self.pins, list_removed=list_removed)
+
+    def migrate(self, progress: Callable[[int], None] | None = None) -> MigrateResult:
+        """Pack the blocks a layout-1 repository keeps as files (see :meth:`PackedBlockStore.migrate`).
+
+        Holds the shared write lock, so gc (which could otherwise see a block in neither place
+        while it moves) waits; adds and reads go on.
+        """
+        with self.write_lock():
+            return self.blocks.migrate(progress)
 
     def verify(self) -> VerifyReport:
         """Re-hash every block of the store (no lock needed: reads only)."""

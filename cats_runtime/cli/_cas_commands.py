@@ -226,6 +226,25 @@ def repo_verify(as_json: bool) -> None:
         sys.exit(4)
 
 
+@repo.command("migrate")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+def repo_migrate(as_json: bool) -> None:
+    """Pack the blocks an older repository keeps as one file each (safe to re-run)."""
+    with progress("packing block files", None, enabled=not as_json) as advance:
+        result = cas_ops.repo_migrate(state().home, progress=advance)
+    emit(
+        as_json,
+        {
+            "packed": result.packed,
+            "bytes_packed": result.bytes_packed,
+            "large": result.large,
+            "corrupt": result.corrupt,
+        },
+        f"packed {result.packed} blocks ({result.bytes_packed} bytes); {result.large} large blocks stay "
+        f"files; {result.corrupt} corrupt files left in place (see cats repo verify)",
+    )
+
+
 @repo.command("gc")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def repo_gc(as_json: bool) -> None:

@@ -88,9 +88,9 @@ def open_source(desc: SourceDesc, blocks: Iterable[tuple[bytes, bytes]] = ()) ->
     """Open the block source a worker reads from; shipped ``blocks`` are verified first."""
     rest: BlockSource | None
     if desc.kind == "fs":
-        from ..cas import FSBlockStore
+        from ..cas import PackedBlockStore
 
-        rest = FSBlockStore(Path(desc.location))
+        rest = PackedBlockStore(Path(desc.location))
     elif desc.kind == "gateway":
         from ..cas._gateway import GatewayBlockSource
 

@@ -249,6 +249,11 @@ def repo_verify(home: Path) -> Any:
     return open_repo(home).verify()
 
 
+def repo_migrate(home: Path, *, progress: Callable[[int], None] | None = None) -> Any:
+    """Pack the blocks a layout-1 repository keeps as one file each; idempotent, crash-safe."""
+    return open_repo(home).migrate(progress)
+
+
 def repo_gc(home: Path) -> Any:
     """Remove blocks that no pin reaches."""
     return open_repo(home).gc()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
-from ..cas import FSBlockStore, Repo
+from ..cas import PackedBlockStore, Repo
 from ..execution import SandboxPolicy
 from ..operations import AllowList, NodeIdentity, TokenStore
 from ..records import Catalog
@@ -71,7 +71,7 @@ class NodeState:
         return self.config.home
 
     @property
-    def blocks(self) -> FSBlockStore:
+    def blocks(self) -> PackedBlockStore:
         """The node's block store."""
         return self.repo.blocks
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from block_faults import tamper
 
 from cats_runtime.cas import CID, DAG_CBOR, LAYOUT_VERSION, Block, PinStore, Repo, gc
 from cats_runtime.errors import (
@@ -118,7 +119,7 @@ def test_gc_keeps_pinned_dags_and_removes_the_rest(tmp_repo: Repo, kit: Any) -> 
     stray = kit.raw(b"stray")
     tmp_repo.blocks.put_many([*kept.blocks, *gone.blocks, unpinned_parent, stray])
     tmp_repo.pins.add(kept.root.cid, "keep")
-    result = tmp_repo.gc()
+    result = tmp_repo.gc(list_removed=True)
     remaining = set(tmp_repo.blocks)
     assert remaining == {b.cid.to_v1() for b in kept.blocks}
     expected_gone = {b.cid.to_v1() for b in [*gone.blocks, unpinned_parent, stray]}
@@ -149,9 +150,7 @@ def test_gc_refuses_when_a_pinned_dag_is_incomplete(tmp_repo: Repo, dag: Any, ki
 def test_gc_refuses_when_an_interior_block_is_corrupt(tmp_repo: Repo, dag: Any) -> None:
     tmp_repo.blocks.put_many(dag.blocks)
     tmp_repo.pins.add(dag.root.cid)
-    path = tmp_repo.blocks.path_of(dag.pb_a.cid)
-    path.chmod(0o644)
-    path.write_bytes(dag.pb_b.data)
+    tamper(tmp_repo.blocks, dag.pb_a.cid, dag.pb_b.data)
     before = set(tmp_repo.blocks)
     with pytest.raises(IntegrityError, match=str(dag.pb_a.cid)):
         tmp_repo.gc()
@@ -243,11 +242,9 @@ def test_repo_verify_counts_and_lists_corrupt_blocks(tmp_repo: Repo, dag: Any) -
     tmp_repo.blocks.put_many(dag.blocks)
     assert tmp_repo.verify().checked == len(dag.blocks)
     assert tmp_repo.verify().corrupt == ()
-    path = tmp_repo.blocks.path_of(dag.leaf0.cid)
-    path.chmod(0o644)
-    path.write_bytes(b"tampered")
+    tamper(tmp_repo.blocks, dag.leaf0.cid, b"tampered")
     report = tmp_repo.verify()
-    assert [(c.cid, c.path) for c in report.corrupt] == [(dag.leaf0.cid, path)]
+    assert [(c.cid, c.path) for c in report.corrupt] == [(dag.leaf0.cid, tmp_repo.blocks.packed_path)]
 
 
 def test_pinning_a_chain_walks_each_block_once(tmp_path: Path) -> None:

@@ -11,14 +11,15 @@ from pathlib import Path
 
 from cats_runtime.cas import Repo
 
-# A writer that stages a block exactly as a put does (temporary file written, not yet renamed into
-# place), says where, and then waits: killing it with SIGKILL is a crash in the middle of a put.
+# A writer that stages a (large) block exactly as a put to the file tier does (temporary file
+# written, not yet renamed into place), says where, and then waits: killing it with SIGKILL is a
+# crash in the middle of a put.
 _WRITER = textwrap.dedent(
     """
     import sys
     from cats_runtime.cas import Block, Repo
     repo = Repo.open(sys.argv[1])
-    staged = repo.blocks._write_temp(Block.encode(sys.argv[2].encode()))
+    staged = repo.blocks.files._write_temp(Block.encode(sys.argv[2].encode()))  # the large-block tier
     print(staged.tmp, flush=True)
     sys.stdin.read()
     """

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from block_faults import tamper
 
 from cats_runtime.cas import CID, Repo
 from cats_runtime.cli import main
@@ -121,9 +122,7 @@ def test_repo_verify_finds_corruption_and_gc_respects_pins(
     assert rc == 0 and json.loads(out)["removed"] >= 3
     repo = Repo.open(cats_home)
     assert repo.blocks.has(kept) and not repo.blocks.has(dropped)
-    path = repo.blocks.path_of(kept)
-    path.chmod(0o644)
-    path.write_bytes(b"ALPHA\n")
+    tamper(repo.blocks, kept, b"ALPHA\n")
     rc, out, _ = cats(capsys, "repo", "verify")
     assert rc == 4 and str(kept) in out and "1 corrupt" in out
     rc, _, err = cats(capsys, "cat", str(kept))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from program_locks import write_small_lock
 
+from cats_runtime.cas import PackedBlockStore
 from cats_runtime.cli import main
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -206,5 +207,5 @@ def test_a_cloud_structure_on_embedded_ray_is_refused_before_anything_runs(
     assert rc == 2, err
     assert err.count("\n") == 1 and "would execute on the local Plant" in err and "--ray-address" in err
     assert out == ""
-    assert not (cats_home / "blocks").exists() or not any((cats_home / "blocks").rglob("*.data"))
+    assert not (cats_home / "blocks").exists() or not list(PackedBlockStore(cats_home / "blocks"))
     assert not (cats_home / "envs").exists(), "no memo names blocks the home does not have"

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from block_faults import tamper
 
-from cats_runtime.cas import _unixfs
+from cats_runtime.cas import Block, _unixfs
 from cats_runtime.cas._car import export_car
 from cats_runtime.errors import BlockNotFoundError, IntegrityError, RecordError, VerificationError
 from cats_runtime.operations import (
@@ -79,16 +80,14 @@ def test_structural_detects_missing_and_corrupt_blocks(
     out = run(node, function=fn, inputs=_doc(node, tmp_path))  # type: ignore[arg-type]
     assert out.bom is not None and out.output is not None
     sample = {e.name: e.cid for e in _unixfs.ls(node.store, out.output)}["sample.txt"]
-    path = node.repo.blocks.path_of(sample)
-    original = path.read_bytes()
-    path.chmod(0o644)
-    path.write_bytes(b"tampered")
+    original = node.repo.blocks.get(sample)
+    tamper(node.repo.blocks, sample, b"tampered")
     with pytest.raises(IntegrityError, match=str(sample)):
         verify_structural(node, out.bom)
-    path.unlink()
+    node.repo.blocks.delete(sample)
     with pytest.raises(BlockNotFoundError, match=f"block {sample} .*linked from {out.output}"):
         verify_structural(node, out.bom)
-    path.write_bytes(original)
+    node.repo.blocks.put(Block.encode(original, sample.codec, version=sample.version))
     assert verify_structural(node, out.bom).blocks > 0
     with pytest.raises(RecordError, match="cats/bom"):
         verify_structural(node, out.invoice)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from block_faults import tamper
 from nodeproc import NodeProcess, start_node
 
 from cats_runtime.cas import CID, Repo, add_path, decode_pbnode, resolve_path, stat
@@ -328,9 +329,7 @@ def test_the_client_refuses_a_corrupt_block_and_a_car_cut_short(tmp_path: Path) 
     root = add_path(src, repo.blocks, chunk_size=LEAF).cid
     repo.pins.add(root)
     second = decode_pbnode(repo.blocks.get(root)).links[1].cid
-    block_file = repo.blocks.path_of(second)
-    block_file.chmod(0o644)
-    block_file.write_bytes(b"X" + block_file.read_bytes()[1:])
+    tamper(repo.blocks, second, b"X" + repo.blocks.get(second)[1:])
     asks = [("all", {}), ("range", {"entity_bytes": f"{LEAF}:{LEAF}"}), ("first", {"entity_bytes": "0:10"})]
     out = {}
     for mode in ("--no-verify-reads", "--verify-reads"):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from block_faults import tamper
 from nodeproc import NodeProcess, prepare_home, start_node
 
 from cats_runtime.cas import CID, DAG_CBOR, RAW, Block, Repo, _dagcbor
@@ -194,9 +195,7 @@ def test_every_error_has_the_one_shape(tmp_path: Path) -> None:
     block = Block.encode(_dagcbor.encode({"type": "cats/bom@1", "note": "soon corrupt"}), DAG_CBOR)
     repo = Repo.open(home)
     repo.blocks.put(block)
-    path = repo.blocks.path_of(block.cid)
-    os.chmod(path, 0o644)
-    path.write_bytes(b"\xa1anot the bytes of its CID")  # the node's own store is now wrong
+    tamper(repo.blocks, block.cid, b"\xa1anot the bytes of its CID")  # the node's own store is now wrong
     node = start_node(home)
     try:
         cases = [

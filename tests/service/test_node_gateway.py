@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from block_faults import tamper
 from nodeproc import NodeProcess, cats, start_node
 
 from cats_runtime.cas import (
@@ -196,9 +197,7 @@ def test_cats_fetch_copies_a_dag_between_homes(
 def test_corrupt_local_blocks_are_refused_by_default_and_caught_by_clients_otherwise(tmp_path: Path) -> None:
     repo = Repo.open(tmp_path / "home")
     victim = add_bytes(b"will be corrupted", repo.blocks)
-    path = repo.blocks.path_of(victim)
-    path.chmod(0o644)
-    path.write_bytes(b"will be CORRUPTED")
+    tamper(repo.blocks, victim, b"will be CORRUPTED")
     with pytest.raises(IntegrityError, match="corrupt"):
         repo.blocks.get(victim)
     plain = start_node(tmp_path / "home", "--no-verify-reads")
