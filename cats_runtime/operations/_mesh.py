@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -423,7 +423,7 @@ class _Raised:
         self.exc = exc
 
 
-def _pipelined(blocks: Iterator[Block], depth: int = _PIPELINE_DEPTH) -> Iterator[Block]:
+def _pipelined(blocks: Iterator[Block], depth: int = _PIPELINE_DEPTH) -> Generator[Block, None, None]:
     """``blocks`` produced by a receiving thread, consumed here through a bounded queue.
 
     The receive, parse and verify loop (socket reads and sha256 release the GIL) then runs
