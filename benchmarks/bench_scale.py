@@ -6,8 +6,8 @@ Every figure is a ratio or a growth exponent measured in the same run:
   close each file, one ``sync`` at the end) and to open+read+sha256 of the same files;
 - ``repo gc`` with half the pins removed, ``catalog rebuild`` and ``cats ls --json`` over N runs,
   ``add_path --only-hash`` of a directory of N empty files: peak RSS of the child process doing
-  it (``wait4``'s ``ru_maxrss``), above the peak of a child that only imports and opens the
-  repository, and the growth exponent of that excess across sizes (0 = flat, 1 = linear);
+  it (VmHWM) above its peak once its modules are imported, and the growth exponent of that
+  excess across sizes (0 = flat, 1 = linear);
 - ``catalog rebuild`` time: records/s and the exponent of time across sizes;
 - lineage downstream of a root with a fan-out of N/10 children (10k at 100k): walk and text
   render time, exponent across sizes (1 = linear);
@@ -61,32 +61,26 @@ def exponent(sizes: Sequence[int], values: Sequence[float]) -> float:
     return math.log(hi / lo) / math.log(sizes[-1] / sizes[0])
 
 
-def child(name: str, *args: str, env: dict[str, str] | None = None) -> tuple[dict[str, Any], float]:
-    """Run ``name`` of this file in a child; returns its JSON result and its peak RSS in MB."""
-    cmd = [sys.executable, __file__, "--child", name, *args]
-    full_env = {**os.environ, "PYTHONPATH": str(_ROOT), **(env or {})}
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, stdout=out, env=full_env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            raise SystemExit(f"child {name} failed with exit code {proc.returncode}")
-        out.seek(0)
-        text = out.read().decode()
-    return (json.loads(text) if text.strip() else {}), usage.ru_maxrss / 1024
+def peak_mb() -> float:
+    """This process's peak RSS (VmHWM), in MB.
+
+    Not ``ru_maxrss``: after fork (or vfork) and exec it still counts the parent's pages the
+    child had before exec, so a big parent would hide a child's growth.
+    """
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
-def cli_rss(home: Path, *argv: str) -> tuple[float, float]:
-    """Peak RSS (MB) and wall time of ``cats ARGV`` on ``home`` (output discarded)."""
-    env = {**os.environ, "PYTHONPATH": str(_ROOT), "CATS_HOME": str(home)}
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("cats")), *argv], stdout=subprocess.DEVNULL, env=env
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"cats {' '.join(argv)} failed")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start
+def child(name: str, *args: str) -> tuple[dict[str, Any], float]:
+    """Run ``name`` of this file in a child; returns its JSON result and how much its peak RSS
+    grew (MB) during the work, past imports."""
+    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        cmd = [sys.executable, __file__, "--child", name, out.name, *args]
+        if subprocess.run(cmd, env=env, check=False).returncode != 0:
+            raise SystemExit(f"child {name} failed")
+        result: dict[str, Any] = json.loads(Path(out.name).read_text())
+    return result, float(result["grown_mb"])
 
 
 def _function() -> FunctionRecord:
@@ -159,14 +153,6 @@ def put_batched(repo: Repo, blocks: Iterator[Block]) -> int:
 
 
 # -- children (each measured for peak RSS) --------------------------------------------------------
-def child_baseline(home: str) -> dict[str, Any]:
-    from cats_runtime.operations import Node
-
-    with Node.open(Path(home)):
-        pass
-    return {}
-
-
 def child_gc(home: str) -> dict[str, Any]:
     start = time.perf_counter()
     result = Repo.open(home).gc()
@@ -188,7 +174,35 @@ def child_add(path: str) -> dict[str, Any]:
     return {"cid": str(add_path(path, None).cid)}
 
 
-_CHILDREN = {"baseline": child_baseline, "gc": child_gc, "rebuild": child_rebuild, "add": child_add}
+def child_cli(home: str, *argv: str) -> dict[str, Any]:
+    """``cats ARGV`` on ``home`` in this process (its output discarded), timed."""
+    from cats_runtime.cli import main as cats_main
+
+    os.environ["CATS_HOME"] = home
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    saved = os.dup(1)
+    sys.stdout.flush()
+    os.dup2(devnull, 1)
+    start = time.perf_counter()
+    code: object = 0
+    try:
+        cats_main(list(argv))
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+    if code not in (0, None):
+        raise SystemExit(f"cats {' '.join(argv)} exited {code}")
+    return {"seconds": time.perf_counter() - start}
+
+
+_CHILDREN = {
+    "gc": child_gc,
+    "rebuild": child_rebuild,
+    "add": child_add,
+    "cli": child_cli,
+}
 
 
 # -- measurements -----------------------------------------------------------------------------
@@ -234,26 +248,24 @@ def bench_gc(work: Path, n: int) -> tuple[float, float]:
         repo.pins.add(root)
     for root in roots[::2]:
         repo.pins.remove(root)
-    _, base = child("baseline", str(home))
     result, rss = child("gc", str(home))
     shutil.rmtree(home)
-    return rss - base, float(result["seconds"])
+    return rss, float(result["seconds"])
 
 
 def bench_catalog(work: Path, n: int) -> dict[str, float]:
     """``catalog rebuild`` then ``cats ls --json`` over n runs (3 records and an output each)."""
     home = work / f"cat-{n}"
     put_batched(Repo.open(home, sync=False), runs(n))
-    _, base = child("baseline", str(home))
     result, rebuild_rss = child("rebuild", str(home))
-    ls_rss, ls_seconds = cli_rss(home, "ls", "--json")
+    ls, ls_rss = child("cli", str(home), "ls", "--json")
     shutil.rmtree(home)
     return {
-        "rebuild_rss": rebuild_rss - base,
+        "rebuild_rss": rebuild_rss,
         "rebuild_s": float(result["seconds"]),
         "records": float(result["records"]),
-        "ls_rss": ls_rss - base,
-        "ls_s": ls_seconds,
+        "ls_rss": ls_rss,
+        "ls_s": float(ls["seconds"]),
     }
 
 
@@ -330,26 +342,27 @@ def bench_big_dir(work: Path, n: int) -> float:
     tree.mkdir()
     for i in range(n):
         os.close(os.open(tree / f"file-{i:07d}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-    base_home = work / "base-home"
-    _, base = child("baseline", str(base_home))
     _, rss = child("add", str(tree))
     shutil.rmtree(tree)
-    shutil.rmtree(base_home)
-    return rss - base
+    return rss
 
 
 # -- main -------------------------------------------------------------------------------------
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:  # one measured piece of work, run by child()
+        name, out, *rest = sys.argv[2:]
+        import cats_runtime.cli
+        import cats_runtime.operations  # noqa: F401  (imported before the work is measured)
+
+        start = peak_mb()
+        result = _CHILDREN[name](*rest)
+        Path(out).write_text(json.dumps({**result, "grown_mb": peak_mb() - start}))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000", help="comma-separated item counts")
     parser.add_argument("--full", action="store_true", help="also 1,000,000 items")
     parser.add_argument("--dir", default=None, help="where to create the repositories")
-    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        name, *rest = args.child
-        print(json.dumps(_CHILDREN[name](*rest)))
-        return
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.full and 1_000_000 not in sizes:
         sizes.append(1_000_000)
@@ -372,7 +385,7 @@ def report(work: Path, sizes: list[int]) -> None:
             f"| {n:,} | {r['put']:,.0f} | {r['put'] / r['create']:.2f}x | {r['put'] / r['read_hash']:.3f}x |"
         )
 
-    print("\n## Peak RSS above an idle child (MB), growth exponent across sizes\n")
+    print("\n## Peak RSS growth of the child doing the work (MB, past its imports), exponent across sizes\n")
     print("| work | " + " | ".join(f"{n:,}" for n in sizes) + " | exponent |")
     print("|---|" + "---:|" * (len(sizes) + 1))
     gc = [bench_gc(work, n) for n in sizes]

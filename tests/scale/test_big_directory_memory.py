@@ -17,14 +17,21 @@ _ENTRIES = 100_000
 _BOUND_MB = 40
 
 _CHILD = """
-import json, resource, sys
+import json, sys
 from cats_runtime.cas import add_path, Repo
+
+def peak_kb():
+    # VmHWM: this address space's peak. ru_maxrss would also count the parent's pages that
+    # the child had before exec (fork or vfork), which can hide the growth being measured.
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
 store = None
 if sys.argv[2] != "-":
-    store = Repo.open(sys.argv[2], sync=False).store
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    store = Repo.open(sys.argv[2], sync=False).blocks
+before = peak_kb()
 result = add_path(sys.argv[1], store)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = peak_kb()
 print(json.dumps({"cid": str(result.cid), "before_kb": before, "after_kb": after}))
 """
 
