@@ -89,8 +89,11 @@ def main() -> None:
         baseline = sha256_seconds(data)
         port = free_port()
         log = open(work / "node-a.log", "wb")  # noqa: SIM115
+        serve = [CATS, "--home", str(home_a), "node", "serve", "--port", str(port)]
         node = subprocess.Popen(
-            [CATS, "--home", str(home_a), "node", "serve", "--port", str(port)],
+            # The CAR of the whole dataset is a little larger than the data (CIDs, interior
+            # nodes): the response bound must admit it, or the CAR ends early by design.
+            [*serve, "--max-car-response-mib", str(2 * max(1, size >> 20))],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -11,8 +11,9 @@ log2(fanout). The reader checks all of this, so a shard that Kubo would not prod
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from ..errors import DecodeError, LimitError
@@ -24,8 +25,10 @@ __all__ = [
     "HAMT_FANOUT",
     "MURMUR3_X64_64",
     "build_hamt",
+    "build_hamt_sorted",
     "hamt_entries",
     "hamt_find",
+    "hamt_key",
     "murmur3_x64_128",
     "murmur3_x64_64",
 ]
@@ -287,3 +290,69 @@ def _link(cid: bytes, name: bytes, tsize: int) -> bytes:
         b"\x0a" + _uvarint(len(cid)) + cid + b"\x12" + _uvarint(len(name)) + name + b"\x18" + _uvarint(tsize)
     )
     return b"\x12" + _uvarint(len(body)) + body
+
+
+SortedEntry = tuple[bytes, bytes, bytes, int]
+"""``(8-byte big-endian murmur3 key, name bytes, binary CID, Tsize)`` of one HAMT entry."""
+
+
+def hamt_key(name: bytes) -> bytes:
+    """The 8-byte key that orders a HAMT's entries (sort by it, then :func:`build_hamt_sorted`)."""
+    return murmur3_x64_64(name)
+
+
+def build_hamt_sorted(
+    entries: Iterable[SortedEntry], emit: Emit, fanout: int = HAMT_FANOUT
+) -> tuple[bytes, int]:
+    """:func:`build_hamt` over entries streamed in increasing key order, in bounded memory.
+
+    A HAMT is a trie over the key bits, so entries sorted by key arrive shard by shard: each
+    slot's entries are contiguous. Only the links of the shards on the current path are held
+    (at most ``fanout`` per level, 64 / log2(fanout) levels), whatever the number of entries;
+    the blocks are byte-identical to :func:`build_hamt`'s for the same entries.
+
+    Args:
+        entries: ``(key, name, binary CID, Tsize)`` sorted by ``key`` (see :func:`hamt_key`),
+            at least two of them.
+        emit: stores one dag-pb block, returns ``(binary CID, block length)``.
+        fanout: slots per shard node (a power of two).
+
+    Returns:
+        ``(binary CID, cumulative size)`` of the root shard.
+
+    Raises:
+        LimitError: two names share all 64 key bits.
+    """
+    bits = fanout.bit_length() - 1
+    pad = len(f"{fanout - 1:X}")
+    tail = b"\x28\x22\x30" + _uvarint(fanout)
+    mask = fanout - 1
+
+    def build(items: Iterator[tuple[int, SortedEntry]], depth: int) -> tuple[bytes, int]:
+        start = depth * bits
+        if start + bits > 64:
+            raise LimitError("two entry names share all 64 murmur3 bits; Kubo would rehash, CATs cannot")
+        shift = 64 - start - bits
+        parts: list[bytes] = []
+        total = 0
+        bitfield = 0
+        for slot, group in itertools.groupby(items, key=lambda item: (item[0] >> shift) & mask):
+            bitfield |= 1 << slot
+            label = f"{slot:0{pad}X}".encode()
+            # One group iterator, consumed once: two entries peeked, the rest chained behind.
+            first = next(group)
+            second = next(group, None)  # noqa: B031
+            if second is None:
+                _, (_, name, cid, tsize) = first
+                label += name
+            else:
+                cid, tsize = build(itertools.chain((first, second), group), depth + 1)  # noqa: B031
+            parts.append(_link(cid, label, tsize))
+            total += tsize
+        field = bitfield.to_bytes((bitfield.bit_length() + 7) // 8, "big")
+        unixfs = b"\x08\x05" + (b"\x12" + _uvarint(len(field)) + field if field else b"") + tail
+        block = b"".join(parts) + b"\x0a" + _uvarint(len(unixfs)) + unixfs
+        cid, length = emit(block)
+        return cid, length + total
+
+    return build(((int.from_bytes(entry[0], "big"), entry) for entry in entries), 0)

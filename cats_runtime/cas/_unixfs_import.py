@@ -23,17 +23,18 @@ import fnmatch
 import hashlib
 import io
 import os
+import sqlite3
 import stat as stat_module
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Final, NamedTuple
 
 from ..errors import InvalidInputError, StoreError, UnsafePathError
 from ._cid import CID, Block
 from ._dagpb import pb_varint
-from ._hamt import HAMT_FANOUT, build_hamt
+from ._hamt import HAMT_FANOUT, build_hamt, build_hamt_sorted, hamt_key
 from ._profiles import DEFAULT_PROFILE, ImportProfile, ShardStrategy, get_profile
 from ._store import BlockStore
 from ._unixfs_pb import AddResult
@@ -535,17 +536,121 @@ def _directory_node(links: list[tuple[bytes, _Node]], sink: _Sink, opts: _Option
     # Strictly above the threshold, as current boxo and the npm importer do (older go-unixfs and
     # boxo releases used >=: a directory exactly at the threshold was sharded there).
     if estimate > opts.shard_threshold:
-
-        def emit(block: bytes) -> tuple[bytes, int]:
-            cid = prefix + hashlib.sha256(block).digest()
-            sink.add(cid, block)
-            return cid, len(block)
-
-        cid, hamt_tsize = build_hamt([(raw, node.cid, node.tsize) for raw, node in links], emit)
+        cid, hamt_tsize = build_hamt(
+            [(raw, node.cid, node.tsize) for raw, node in links], _emitter(sink, opts)
+        )
         return _Node(cid, hamt_tsize, 0)
     cid = prefix + hashlib.sha256(block).digest()
     sink.add(cid, block)
     return _Node(cid, len(block) + tsize, 0)
+
+
+def _emitter(sink: _Sink, opts: _Options) -> Callable[[bytes], tuple[bytes, int]]:
+    prefix = _V0_PREFIX if opts.cid_version == 0 else _V1_PB_PREFIX
+
+    def emit(block: bytes) -> tuple[bytes, int]:
+        cid = prefix + hashlib.sha256(block).digest()
+        sink.add(cid, block)
+        return cid, len(block)
+
+    return emit
+
+
+_SPILL_ENTRIES = 4096
+"""Entries a directory keeps in memory once it is sure to be sharded; beyond, they go to disk."""
+_SPILL_BATCH = 1024
+
+
+class _DirBuilder:
+    """Takes a directory's entries one at a time, in any order, and builds its node.
+
+    A directory whose name + CID bytes stay within the shard threshold is one block, so its
+    entries are bounded by the threshold and kept in memory (sorted by name at the end, as
+    today). Once that lower bound of the size estimate exceeds the threshold the directory is
+    certainly a HAMT under either strategy; past ``spill_entries`` entries the builder then
+    moves them to a private temporary SQLite database keyed by the HAMT's murmur3 key, and
+    builds the shard tree from the key-ordered stream (:func:`build_hamt_sorted`), so memory
+    stays flat whatever the entry count. SQLite deletes the database when it is closed.
+    """
+
+    __slots__ = ("_db", "_estimate", "_links", "_opts", "_pending", "_seen", "_sink", "_spill_at", "_unique")
+
+    def __init__(self, sink: _Sink, opts: _Options, *, unique: bool, spill_entries: int = _SPILL_ENTRIES):
+        self._sink = sink
+        self._opts = opts
+        self._unique = unique  # names from a caller, not a filesystem: check duplicates
+        self._spill_at = spill_entries
+        self._links: list[tuple[bytes, _Node]] = []
+        self._seen: set[bytes] = set()
+        self._estimate = 0  # name + CID bytes: a lower bound of both strategies' estimates
+        self._db: sqlite3.Connection | None = None
+        self._pending: list[tuple[bytes, bytes, bytes, int]] = []
+
+    def add(self, raw: bytes, node: _Node, name: str) -> None:
+        """One entry; ``name`` is only for the duplicate-name error."""
+        if self._db is not None:
+            self._pending.append((hamt_key(raw), raw, node.cid, node.tsize))
+            if len(self._pending) >= _SPILL_BATCH:
+                self._flush(name)
+            return
+        if self._unique:
+            if raw in self._seen:
+                raise InvalidInputError(f"expected unique entry names in a directory, found {name!r} twice")
+            self._seen.add(raw)
+        self._links.append((raw, node))
+        self._estimate += len(raw) + len(node.cid)
+        if self._estimate > self._opts.shard_threshold and len(self._links) > self._spill_at:
+            self._spill(name)
+
+    def _spill(self, name: str) -> None:
+        # "" is SQLite's private temporary database: on disk, removed when the connection closes.
+        db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.execute("PRAGMA cache_size=-8192")  # KiB: the page cache bounds this builder's memory
+        db.execute("PRAGMA temp_store=FILE")
+        db.execute(
+            "CREATE TABLE e (k BLOB NOT NULL, name BLOB NOT NULL UNIQUE, cid BLOB NOT NULL, t INTEGER)"
+        )
+        db.execute("BEGIN")
+        self._db = db
+        self._pending = [(hamt_key(raw), raw, node.cid, node.tsize) for raw, node in self._links]
+        self._links = []
+        self._seen = set()
+        self._flush(name)
+
+    def _flush(self, name: str) -> None:
+        assert self._db is not None
+        try:
+            self._db.executemany("INSERT INTO e VALUES (?, ?, ?, ?)", self._pending)
+        except sqlite3.IntegrityError:
+            # The UNIQUE constraint on names: only a caller's list can repeat one.
+            raise InvalidInputError(
+                f"expected unique entry names in a directory, found a name twice (at or before {name!r})"
+            ) from None
+        self._pending = []
+
+    def finish(self) -> _Node:
+        """Build the directory (flat block or HAMT) and emit its blocks."""
+        if self._db is None:
+            return _directory_node(self._links, self._sink, self._opts)
+        self._flush("the last entry")
+        # Ordered by key, then name: a tie on all 64 bits reaches the LimitError in the builder.
+        rows = self._db.execute("SELECT k, name, cid, t FROM e ORDER BY k, name")
+        cid, tsize = build_hamt_sorted(rows, _emitter(self._sink, self._opts))
+        return _Node(cid, tsize, 0)
+
+    def close(self) -> None:
+        """Drop the temporary database, if any (it is deleted from disk)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def __enter__(self) -> _DirBuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _check_name(name: str, where: str) -> bytes:
@@ -598,31 +703,42 @@ class _DirWalker:
             self.progress(n)
 
     def add_dir(self, path: str) -> _Node:
-        links: list[tuple[bytes, _Node]] = []
-        try:
-            entries = list(os.scandir(path))
-        except OSError as exc:
-            raise StoreError(f"cannot list directory {path}: {exc.strerror or exc}") from exc
-        for entry in entries:
-            name = entry.name
-            if not self.hidden and _is_hidden(name):
-                self.skipped_hidden += 1
-                continue
-            if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.exclude):
-                continue
-            raw_name = _check_name(name, path)
-            if entry.is_symlink():
-                node = _add_symlink(entry.path, self.sink, self.opts)
-            elif entry.is_dir(follow_symlinks=False):
-                node = self.add_dir(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                node = _add_file(entry.path, self.sink, self.opts, self._count)
-            else:
-                raise InvalidInputError(
-                    f"expected a regular file, directory or symlink, found a special file at {entry.path}"
-                )
-            links.append((raw_name, node))
-        return _directory_node(links, self.sink, self.opts)
+        # Entries stream from scandir into the builder; only the names of subdirectories are
+        # kept until the listing is closed (so one directory fd is open at a time, not one per
+        # level of the tree), then each is added in name order.
+        subdirs: list[tuple[bytes, str]] = []
+        with _DirBuilder(self.sink, self.opts, unique=False) as builder:
+            try:
+                with os.scandir(path) as listing:
+                    for entry in listing:
+                        name = entry.name
+                        if not self.hidden and _is_hidden(name):
+                            self.skipped_hidden += 1
+                            continue
+                        if any(fnmatch.fnmatchcase(name, pattern) for pattern in self.exclude):
+                            continue
+                        raw_name = _check_name(name, path)
+                        if entry.is_symlink():
+                            node = _add_symlink(entry.path, self.sink, self.opts)
+                        elif entry.is_dir(follow_symlinks=False):
+                            subdirs.append((raw_name, name))
+                            continue
+                        elif entry.is_file(follow_symlinks=False):
+                            node = _add_file(entry.path, self.sink, self.opts, self._count)
+                        else:
+                            raise InvalidInputError(
+                                "expected a regular file, directory or symlink, found a special file"
+                                f" at {entry.path}"
+                            )
+                        builder.add(raw_name, node, name)
+            except StoreError:
+                raise  # a file's own error, already precise
+            except OSError as exc:
+                raise StoreError(f"cannot list directory {path}: {exc.strerror or exc}") from exc
+            subdirs.sort()
+            for raw_name, name in subdirs:
+                builder.add(raw_name, self.add_dir(os.path.join(path, name)), name)
+            return builder.finish()
 
 
 def _add_symlink(path: str, sink: _Sink, opts: _Options) -> _Node:
@@ -724,7 +840,7 @@ def add_path(
 
 
 def add_directory(
-    entries: Sequence[tuple[str, CID, int]],
+    entries: Iterable[tuple[str, CID, int]],
     store: BlockStore | None,
     *,
     cid_version: int = 1,
@@ -750,16 +866,10 @@ def add_directory(
         InvalidInputError: two entries share a name, or the options are invalid.
     """
     opts = _resolve_options(profile, cid_version, CHUNK_SIZE, MAX_LINKS, shard_threshold)
-    links: list[tuple[bytes, _Node]] = []
-    seen: set[bytes] = set()
-    for name, cid, tsize in entries:
-        raw = _check_name(name, "a directory being assembled")
-        if raw in seen:
-            raise InvalidInputError(f"expected unique entry names in a directory, found {name!r} twice")
-        seen.add(raw)
-        links.append((raw, _Node(cid.buffer, tsize, 0)))
-    with _Sink(store) as sink:
-        node = _directory_node(links, sink, opts)
+    with _Sink(store) as sink, _DirBuilder(sink, opts, unique=True) as builder:
+        for name, cid, tsize in entries:
+            builder.add(_check_name(name, "a directory being assembled"), _Node(cid.buffer, tsize, 0), name)
+        node = builder.finish()
     return AddResult(CID.from_bytes(node.cid), 0, node.tsize)
 
 

@@ -17,10 +17,12 @@ import contextlib
 import http.client
 import logging
 import os
+import queue
 import tempfile
+import threading
 import time
 import urllib.parse
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -408,6 +410,74 @@ class _CarStream:
             )
 
 
+_PIPELINE_DEPTH: Final = 64  # verified blocks waiting for the store: 16 MiB of 256 KiB leaves
+_END: Final = object()
+
+
+class _Raised:
+    """An exception of the receiving thread, carried to the consumer to be raised there."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _pipelined(blocks: Iterator[Block], depth: int = _PIPELINE_DEPTH) -> Generator[Block, None, None]:
+    """``blocks`` produced by a receiving thread, consumed here through a bounded queue.
+
+    The receive, parse and verify loop (socket reads and sha256 release the GIL) then runs
+    while the consumer (the store's ``put_many`` and its writer threads) writes the previous
+    blocks, instead of taking turns with it. The queue bounds memory; the producer's errors
+    are raised here, in order, after the blocks it verified before failing. When the consumer
+    stops early (a store error, a budget), the producer is told to stop, closes the stream
+    and is joined: no thread outlives the call.
+    """
+    channel: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                channel.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                if not offer(block):
+                    return
+        except BaseException as exc:  # carried to the consumer, which raises it
+            offer(_Raised(exc))
+        else:
+            offer(_END)
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="cats-fetch-receive", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = channel.get()
+            if item is _END:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            assert isinstance(item, Block)
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                channel.get(timeout=0.1)
+        thread.join()
+
+
 def _fetch_car(
     store: BlockStore,
     root: CID,
@@ -419,9 +489,13 @@ def _fetch_car(
 ) -> FetchReport | None:
     """Try each peer's CAR of the whole DAG; None when none delivered a complete, valid one."""
     for peer in peers:
-        counted = _Counting(_CarStream(peer, root, timeout, guard).blocks(), max_bytes)
+        received = _pipelined(_CarStream(peer, root, timeout, guard).blocks())
+        counted = _Counting(received, max_bytes)
         try:
-            store.put_many(counted)
+            try:
+                store.put_many(counted)
+            finally:
+                received.close()  # stops and joins the receiving thread whatever happened
         except BlockNotFoundError:
             continue  # not there: not a failure
         except (IntegrityError, PeerError, DecodeError) as exc:
