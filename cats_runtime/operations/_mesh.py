@@ -410,7 +410,9 @@ class _CarStream:
             )
 
 
-_PIPELINE_DEPTH: Final = 64  # verified blocks waiting for the store: 16 MiB of 256 KiB leaves
+# Deep enough to keep receiving and verifying while the store commits a 32 MiB batch (measured:
+# 64 blocks 6.6-6.8 s, 256 blocks 6.1 s for 1 GiB node to node).
+_PIPELINE_DEPTH: Final = 256  # verified blocks waiting for the store: 64 MiB of 256 KiB leaves
 _END: Final = object()
 
 
