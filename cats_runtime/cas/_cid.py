@@ -55,6 +55,13 @@ _HASHES: Final[dict[int, tuple[str, int | None, _Hasher]]] = {
 HASH_NAMES: Final[dict[int, str]] = {code: v[0] for code, v in _HASHES.items()}
 _MAX_IDENTITY = 128  # Kubo refuses inline (identity) CIDs with larger digests.
 _SHA256_V0_PREFIX: Final = b"\x12\x20"
+# Binary prefixes of the sha2-256 CIDs the importer builds -> (version, codec); see CID._from_own_bytes.
+_OWN_PREFIXES: Final = {
+    _SHA256_V0_PREFIX: (0, 0x70),
+    b"\x01\x55\x12\x20": (1, 0x55),
+    b"\x01\x70\x12\x20": (1, 0x70),
+    b"\x01\x71\x12\x20": (1, 0x71),
+}
 
 
 def compute_digest(hash_code: int, data: bytes | memoryview) -> bytes:
@@ -160,6 +167,26 @@ class CID:
         cid, end = cls.read(raw, 0)
         if end != len(raw):
             raise InvalidCIDError(f"expected a CID of {end} bytes, found {len(raw) - end} trailing bytes")
+        return cid
+
+    @classmethod
+    def _from_own_bytes(cls, raw: bytes) -> CID:
+        """The CID of binary form ``raw`` that this process has just built (the importer's).
+
+        The sha2-256 forms the importer makes (CIDv0, CIDv1 raw / dag-pb / dag-cbor) are read by
+        their fixed prefix and length without the general parser's checks, which cost more than
+        the hashing of a small file. Anything else goes through :meth:`from_bytes`.
+        """
+        n = len(raw)
+        spec = _OWN_PREFIXES.get(raw[:2] if n == 34 else raw[:4] if n == 36 else b"")
+        if spec is None:
+            return cls.from_bytes(raw)
+        cid = object.__new__(cls)
+        object.__setattr__(cid, "_version", spec[0])
+        object.__setattr__(cid, "_codec", spec[1])
+        object.__setattr__(cid, "_hash_code", SHA2_256)
+        object.__setattr__(cid, "_digest", bytes(raw[-32:]))
+        object.__setattr__(cid, "_bytes", bytes(raw))
         return cid
 
     @classmethod

@@ -37,6 +37,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -385,26 +386,42 @@ class PackedBlockStore:
         batch_bytes = 0
         large: list[Block] = []
         large_bytes = 0
-        for block in blocks:
-            if block.cid.hash_code == IDENTITY:
-                continue
-            size = len(block.data)
-            if size > self.pack_limit:
-                large.append(block)
-                large_bytes += size
-                if large_bytes >= _FILE_BATCH_BYTES:
-                    self.files.put_many(large)
-                    large, large_bytes = [], 0
-                continue
-            batch.append(block)
-            batch_bytes += size
-            if len(batch) >= _BATCH_BLOCKS or batch_bytes >= _BATCH_BYTES:
+        # A full batch is committed by one background thread while the caller goes on producing
+        # the next (hashing files, receiving a CAR): the sync is disk time, not CPU time. One
+        # commit in flight at most, so at most two batches are held.
+        committer: ThreadPoolExecutor | None = None
+        pending: Future[None] | None = None
+        try:
+            for block in blocks:
+                if block.cid.hash_code == IDENTITY:
+                    continue
+                size = len(block.data)
+                if size > self.pack_limit:
+                    large.append(block)
+                    large_bytes += size
+                    if large_bytes >= _FILE_BATCH_BYTES:
+                        self.files.put_many(large)
+                        large, large_bytes = [], 0
+                    continue
+                batch.append(block)
+                batch_bytes += size
+                if len(batch) >= _BATCH_BLOCKS or batch_bytes >= _BATCH_BYTES:
+                    if pending is not None:
+                        pending.result()  # its error ends the put here, later batches unwritten
+                    if committer is None:
+                        committer = ThreadPoolExecutor(1, thread_name_prefix="cats-pack-commit")
+                    pending = committer.submit(self._commit, batch)
+                    batch, batch_bytes = [], 0
+            if pending is not None:
+                pending.result()
+                pending = None
+            if batch:
                 self._commit(batch)
-                batch, batch_bytes = [], 0
-        if batch:
-            self._commit(batch)
-        if large:
-            self.files.put_many(large)
+            if large:
+                self.files.put_many(large)
+        finally:
+            if committer is not None:
+                committer.shutdown(wait=True)  # an interrupted put still ends its commit cleanly
 
     def _commit(self, batch: list[Block]) -> None:
         try:

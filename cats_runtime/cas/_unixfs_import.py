@@ -59,7 +59,7 @@ HAMT_SHARDING_SIZE: Final = 262_144
 _MAX_CHUNK = 1 << 20  # Kubo refuses chunkers above 1 MiB (blocks must stay below the 2 MiB limit)
 _SEGMENT_BYTES = 4 << 20  # bytes read per pool task: big enough to amortise the thread handoff
 _FD_SEGMENT_BYTES = 2 << 20  # per read+hash task: small enough to stay in a core's cache
-_BATCH_BLOCKS = 512
+_BATCH_BLOCKS = 4096  # one packed-store transaction (one sync) per batch: see _packstore._BATCH_BLOCKS
 _BATCH_BYTES = 16 << 20
 
 _V0_PREFIX: Final = b"\x12\x20"
@@ -163,7 +163,7 @@ class _Sink:
     def add(self, cid: bytes, data: bytes) -> None:
         if self._store is None:
             return
-        self._batch.append(Block._trusted(CID.from_bytes(cid), data))
+        self._batch.append(Block._trusted(CID._from_own_bytes(cid), data))
         self._bytes += len(data)
         if len(self._batch) >= _BATCH_BLOCKS or self._bytes >= _BATCH_BYTES:
             self._submit()

@@ -152,3 +152,33 @@ def test_varint_errors(raw: bytes, match: str) -> None:
 def test_multibase_round_trip(data: bytes, base: str) -> None:
     assert multibase_decode(multibase_encode(data, base)) == data
     assert multibase_encode(data, base) == multiformats.multibase.encode(data, base)
+
+
+@given(
+    st.sampled_from([b"\x12\x20", b"\x01\x55\x12\x20", b"\x01\x70\x12\x20", b"\x01\x71\x12\x20"]),
+    st.binary(min_size=32, max_size=32),
+)
+def test_the_importers_fast_cid_path_equals_the_parser(prefix: bytes, digest: bytes) -> None:
+    raw = prefix + digest
+    fast, parsed = CID._from_own_bytes(raw), CID.from_bytes(raw)
+    assert fast == parsed and hash(fast) == hash(parsed)
+    assert (fast.version, fast.codec, fast.hash_code, fast.digest, str(fast)) == (
+        parsed.version,
+        parsed.codec,
+        parsed.hash_code,
+        parsed.digest,
+        str(parsed),
+    )
+
+
+@given(st.binary(max_size=40))
+def test_the_fast_cid_path_defers_anything_else_to_the_parser(raw: bytes) -> None:
+    try:
+        expected: CID | str = CID.from_bytes(raw)
+    except InvalidCIDError as exc:
+        expected = str(exc)
+    try:
+        found: CID | str = CID._from_own_bytes(raw)
+    except InvalidCIDError as exc:
+        found = str(exc)
+    assert found == expected
