@@ -115,13 +115,14 @@ class CID:
     CIDv1 (``bafy...``), exactly as Kubo prints them. Equality and hashing use the binary form.
     """
 
-    __slots__ = ("_bytes", "_codec", "_digest", "_hash_code", "_version")
+    __slots__ = ("_bytes", "_codec", "_digest", "_hash_code", "_text", "_version")
 
     _version: int
     _codec: int
     _hash_code: int
     _digest: bytes
     _bytes: bytes
+    _text: str
 
     def __init__(self, version: int, codec: int, hash_code: int, digest: bytes) -> None:
         if version not in (0, 1):
@@ -278,7 +279,14 @@ class CID:
         return self if self._version == 1 else CID(1, self._codec, self._hash_code, self._digest)
 
     def __str__(self) -> str:
-        return self.encode()
+        # The canonical text, computed once: base32 in pure Python is slow, and a lineage page
+        # or listing prints the same CID several times.
+        try:
+            return self._text
+        except AttributeError:
+            text = self.encode()
+            object.__setattr__(self, "_text", text)
+            return text
 
     def __repr__(self) -> str:
         return f"CID({self.encode()!r})"

@@ -193,13 +193,21 @@ class PackedBlockStore:
         self.pack_limit = pack_limit
         self.files = FSBlockStore(self.root, sync=sync)
         self.packed_path = self.root / _PACKED_DIR
+        self._opened: tuple[int, lmdb.Environment] | None = None
         self._env()
 
     def __repr__(self) -> str:
         return f"PackedBlockStore({str(self.root)!r})"
 
     def _env(self) -> lmdb.Environment:
-        return _env(self.packed_path, sync=self.sync)
+        # Kept per instance and process: resolving the path (realpath) on every get cost more
+        # than the read. A forked child has another pid, so it still goes through _env's refusal.
+        opened = self._opened
+        if opened is not None and opened[0] == os.getpid():
+            return opened[1]
+        env = _env(self.packed_path, sync=self.sync)
+        self._opened = (os.getpid(), env)
+        return env
 
     def path_of(self, cid: CID) -> Path:
         """The file a large block is (or would be) stored in; packed blocks have no file."""
