@@ -358,9 +358,10 @@ class PackedBlockStore:
                             # a function call per block costs as much as hashing a small one).
                             if not (
                                 len(key) == 36
-                                and key[2:4] == _SHA256_MH
-                                and sha256(value).digest() == key[4:]
+                                and key[2] == 0x12  # sha2-256,
+                                and key[3] == 0x20  # 32 bytes
                                 and key[0] == 1
+                                and sha256(value).digest() == key[4:]
                             ):
                                 reason = _check_value(key, value)
                                 if reason is not None:
