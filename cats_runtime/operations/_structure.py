@@ -17,7 +17,7 @@ from typing import Any, Final, cast
 
 import yaml
 
-from ..cas import CID, BlockSource, BlockStore, FSBlockStore, _unixfs
+from ..cas import CID, BlockSource, BlockStore, PackedBlockStore, _unixfs
 from ..errors import InvalidInputError, ProvisionError
 from ..records import Cloud, EnvironmentRecord, StructureRecord
 from ._environments import Pin, parse_requirements, read_requirements, resolve_environment, reuse_environment
@@ -320,7 +320,9 @@ def home_environments(home: Path) -> tuple[Path, BlockSource | None]:
     """
     memo = home / "envs" / ".resolved"
     blocks = home / "blocks"
-    return memo, (FSBlockStore(blocks) if memo.is_dir() and (blocks / "SHARDING").is_file() else None)
+    # The home's own store (packed blocks and large-block files, as Repo opens it): a memo exists
+    # only in a home that has one.
+    return memo, (PackedBlockStore(blocks) if memo.is_dir() and (blocks / "SHARDING").is_file() else None)
 
 
 def program_environment(
