@@ -217,6 +217,15 @@ class PackedBlockStore:
         return self.files.path_of(cid)
 
     # -- reads ----------------------------------------------------------------------------
+    def _packed_get(self, cid: CID) -> bytes | None:
+        """The packed value stored under ``cid`` (not re-hashed), or None when it is not packed."""
+        try:
+            with self._env().begin() as txn:
+                data: bytes | None = txn.get(_key(cid))
+                return data
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot read block {cid} from {self.packed_path}: {exc}") from exc
+
     def get_unverified(self, cid: CID) -> bytes:
         """The stored bytes of ``cid`` as they are, not re-hashed (for serving without checks).
 
@@ -226,11 +235,7 @@ class PackedBlockStore:
         """
         if cid.hash_code == IDENTITY:
             return cid.digest
-        try:
-            with self._env().begin() as txn:
-                data = txn.get(_key(cid))
-        except lmdb.Error as exc:
-            raise StoreError(f"cannot read block {cid} from {self.packed_path}: {exc}") from exc
+        data = self._packed_get(cid)
         if data is not None:
             return bytes(data)
         try:
@@ -253,11 +258,7 @@ class PackedBlockStore:
         """
         if cid.hash_code == IDENTITY:
             return cid.digest
-        try:
-            with self._env().begin() as txn:
-                data = txn.get(_key(cid))
-        except lmdb.Error as exc:
-            raise StoreError(f"cannot read block {cid} from {self.packed_path}: {exc}") from exc
+        data = self._packed_get(cid)
         if data is None:
             try:
                 return self.files.get(cid)
