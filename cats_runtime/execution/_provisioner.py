@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,6 +195,10 @@ class Provisioner:
         try:
             return auto.PulumiCommand.install(**args)
         except Exception as exc:
+            # The SDK's installer leaves its NamedTemporaryFile open when the download fails; its
+            # frame lives on in this traceback, so the file would be closed only by the cyclic GC
+            # (a ResourceWarning at some later point). Clearing the frames closes it here.
+            traceback.clear_frames(exc.__traceback__)
             raise ProvisionError(
                 f"could not install the pinned pulumi CLI {self.cli_version} into {args['root']}: "
                 f"{_first_line(exc)}"

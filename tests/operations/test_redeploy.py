@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -181,6 +183,7 @@ def test_automation_api_boundary_without_the_cli(
     # The Structure pins the CLI: with none usable, redeploy installs that version (no network
     # here, so that install fails in one line) or reports the CLI missing.
     boundary = r"could not install the pinned pulumi CLI \d+\.\d+\.\d+ into |pulumi CLI is not installed"
+    open_before = _deleted_open_files()
     with pytest.raises(ProvisionError, match=boundary) as info:
         redeploy(
             node,
@@ -190,6 +193,24 @@ def test_automation_api_boundary_without_the_cli(
             secrets=secrets,
         )
     assert "\n" not in str(info.value)
+    # The failed installer's temporary script is closed now, not whenever the cyclic GC runs
+    # (that would be a ResourceWarning in some later, unrelated test).
+    assert _deleted_open_files() == open_before
+
+
+def _deleted_open_files() -> set[str]:
+    """Removed NamedTemporaryFile-style files (``<tempdir>/tmp*``) this process still holds open."""
+    fds = Path("/proc/self/fd")
+    prefix = os.path.join(tempfile.gettempdir(), "tmp")
+    found = set()
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed while listing
+            continue
+        if target.startswith(prefix) and target.endswith(" (deleted)"):
+            found.add(target)
+    return found
 
 
 def test_redeploy_refuses_what_is_not_a_bom(node: Node, make_function: MakeFunction, tmp_path: Path) -> None:
