@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
+import mmh3
+
 from ..errors import DecodeError, LimitError
 from ._cid import CID
 from ._dagpb import PBLink, PBNode
@@ -34,61 +36,23 @@ __all__ = [
 ]
 
 MURMUR3_X64_64: Final = 0x22
-_M64 = (1 << 64) - 1
-_C1 = 0x87C37B91114253D5
-_C2 = 0x4CF5AD432745937F
 _MAX_FANOUT = 1 << 16  # Kubo uses 256; anything beyond this is not a real shard
 _HEX_UPPER = re.compile(r"[0-9A-F]+")
 
 
-def _rotl(x: int, r: int) -> int:
-    return ((x << r) | (x >> (64 - r))) & _M64
+def murmur3_x64_128(data: bytes) -> tuple[int, int]:
+    """MurmurHash3 x64 128-bit with seed 0 (Austin Appleby's reference algorithm): ``(h1, h2)``.
 
-
-def _fmix(k: int) -> int:
-    k ^= k >> 33
-    k = (k * 0xFF51AFD7ED558CCD) & _M64
-    k ^= k >> 33
-    k = (k * 0xC4CEB9FE1A85EC53) & _M64
-    k ^= k >> 33
-    return k
-
-
-def murmur3_x64_128(data: bytes, seed: int = 0) -> tuple[int, int]:
-    """MurmurHash3 x64 128-bit (Austin Appleby's reference algorithm); returns ``(h1, h2)``."""
-    length = len(data)
-    h1 = h2 = seed & _M64
-    nblocks = length // 16
-    for i in range(nblocks):
-        k1 = int.from_bytes(data[16 * i : 16 * i + 8], "little")
-        k2 = int.from_bytes(data[16 * i + 8 : 16 * i + 16], "little")
-        k1 = (_rotl((k1 * _C1) & _M64, 31) * _C2) & _M64
-        h1 ^= k1
-        h1 = (((_rotl(h1, 27) + h2) & _M64) * 5 + 0x52DCE729) & _M64
-        k2 = (_rotl((k2 * _C2) & _M64, 33) * _C1) & _M64
-        h2 ^= k2
-        h2 = (((_rotl(h2, 31) + h1) & _M64) * 5 + 0x38495AB5) & _M64
-    tail = data[16 * nblocks :]
-    if len(tail) > 8:
-        k2 = int.from_bytes(tail[8:], "little")
-        h2 ^= (_rotl((k2 * _C2) & _M64, 33) * _C1) & _M64
-    if tail:
-        k1 = int.from_bytes(tail[:8], "little")
-        h1 ^= (_rotl((k1 * _C1) & _M64, 31) * _C2) & _M64
-    h1 ^= length
-    h2 ^= length
-    h1 = (h1 + h2) & _M64
-    h2 = (h2 + h1) & _M64
-    h1 = _fmix(h1)
-    h2 = _fmix(h2)
-    h1 = (h1 + h2) & _M64
-    h2 = (h2 + h1) & _M64
-    return h1, h2
+    Computed by the ``mmh3`` extension: the pure-Python version cost 3.4 us per name, 10-15% of
+    adding a directory of small files; tests check it against the reference vectors.
+    """
+    return mmh3.hash64(data, 0, signed=False)
 
 
 def murmur3_x64_64(data: bytes) -> bytes:
     """The HAMT key hash (multihash 0x22): the first 64 bits of murmur3-x64-128, big-endian."""
-    return murmur3_x64_128(data)[0].to_bytes(8, "big")
+    # The digest is h1 then h2, each little-endian: h1 big-endian is its first 8 bytes reversed.
+    return mmh3.mmh3_x64_128_digest(data)[7::-1]
 
 
 def _slot(name: bytes, depth: int, bits: int) -> int:

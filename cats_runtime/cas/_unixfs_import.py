@@ -527,12 +527,14 @@ def _directory_node(links: list[tuple[bytes, _Node]], sink: _Sink, opts: _Option
     """One directory from its named entries: a single dag-pb block, or a HAMT when it is large."""
     links = sorted(links, key=lambda item: item[0])
     prefix = _V0_PREFIX if opts.cid_version == 0 else _V1_PB_PREFIX
-    block, tsize = _flat_directory(links)
-    if opts.shard_strategy == "links-bytes":
-        # Kubo's (boxo's) estimate of a directory block: name bytes + CID bytes per link.
-        estimate = sum(len(raw) + len(node.cid) for raw, node in links)
-    else:
-        estimate = len(block)  # IPIP-499 unixfs-v1-2025: the exact encoded size
+    # Name + CID bytes is Kubo's (boxo's) estimate and a lower bound of the encoded size, so
+    # past the threshold the flat block is never encoded (a large directory is a HAMT).
+    estimate = sum(len(raw) + len(node.cid) for raw, node in links)
+    block, tsize = b"", 0
+    if estimate <= opts.shard_threshold:
+        block, tsize = _flat_directory(links)
+        if opts.shard_strategy == "block-bytes":
+            estimate = len(block)  # IPIP-499 unixfs-v1-2025: the exact encoded size
     # Strictly above the threshold, as current boxo and the npm importer do (older go-unixfs and
     # boxo releases used >=: a directory exactly at the threshold was sharded there).
     if estimate > opts.shard_threshold:
@@ -556,7 +558,7 @@ def _emitter(sink: _Sink, opts: _Options) -> Callable[[bytes], tuple[bytes, int]
     return emit
 
 
-_SPILL_ENTRIES = 4096
+_SPILL_ENTRIES = 65536
 """Entries a directory keeps in memory once it is sure to be sharded; beyond, they go to disk."""
 _SPILL_BATCH = 1024
 
