@@ -32,24 +32,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench_add import machine
 
+# The synthetic runs and the memory sampler are shared with the scale tests.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from scale_runs import AnonPeak, anon_mb, put_batched, run_blocks, runs, scale_function
+
 from cats_runtime.cas import CID, Block, PinStore, Repo, add_directory
 from cats_runtime.cas._cid import RAW
-from cats_runtime.records import (
-    BOMRecord,
-    DatumResult,
-    FunctionRecord,
-    InvoiceRecord,
-    OrderRecord,
-    StructureRecord,
-)
+from cats_runtime.records import StructureRecord
 
 _ROOT = Path(__file__).resolve().parents[1]
 _BATCH = 1_000
@@ -72,36 +68,6 @@ def peak_mb() -> float:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
-def anon_mb() -> float:
-    """This process's anonymous resident memory (RssAnon: heap and stacks, no mapped files), MB."""
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("RssAnon:")) / 1024
-
-
-class AnonPeak:
-    """Samples :func:`anon_mb` every 5 ms in a thread: the kernel keeps no peak of RssAnon.
-
-    VmHWM also counts the pages of files mapped while reading (the LMDB store is one memory
-    map): page cache the kernel takes back under pressure, growing with what was read, not with
-    what the process holds. The heap is what must stay flat.
-    """
-
-    def __init__(self) -> None:
-        self.peak = anon_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, anon_mb())
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return max(self.peak, anon_mb())
-
-
 def child(name: str, *args: str) -> tuple[dict[str, Any], float]:
     """Run ``name`` of this file in a child; returns its JSON result and how much its peak
     anonymous memory grew (MB) during the work, past imports (its VmHWM growth is in the result)."""
@@ -112,75 +78,6 @@ def child(name: str, *args: str) -> tuple[dict[str, Any], float]:
             raise SystemExit(f"child {name} failed")
         result: dict[str, Any] = json.loads(Path(out.name).read_text())
     return result, float(result["anon_grown_mb"])
-
-
-def _function() -> FunctionRecord:
-    # Its code is the empty UnixFS directory, so a DAG walk through it finds every block.
-    code = add_directory([], None).cid
-    return FunctionRecord(name="scale", code=code, entrypoint="m:f", mode="map", python="3.11")
-
-
-def runs(count: int, *, fan_out_of: BOMRecord | None = None) -> Iterator[Block]:
-    """Blocks of ``count`` succeeded runs of one Function (output, Order, Invoice, BOM each).
-
-    With ``fan_out_of``, every run consumes that BOM's output and names it as its parent.
-    """
-    function = _function()
-    structure = StructureRecord(cloud="local", stack="local", program=None, outputs=[])
-    yield function.to_block()
-    yield structure.to_block()
-    for i in range(count):
-        datum = fan_out_of.output if fan_out_of else CID.compute(f"datum {i}".encode(), RAW)
-        yield from run_blocks(function, structure, i, datum, [fan_out_of.cid] if fan_out_of else [])
-
-
-def run_blocks(
-    function: FunctionRecord, structure: StructureRecord, i: int, datum: CID, parents: list[CID]
-) -> list[Block]:
-    """Output, Order, Invoice and BOM of run ``i`` consuming ``datum`` (the BOM last)."""
-    output_block = Block.encode(f"output {i} {datum}".encode())
-    output = output_block.cid
-    order = OrderRecord(
-        function=function.cid,
-        structure=structure.cid,
-        inputs={"in": datum},
-        params={"i": i},
-        seed=0,
-        parents=parents,
-    )
-    result = DatumResult(input="in", name="x", cid=datum, output=output, status="succeeded", memoized=False)
-    invoice = InvoiceRecord(
-        order=order.cid,
-        status="succeeded",
-        output=output,
-        data=[result],
-        executor={},
-        started_ms=1_700_000_000_000 + i,
-        finished_ms=1_700_000_000_001 + i,
-    )
-    bom = BOMRecord(
-        order=order.cid,
-        invoice=invoice.cid,
-        function=function.cid,
-        structure=structure.cid,
-        inputs=order.inputs,
-        output=output,
-        parents=parents,
-    )
-    return [output_block, order.to_block(), invoice.to_block(), bom.to_block()]
-
-
-def put_batched(repo: Repo, blocks: Iterator[Block]) -> int:
-    n = 0
-    batch: list[Block] = []
-    for block in blocks:
-        batch.append(block)
-        if len(batch) >= _BATCH:
-            repo.blocks.put_many(batch)
-            n += len(batch)
-            batch = []
-    repo.blocks.put_many(batch)
-    return n + len(batch)
 
 
 # -- children (each measured for peak RSS) --------------------------------------------------------
@@ -307,7 +204,7 @@ def bench_lineage(work: Path, fan_out: int) -> tuple[float, float]:
 
     home = work / f"lineage-{fan_out}"
     repo = Repo.open(home, sync=False)
-    function = _function()
+    function = scale_function()
     structure = StructureRecord(cloud="local", stack="local", program=None, outputs=[])
     root_blocks = run_blocks(function, structure, -1, CID.compute(b"root datum", RAW), [])
     repo.blocks.put_many(root_blocks)
@@ -347,7 +244,7 @@ def bench_pins(work: Path, depth: int) -> int:
     repo = Repo.open(home, sync=False)
     source = _Counting(repo.blocks)
     pins = PinStore(home / "bench-pins", source=source)  # type: ignore[arg-type]
-    function = _function()
+    function = scale_function()
     structure = StructureRecord(cloud="local", stack="local", program=None, outputs=[])
     first = Block.encode(b"d0")
     add_directory([], repo.blocks)  # the Function's code

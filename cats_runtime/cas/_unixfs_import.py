@@ -163,7 +163,7 @@ class _Sink:
     def add(self, cid: bytes, data: bytes) -> None:
         if self._store is None:
             return
-        self._batch.append(Block._trusted(CID._from_own_bytes(cid), data))
+        self._batch.append(Block._trusted(CID.from_bytes(cid), data))
         self._bytes += len(data)
         if len(self._batch) >= _BATCH_BLOCKS or self._bytes >= _BATCH_BYTES:
             self._submit()

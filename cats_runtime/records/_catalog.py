@@ -457,6 +457,7 @@ class Catalog:
         transaction, so readers see the old catalog until the new one is complete.
         """
         from . import InvoiceRecord, OrderRecord, decode_record
+        from ._records import record_from_decoded
 
         # Streaming: each record is indexed as it is decoded (memory stays flat whatever the
         # store holds); the memo is derived afterwards from the rows just written, re-reading
@@ -479,7 +480,7 @@ class Catalog:
                 if not isinstance(value, dict) or not str(value.get("type", "")).startswith("cats/"):
                     continue
                 try:
-                    record = decode_record(data)
+                    record = record_from_decoded(value, data)  # decoded once, not twice
                 except DecodeError:
                     continue  # a cats/ lookalike that is not a valid record is not indexed
                 self._index_one(db, cid, record)

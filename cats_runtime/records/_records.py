@@ -691,6 +691,19 @@ def decode_record(data: bytes) -> Record:
         obj = _dagcbor.decode(data)
     except DecodeError as exc:
         raise RecordError(f"expected a CATs record: {exc}") from None
+    return record_from_decoded(obj, data)
+
+
+def record_from_decoded(obj: Any, data: bytes) -> Record:
+    """The record whose block is ``data``, from ``obj``, what :func:`dagcbor.decode` made of it.
+
+    For a caller that has already decoded the block (to look at its ``type`` first): the bytes
+    are not decoded a second time. ``obj`` must come from strictly decoding ``data``, so ``data``
+    are the record's own canonical bytes.
+
+    Raises:
+        RecordError: not a valid record (see :func:`record_from_obj`).
+    """
     rec = record_from_obj(obj)
     rec.__dict__["encoded"] = bytes(data)  # strict decoding: these are the record's own bytes
     return rec
