@@ -134,7 +134,7 @@ def node() -> None:
     type=click.IntRange(1),
     default=1024,
     show_default=True,
-    help="Connections and requests in progress at once; beyond, requests get 503.",
+    help="Open connections at once; one more is answered 503 (error JSON) and closed.",
 )
 @click.option(
     "--max-client-connections",
@@ -315,7 +315,8 @@ def serve(
             server_header=False,
             http=_SERVICE_PROTOCOL,  # uvicorn's httptools protocol with header/body deadlines
             timeout_keep_alive=keep_alive_timeout,
-            limit_concurrency=max_connections,
+            # No limit_concurrency: its 503 is plain text. The protocol enforces max_connections
+            # (from the configuration above) and answers with the node's error JSON.
         )
         server_config.load()  # calls the factory: opens the home, takes its node lock
     except BaseException:

@@ -40,8 +40,8 @@ class Limits:
         body_timeout: Seconds a request's body may take to arrive once its headers have; then
             the connection is closed.
         keep_alive_timeout: Seconds an idle keep-alive connection is kept open.
-        max_connections: Connections and requests in progress at once (the server's
-            ``limit_concurrency``); beyond, requests are answered 503.
+        max_connections: Open connections at once (so requests in progress too); one more
+            is answered 503 with the error JSON and closed at once.
         max_client_connections: Open connections from one client address; more are answered
             503 and closed at once.
     """

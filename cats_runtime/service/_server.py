@@ -12,7 +12,11 @@ missing, per connection:
 * a **body deadline** (:attr:`Limits.body_timeout`): from the end of the headers to the end of
   the body; a client that misses it is closed (the route sees a disconnect);
 * a **cap per client address** (:attr:`Limits.max_client_connections`): one more connection is
-  answered 503 and closed at once, so one client cannot take every connection.
+  answered 503 and closed at once, so one client cannot take every connection;
+* the **cap on all connections** (:attr:`Limits.max_connections`) answered the same way, with
+  the node's error JSON. uvicorn's own ``limit_concurrency`` answers a plain-text 503 instead,
+  so it is switched off in this protocol (the cap on connections also bounds requests in
+  progress: HTTP/1.1 serves one request per connection at a time).
 
 The limits come from the node configuration in ``$CATS_NODE_CONFIG``, the same JSON the app
 factory reads (uvicorn builds this protocol by import string, so the CLI never imports the
@@ -69,6 +73,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._limits = _limits()
+        self.limit_concurrency = None  # see the module docstring: connection_made enforces it
         self._deadline: asyncio.TimerHandle | None = None
         self._address: str | None = None
 
@@ -79,19 +84,23 @@ class GuardedProtocol(HttpToolsProtocol):
         self._open[address] += 1
         if self._open[address] > self._limits.max_client_connections:
             log.warning("refused a connection from %s: %d open already", address, self._open[address] - 1)
-            transport.write(
-                _answer(
-                    503,
-                    "Service Unavailable",
-                    "LimitError",
-                    f"expected at most {self._limits.max_client_connections} open connections from "
-                    "one client, found more: close some and retry",
-                )
+            self._refuse(
+                f"expected at most {self._limits.max_client_connections} open connections from "
+                "one client, found more: close some and retry"
             )
-            transport.close()
+            return
+        if len(self.connections) > self._limits.max_connections:  # this one is counted already
+            log.warning("refused a connection from %s: %d open already", address, len(self.connections) - 1)
+            self._refuse(
+                f"expected at most {self._limits.max_connections} open connections, found more: retry later"
+            )
             return
         # A connection that never sends a byte must not stay open either.
         self._arm(self._limits.header_timeout, self._headers_late)
+
+    def _refuse(self, message: str) -> None:
+        self.transport.write(_answer(503, "Service Unavailable", "LimitError", message))
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -219,3 +219,28 @@ def test_every_error_has_the_one_shape(tmp_path: Path) -> None:
         assert "'limit'" in message and "'many'" in message
     finally:
         node.stop()
+
+
+def test_past_max_connections_the_answer_is_the_error_json(tmp_path: Path) -> None:
+    # The per-client cap is above the global one, so the global cap is what refuses here.
+    caps = ("--max-connections", "8", "--max-client-connections", "50")
+    node = start_node(tmp_path / "node", *caps, "--header-timeout", "60")
+    held = [_connect(node, b"GET /node HTTP/1.1\r\nHost: n\r\n") for _ in range(8)]
+    try:
+        refused = httpx.get(f"{node.url}/node", timeout=10)
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/json"
+        assert refused.json() == {
+            "error": "LimitError",
+            "message": "expected at most 8 open connections, found more: retry later",
+        }
+    finally:
+        for s in held:
+            s.close()
+    try:
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{node.url}/node", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "the node still refuses after the connections closed"
+            time.sleep(0.2)
+    finally:
+        node.stop()
