@@ -136,18 +136,18 @@ def test_slow_headers_and_slow_bodies_are_closed_and_the_node_still_answers(
 
 def test_one_client_cannot_take_every_connection(tmp_path: Path) -> None:
     node = start_node(tmp_path / "node", "--max-client-connections", "20", "--header-timeout", "60")
-    limits = httpx.get(f"{node.url}/node", timeout=10).json()["limits"]
-    assert (limits["max_client_connections"], limits["header_timeout"]) == (20, 60.0)
-    held = [_connect(node, b"GET /node HTTP/1.1\r\nHost: n\r\n") for _ in range(20)]
-    try:
-        refused = httpx.get(f"{node.url}/node", timeout=10)
-        assert refused.status_code == 503
-        assert refused.json()["error"] == "LimitError"
-        assert "at most 20 open connections from one client" in refused.json()["message"]
-    finally:
-        for s in held:
-            s.close()
-    try:
+    try:  # the node is stopped whatever fails
+        limits = httpx.get(f"{node.url}/node", timeout=10).json()["limits"]
+        assert (limits["max_client_connections"], limits["header_timeout"]) == (20, 60.0)
+        held = [_connect(node, b"GET /node HTTP/1.1\r\nHost: n\r\n") for _ in range(20)]
+        try:
+            refused = httpx.get(f"{node.url}/node", timeout=10)
+            assert refused.status_code == 503
+            assert refused.json()["error"] == "LimitError"
+            assert "at most 20 open connections from one client" in refused.json()["message"]
+        finally:
+            for s in held:
+                s.close()
         # Once the client lets go, it is served again (the count follows closed connections).
         deadline = time.monotonic() + 20
         while httpx.get(f"{node.url}/node", timeout=10).status_code != 200:
@@ -225,19 +225,19 @@ def test_past_max_connections_the_answer_is_the_error_json(tmp_path: Path) -> No
     # The per-client cap is above the global one, so the global cap is what refuses here.
     caps = ("--max-connections", "8", "--max-client-connections", "50")
     node = start_node(tmp_path / "node", *caps, "--header-timeout", "60")
-    held = [_connect(node, b"GET /node HTTP/1.1\r\nHost: n\r\n") for _ in range(8)]
     try:
-        refused = httpx.get(f"{node.url}/node", timeout=10)
-        assert refused.status_code == 503
-        assert refused.headers["content-type"] == "application/json"
-        assert refused.json() == {
-            "error": "LimitError",
-            "message": "expected at most 8 open connections, found more: retry later",
-        }
-    finally:
-        for s in held:
-            s.close()
-    try:
+        held = [_connect(node, b"GET /node HTTP/1.1\r\nHost: n\r\n") for _ in range(8)]
+        try:
+            refused = httpx.get(f"{node.url}/node", timeout=10)
+            assert refused.status_code == 503
+            assert refused.headers["content-type"] == "application/json"
+            assert refused.json() == {
+                "error": "LimitError",
+                "message": "expected at most 8 open connections, found more: retry later",
+            }
+        finally:
+            for s in held:
+                s.close()
         deadline = time.monotonic() + 20
         while httpx.get(f"{node.url}/node", timeout=10).status_code != 200:
             assert time.monotonic() < deadline, "the node still refuses after the connections closed"
