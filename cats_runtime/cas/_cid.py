@@ -169,9 +169,10 @@ class CID:
         if n == 36 or n == 34:
             # The sha2-256 forms of nearly every CID met (prefix and exact length) pass every
             # check of the general parser by construction; skipping it halves record decoding.
+            raw = raw if type(raw) is bytes else bytes(raw)  # a bytearray slice is unhashable
             spec = _OWN_PREFIXES.get(raw[:4] if n == 36 else raw[:2])
             if spec is not None:
-                return cls._trusted(spec, bytes(raw))
+                return cls._trusted(spec, raw)
         cid, end = cls.read(raw, 0)
         if end != len(raw):
             raise InvalidCIDError(f"expected a CID of {end} bytes, found {len(raw) - end} trailing bytes")

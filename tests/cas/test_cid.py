@@ -179,6 +179,8 @@ def test_the_fast_cid_path_equals_the_parser_and_multiformats(prefix: bytes, dig
         str(parsed),
         bytes(parsed),
     )
+    for form in (bytearray(raw), memoryview(raw)):  # any bytes-like form, as the parser takes
+        assert CID.from_bytes(form) == fast  # type: ignore[arg-type]
     other = multiformats.CID.decode(raw)
     assert (fast.version, fast.codec, fast.digest, str(fast)) == (
         other.version,
