@@ -55,13 +55,18 @@ _HASHES: Final[dict[int, tuple[str, int | None, _Hasher]]] = {
 HASH_NAMES: Final[dict[int, str]] = {code: v[0] for code, v in _HASHES.items()}
 _MAX_IDENTITY = 128  # Kubo refuses inline (identity) CIDs with larger digests.
 _SHA256_V0_PREFIX: Final = b"\x12\x20"
-# Binary prefixes of the sha2-256 CIDs the importer builds -> (version, codec); see CID._from_own_bytes.
+# Binary prefixes of the usual sha2-256 CIDs -> (version, codec); see CID._from_own_bytes.
 _OWN_PREFIXES: Final = {
     _SHA256_V0_PREFIX: (0, 0x70),
     b"\x01\x55\x12\x20": (1, 0x55),
     b"\x01\x70\x12\x20": (1, 0x70),
     b"\x01\x71\x12\x20": (1, 0x71),
 }
+
+_BASE32_ALPHABET: Final = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+_BASE32_AS_DIGITS: Final = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghijklmnopqrstuv"
+)
 
 
 def compute_digest(hash_code: int, data: bytes | memoryview) -> bytes:
@@ -154,6 +159,10 @@ class CID:
         text = value.strip()
         if not text:
             raise malformed_cid(value, "an empty string")
+        if len(text) == 59 and text[0] == "b":
+            cid = cls._from_canonical_base32(text)
+            if cid is not None:
+                return cid
         try:
             if len(text) == 46 and text.startswith("Qm"):
                 return cls.from_bytes(b58decode(text))
@@ -163,8 +172,36 @@ class CID:
             raise malformed_cid(value, str(exc)) from None
 
     @classmethod
+    def _from_canonical_base32(cls, text: str) -> CID | None:
+        """The sha2-256 CIDv1 whose canonical text is ``text`` (59 characters), or None.
+
+        What every catalog row and every printed CIDv1 holds: decoded as one base-32 integer (in
+        C), not quantum by quantum as ``base64.b32decode`` does in Python, and the text is kept
+        since it is exactly what :meth:`encode` would give. Anything else (other case, non-zero
+        padding bits, another prefix) returns None and takes the general parser.
+        """
+        body = text[1:]
+        if not _BASE32_ALPHABET.issuperset(body):
+            return None
+        # 58 digits of 5 bits: 288 bits of CID and 2 padding bits, zero in the canonical form.
+        value = int(body.translate(_BASE32_AS_DIGITS), 32)
+        if value & 3:
+            return None
+        raw = (value >> 2).to_bytes(36, "big")
+        if raw[:4] not in _OWN_PREFIXES:
+            return None
+        cid = cls._from_own_bytes(raw)
+        object.__setattr__(cid, "_text", text)
+        return cid
+
+    @classmethod
     def from_bytes(cls, raw: bytes) -> CID:
         """Parse the binary form of a CID; the whole byte string must be consumed."""
+        n = len(raw)
+        if (n == 36 and raw[:4] in _OWN_PREFIXES) or (n == 34 and raw[:2] == _SHA256_V0_PREFIX):
+            # The sha2-256 forms of nearly every CID: a known prefix and the digest's length
+            # leave nothing for the general parser to check, and it costs more than a decode.
+            return cls._from_own_bytes(raw)
         cid, end = cls.read(raw, 0)
         if end != len(raw):
             raise InvalidCIDError(f"expected a CID of {end} bytes, found {len(raw) - end} trailing bytes")
@@ -176,7 +213,9 @@ class CID:
 
         The sha2-256 forms the importer makes (CIDv0, CIDv1 raw / dag-pb / dag-cbor) are read by
         their fixed prefix and length without the general parser's checks, which cost more than
-        the hashing of a small file. Anything else goes through :meth:`from_bytes`.
+        the hashing of a small file. Anything else goes through :meth:`from_bytes`. The prefix
+        and the length settle every check the parser makes, so :meth:`from_bytes` takes this
+        path too for any bytes of those forms.
         """
         n = len(raw)
         spec = _OWN_PREFIXES.get(raw[:2] if n == 34 else raw[:4] if n == 36 else b"")
