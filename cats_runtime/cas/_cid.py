@@ -63,6 +63,11 @@ _OWN_PREFIXES: Final = {
     b"\x01\x71\x12\x20": (1, 0x71),
 }
 
+_BASE32_ALPHABET: Final = frozenset("abcdefghijklmnopqrstuvwxyz234567")
+_BASE32_AS_DIGITS: Final = str.maketrans(
+    "abcdefghijklmnopqrstuvwxyz234567", "0123456789abcdefghijklmnopqrstuv"
+)
+
 
 def compute_digest(hash_code: int, data: bytes | memoryview) -> bytes:
     """Hash ``data`` with the multihash function ``hash_code``."""
@@ -154,6 +159,10 @@ class CID:
         text = value.strip()
         if not text:
             raise malformed_cid(value, "an empty string")
+        if len(text) == 59 and text[0] == "b":
+            cid = cls._from_canonical_base32(text)
+            if cid is not None:
+                return cid
         try:
             if len(text) == 46 and text.startswith("Qm"):
                 return cls.from_bytes(b58decode(text))
@@ -161,6 +170,30 @@ class CID:
         except InvalidCIDError as exc:
             # Whichever layer refused it (multibase, varint, digest length), the user sees one form.
             raise malformed_cid(value, str(exc)) from None
+
+    @classmethod
+    def _from_canonical_base32(cls, text: str) -> CID | None:
+        """The sha2-256 CIDv1 whose canonical text is ``text`` (59 characters), or None.
+
+        What every catalog row and every printed CIDv1 holds: decoded as one base-32 integer (in
+        C), not quantum by quantum as ``base64.b32decode`` does in Python, and the text is kept
+        since it is exactly what :meth:`encode` would give. Anything else (other case, non-zero
+        padding bits, another prefix) returns None and takes the general parser.
+        """
+        body = text[1:]
+        if not _BASE32_ALPHABET.issuperset(body):
+            return None
+        # 58 digits of 5 bits: 288 bits of CID and 2 padding bits, zero in the canonical form.
+        value = int(body.translate(_BASE32_AS_DIGITS), 32)
+        if value & 3:
+            return None
+        raw = (value >> 2).to_bytes(36, "big")
+        spec = _OWN_PREFIXES.get(raw[:4])
+        if spec is None:
+            return None
+        cid = cls._trusted(spec, raw)
+        object.__setattr__(cid, "_text", text)
+        return cid
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CID:

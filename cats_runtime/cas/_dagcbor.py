@@ -53,6 +53,8 @@ _MIN_INT: Final = -(2**64)
 _F64: Final = struct.Struct(">d")
 _F64_HEAD: Final = b"\xfb"
 _TAG42_HEAD: Final = b"\xd8\x2a"
+# After the 0xd8 of a link to a 36-byte CID: tag number 42, byte string of 37 bytes, prefix 0x00.
+_LINK36_HEAD: Final = b"\x2a\x58\x25\x00"
 
 # Major types, already shifted into the high three bits of the initial byte.
 _UINT: Final = 0x00
@@ -285,7 +287,18 @@ class _Decoder:
     def item(self, pos: int, depth: int) -> tuple[Any, int]:
         if pos >= self.end:
             raise self.fail(pos, "expected a data item, found end of input (truncated input)")
-        initial = self.buf[pos]
+        buf = self.buf
+        initial = buf[pos]
+        # The two most frequent items of a record, read without the general dispatch: a link to
+        # a 36-byte CID (tag 42 with a 1-byte tag number, a byte string of 37 bytes with a 1-byte
+        # length, the 0x00 multibase prefix: every header minimal) and null.
+        if initial == 0xD8 and buf[pos + 1 : pos + 5] == _LINK36_HEAD and pos + 41 <= self.end:
+            try:
+                return _parse_cid(buf[pos + 5 : pos + 41]), pos + 41
+            except (InvalidCIDError, UnsupportedHashError) as exc:
+                raise self.fail(pos + 5, f"invalid CID in tag 42: {exc}") from None
+        if initial == 0xF6:
+            return None, pos + 1
         major = initial >> 5
         info = initial & 0x1F
         if major == 7:
@@ -363,7 +376,10 @@ class _Decoder:
                 what = "duplicate" if raw == prev else "out-of-order"
                 key = self.text(p, key_end)
                 raise self.fail(key_pos, f"{what} map key {key!r} (keys must be sorted length-first)")
-            key = self.text(p, key_end)
+            try:
+                key = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                key = self.text(p, key_end)  # raises with the offset
             prev = raw
             value, p = self.item(key_end, depth + 1)
             result[key] = value

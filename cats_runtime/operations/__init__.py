@@ -55,7 +55,7 @@ from ._identity import (
 from ._lineage import FORMATS as LINEAGE_FORMATS
 from ._lineage import Lineage, LineageNode, lineage
 from ._lineage import render as render_lineage
-from ._listing import RunFacts, RunListing, function_label, iter_runs, list_runs, run_facts
+from ._listing import RunFacts, RunListing, function_label, iter_runs, list_runs, run_facts, run_facts_many
 from ._log import invoice_of, read_log
 from ._mesh import (
     FetchReport,
@@ -190,6 +190,7 @@ __all__: list[str] = [
     "iter_runs",
     "list_runs",
     "run_facts",
+    "run_facts_many",
     "inspect_function",
     "invoice_of",
     "lineage",

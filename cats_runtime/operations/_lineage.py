@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..cas import CID
 from ..errors import BlockNotFoundError, InvalidInputError
 from ..records import BOMRecord
-from ._listing import RunFacts, run_facts
+from ._listing import RunFacts, run_facts_many
 from ._node import Node
 
 __all__ = ["FORMATS", "Lineage", "LineageNode", "lineage", "render"]
@@ -115,6 +114,11 @@ class Lineage:
 def lineage(node: Node, cid: CID, *, depth: int = 32, max_nodes: int | None = None) -> Lineage:
     """Walk up (producers, inputs, parent BOMs) and down (consumers) from ``cid``, a BOM or data.
 
+    Breadth-first, one level at a time: the catalog is asked once per level for the neighbours of
+    every node on it (not once per node), each record is decoded once, and the facts of every run
+    (its Order, Function and verdict) are gathered after the walk with one batched verdict query,
+    so the work grows with the nodes and edges reached.
+
     Args:
         node: The node whose catalog and store are walked.
         cid: A BOM or data CID.
@@ -126,6 +130,10 @@ def lineage(node: Node, cid: CID, *, depth: int = 32, max_nodes: int | None = No
     Raises:
         BlockNotFoundError: ``cid`` is neither an indexed BOM nor data the catalog knows about.
     """
+    return _lineage(node, cid, depth, max_nodes)
+
+
+def _lineage(node: Node, cid: CID, depth: int, max_nodes: int | None) -> Lineage:
     graph = Lineage(cid)
     kind = node.catalog.record_type(cid)
     if kind is not None and not kind.startswith("cats/bom"):
@@ -133,71 +141,105 @@ def lineage(node: Node, cid: CID, *, depth: int = 32, max_nodes: int | None = No
     unknown = kind is None and not node.catalog.producers(cid) and not node.catalog.consumers(cid)
     if unknown and not node.store.has(cid):
         raise BlockNotFoundError(f"{cid} is neither a BOM nor data known to the catalog at {node.home}")
-    boms: dict[CID, BOMRecord] = {}
-    memo: dict[CID, Any] = {}  # records shared by many runs (their Function) decoded once
+    walk = _Walk(node, graph, max_nodes)
+    # Upstream: from data to the runs that produced it, to their inputs and parent BOMs, and so on.
+    is_bom = kind is not None
+    if is_bom:
+        if walk.add_bom(cid) is None:
+            raise BlockNotFoundError(f"BOM {cid} is indexed but its block is not in the store at {node.home}")
+    else:
+        graph.nodes[cid] = LineageNode(cid, "data", "data")
+    level: list[tuple[str, CID]] = [("bom" if is_bom else "data", cid)]
+    seen: set[tuple[str, CID]] = set()
+    d = 0
+    while level and d <= depth:
+        todo = []
+        for item in level:  # in queue order, first occurrence only: as a FIFO walk would take them
+            if item not in seen:
+                seen.add(item)
+                todo.append(item)
+        producers = node.catalog.producers_many(c for what, c in todo if what == "data")
+        following: list[tuple[str, CID]] = []
+        for what, current in todo:
+            if what == "bom":
+                record = walk.add_bom(current)
+                if record is not None:
+                    following.extend(("data", data) for data in record.inputs.values())
+                    following.extend(("bom", p) for p in record.parents)
+            else:
+                following.extend(("bom", producer) for producer in producers[current])
+        level, d = following, d + 1
+    # Downstream: from data to the runs that consumed it, to their outputs, and so on.
+    down: list[CID] = [walk.boms[cid].output if is_bom else cid]
+    seen_down: set[CID] = set()
+    d = 0
+    while down and d <= depth:
+        datas = []
+        for data in down:
+            if data not in seen_down:
+                seen_down.add(data)
+                datas.append(data)
+        consumers = node.catalog.consumers_many(datas)
+        outputs: list[CID] = []
+        for data in datas:
+            for consumer in consumers[data]:
+                record = walk.add_bom(consumer)
+                if record is not None:
+                    outputs.append(record.output)
+        down, d = outputs, d + 1
+    walk.describe_runs()
+    return graph
 
-    def add_bom(b: CID) -> BOMRecord | None:
-        if b in boms:
-            return boms[b]
+
+@dataclass
+class _Walk:
+    """The BOMs one :func:`lineage` query has loaded, each decoded once, and the graph they fill."""
+
+    node: Node
+    graph: Lineage
+    max_nodes: int | None
+    boms: dict[CID, BOMRecord] = field(default_factory=dict)
+
+    def add_bom(self, b: CID) -> BOMRecord | None:
+        """Load BOM ``b`` (once) and add it with its input and output edges; None if not added."""
+        graph = self.graph
+        if b in self.boms:
+            return self.boms[b]
         if graph.truncated:
             return None  # the cap was reached: nothing more is loaded
         try:
-            record = node.load(b)
+            record = self.node.load(b)
         except BlockNotFoundError:
             graph.nodes.setdefault(b, LineageNode(b, "bom", "(not in store)"))
             return None
         if not isinstance(record, BOMRecord):
             return None
-        if max_nodes is not None and b != cid:  # the root is always shown
+        if self.max_nodes is not None and b != graph.root:  # the root is always shown
             new = {b, record.output, *record.inputs.values()} - graph.nodes.keys()
-            if len(graph.nodes) + len(new) > max_nodes:
+            if len(graph.nodes) + len(new) > self.max_nodes:
                 graph.truncated = True  # this BOM and whatever lies beyond it are left out
                 return None
-        boms[b] = record
-        memo[b] = record
-        facts = run_facts(node, record.order, b, memo=memo)
-        graph.nodes[b] = LineageNode(b, "bom", facts.function_name or "run", facts)
-        graph.nodes.setdefault(record.output, LineageNode(record.output, "data", "output"))
+        self.boms[b] = record
+        nodes = graph.nodes
+        # A placeholder keeps the node's place; describe_runs gives it its label and facts.
+        nodes[b] = LineageNode(b, "bom", "run")
+        # A data node keeps the first name it was reached by (built only then: a fan-out's
+        # shared input is reached once per run).
+        if record.output not in nodes:
+            nodes[record.output] = LineageNode(record.output, "data", "output")
         graph.edges.add((b, record.output, "output"))
         for name, data in record.inputs.items():
-            graph.nodes.setdefault(data, LineageNode(data, "data", name))
+            if data not in nodes:
+                nodes[data] = LineageNode(data, "data", name)
             graph.edges.add((data, b, name))
         return record
 
-    # Upstream: from data to the runs that produced it, to their inputs and parent BOMs, and so on.
-    is_bom = kind is not None
-    if is_bom:
-        if add_bom(cid) is None:
-            raise BlockNotFoundError(f"BOM {cid} is indexed but its block is not in the store at {node.home}")
-    else:
-        graph.nodes[cid] = LineageNode(cid, "data", "data")
-    up: deque[tuple[str, CID, int]] = deque([("bom" if is_bom else "data", cid, 0)])
-    seen: set[tuple[str, CID]] = set()
-    while up:
-        what, current, d = up.popleft()
-        if (what, current) in seen or d > depth:
-            continue
-        seen.add((what, current))
-        if what == "bom":
-            record = add_bom(current)
-            if record is not None:
-                up.extend(("data", data, d + 1) for data in record.inputs.values())
-                up.extend(("bom", p, d + 1) for p in record.parents)
-        else:
-            up.extend(("bom", producer, d + 1) for producer in node.catalog.producers(current))
-    # Downstream: from data to the runs that consumed it, to their outputs, and so on.
-    down: deque[tuple[CID, int]] = deque([(boms[cid].output if is_bom else cid, 0)])
-    seen_down: set[CID] = set()
-    while down:
-        data, d = down.popleft()
-        if data in seen_down or d > depth:
-            continue
-        seen_down.add(data)
-        for consumer in node.catalog.consumers(data):
-            record = add_bom(consumer)
-            if record is not None:
-                down.append((record.output, d + 1))
-    return graph
+    def describe_runs(self) -> None:
+        """Give every BOM added its facts: Orders and Functions decoded once, verdicts batched."""
+        memo: dict[CID, Any] = dict(self.boms)  # records shared by many runs (their Function) decoded once
+        runs = [(record.order, b) for b, record in self.boms.items()]
+        for (_, b), facts in zip(runs, run_facts_many(self.node, runs, memo=memo), strict=True):
+            self.graph.nodes[b] = LineageNode(b, "bom", facts.function_name or "run", facts)
 
 
 def _short(cid: CID) -> str:

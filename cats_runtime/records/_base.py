@@ -203,7 +203,7 @@ class Seq(Kind):
             # A Python set has no stable order, so it is only accepted where order is irrelevant.
             raise self.fail(path, value)
         items = tuple(self.item.check(v, f"{path}[{i}]", wire) for i, v in enumerate(value))
-        if not self.as_set:
+        if not self.as_set or len(items) < 2:  # no order to check in fewer than two items
             return items
         ordered = tuple(sorted(set(items), key=_set_order))
         if wire and ordered != items:
@@ -451,10 +451,12 @@ class Record(Checked):
         if type(obj) is not dict:
             raise RecordError(f"{cls.TYPE}: expected a map, found {_found(obj)}")
         _check_type(obj, cls.TYPE)
-        body = {k: v for k, v in obj.items() if k != "type"}
+        fields = cls.FIELDS
         try:
-            _check_keys(body, cls.FIELDS, "")
-            values = {name: kind.check(body[name], name, True) for name, kind in cls.FIELDS.items()}
+            # ``type`` and every field, nothing else: the usual case, settled without listing keys.
+            if len(obj) != len(fields) + 1 or not obj.keys() >= fields.keys():
+                _check_keys({k: v for k, v in obj.items() if k != "type"}, fields, "")
+            values = {name: kind.check(obj[name], name, True) for name, kind in fields.items()}
             record: Self = _build(cls, values)
         except FieldError as exc:
             raise RecordError(f"{cls.TYPE}: field '{exc.path}' {exc.message}") from None

@@ -155,6 +155,33 @@ def _c(text: str | None) -> CID | None:
     return None if text is None else CID.decode(text)
 
 
+_CHUNK: Final = 500
+"""Keys per statement of a batched query: well under SQLite's smallest parameter limit (999)."""
+
+
+class _TextCIDs:
+    """CIDs parsed from the catalog's text, each distinct text once (a run reached by many edges)."""
+
+    __slots__ = ("_cids",)
+
+    def __init__(self) -> None:
+        self._cids: dict[str, CID] = {}
+
+    def cid(self, text: str) -> CID:
+        found = self._cids.get(text)
+        if found is None:
+            found = self._cids[text] = CID.decode(text)
+        return found
+
+
+def _verdict(rows: Iterable[tuple[Any, ...]]) -> VerdictRow:
+    """The standing verdict among ``(verification, verdict, finished_ms)`` rows (not empty)."""
+    listed = list(rows)
+    rank = {"mismatch": 2, "error": 1, "match": 0}
+    cid, verdict, _ = max(listed, key=lambda r: (rank.get(r[1], 0), r[2], r[0]))
+    return VerdictRow(str(verdict), CID.decode(cid), len(listed))
+
+
 class Catalog:
     """A SQLite (WAL) index of CATs records; safe to share between threads of one process.
 
@@ -370,11 +397,50 @@ class Catalog:
                 "LEFT JOIN invoices i ON i.cid = v.invoice WHERE v.bom = ?",
                 (str(bom),),
             ).fetchall()
-        if not rows:
-            return None
-        rank = {"mismatch": 2, "error": 1, "match": 0}
-        cid, verdict, _ = max(rows, key=lambda r: (rank.get(r[1], 0), r[2], r[0]))
-        return VerdictRow(str(verdict), CID.decode(cid), len(rows))
+        return _verdict(rows) if rows else None
+
+    # -- batched queries: one statement per chunk of keys, for walks over thousands of nodes --
+    def _grouped(self, sql: str, keys: Iterable[CID]) -> dict[CID, list[tuple[Any, ...]]]:
+        """Rows of ``sql`` (a ``SELECT key, ... WHERE key IN ({marks})``) grouped by key, in row order.
+
+        Keys are sent as text in chunks (SQLite bounds the number of parameters); every key asked
+        for is in the result, with an empty list when it has no rows.
+        """
+        by_text = {str(k): k for k in keys}
+        texts = list(by_text)
+        found: dict[CID, list[tuple[Any, ...]]] = {k: [] for k in by_text.values()}
+        with self._lock:
+            for i in range(0, len(texts), _CHUNK):
+                chunk = texts[i : i + _CHUNK]
+                statement = sql.format(marks=",".join("?" * len(chunk)))
+                for row in self._db.execute(statement, chunk):
+                    found[by_text[row[0]]].append(row[1:])
+        return found
+
+    def producers_many(self, outputs: Iterable[CID]) -> dict[CID, list[CID]]:
+        """:meth:`producers` of many data CIDs in a few statements (each list ordered the same)."""
+        rows = self._grouped(
+            "SELECT output, cid FROM boms WHERE output IN ({marks}) ORDER BY output, cid", outputs
+        )
+        texts = _TextCIDs()
+        return {data: [texts.cid(r[0]) for r in found] for data, found in rows.items()}
+
+    def consumers_many(self, datas: Iterable[CID]) -> dict[CID, list[CID]]:
+        """:meth:`consumers` of many data CIDs in a few statements (each list ordered the same)."""
+        rows = self._grouped(
+            "SELECT DISTINCT input, bom FROM bom_inputs WHERE input IN ({marks}) ORDER BY input, bom", datas
+        )
+        texts = _TextCIDs()
+        return {data: [texts.cid(r[0]) for r in found] for data, found in rows.items()}
+
+    def verdicts_for(self, boms: Iterable[CID]) -> dict[CID, VerdictRow]:
+        """:meth:`verdict_for` of many BOMs in a few statements; BOMs never re-executed are left out."""
+        rows = self._grouped(
+            "SELECT v.bom, v.cid, v.verdict, COALESCE(i.finished_ms, 0) FROM verifications v "
+            "LEFT JOIN invoices i ON i.cid = v.invoice WHERE v.bom IN ({marks})",
+            boms,
+        )
+        return {bom: _verdict(found) for bom, found in rows.items() if found}
 
     def memo_get(self, key: str) -> CID | None:
         """The output CID memoized under ``key``, if any."""

@@ -210,3 +210,59 @@ def test_the_fast_cid_path_defers_anything_else_to_the_parser(raw: bytes) -> Non
     except InvalidCIDError as exc:
         found = str(exc)
     assert found == expected
+
+
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+@given(
+    st.sampled_from([b"\x01\x55\x12\x20", b"\x01\x70\x12\x20", b"\x01\x71\x12\x20"]),
+    st.binary(min_size=32, max_size=32),
+    st.sampled_from(_BASE32),
+)
+def test_canonical_base32_text_takes_the_fast_path_and_nothing_else_does(
+    prefix: bytes, digest: bytes, last: str
+) -> None:
+    raw = prefix + digest
+    text = multiformats.multibase.encode(raw, "base32")  # an independent encoder
+    assert len(text) == 59
+    cid = CID._from_canonical_base32(text)
+    assert cid is not None and cid == CID.read(raw, 0)[0] and str(cid) == text == cid.encode()
+    assert CID.decode(text) == cid and str(CID.decode(text)) == text
+    # The last digit carries two padding bits: non-zero ones are not canonical, so the general
+    # parser takes them (and reads the same bytes, as base64.b32decode ignores those bits).
+    variant = text[:-1] + last
+    fast = CID._from_canonical_base32(variant)
+    general, _ = CID.read(multibase_decode(variant), 0)
+    assert CID.decode(variant) == general
+    if fast is None:
+        assert _BASE32.index(last) & 3, f"canonical text {variant} refused by the fast path"
+        assert str(CID.decode(variant)) == multibase_encode(general.buffer) != variant
+    else:
+        assert fast == general and str(fast) == variant
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "B" + EMPTY_RAW[1:].upper(),  # upper case: valid, not canonical
+        EMPTY_RAW[:-1] + "1",  # not a base32 digit
+        EMPTY_RAW[:-1] + "_",  # int() would take an underscore
+        EMPTY_RAW[:10] + " " + EMPTY_RAW[11:],
+        "b" + "a" * 58,  # zero bytes: no known prefix
+    ],
+)
+def test_other_59_character_texts_take_the_general_parser(text: str) -> None:
+    assert CID._from_canonical_base32(text) is None
+    try:
+        expected: CID | str = CID.from_bytes(multibase_decode(text))
+    except InvalidCIDError as exc:
+        expected = str(exc)
+    try:
+        found: CID | str = CID.decode(text)
+    except InvalidCIDError as exc:
+        found = str(exc)
+    if isinstance(expected, CID):
+        assert found == expected
+    else:
+        assert isinstance(found, str)

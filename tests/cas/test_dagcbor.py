@@ -251,6 +251,9 @@ BAD_CID_BYTES = "d82a4500015500ff"
         ("d82a58260001711220" + "00" * 33, r"invalid CID in tag 42: expected a CID of 36 bytes"),
         ("d82a", r"expected the byte string of a CID, found end of input"),
         ("d82a5825000171", r"expected 37 bytes of CID bytes, found 3"),
+        # The shape of a 36-byte link (read by the fast path), but sha2-512 with 32 bytes.
+        ("d82a58250001711320" + "00" * 32, r"at byte 5: invalid CID in tag 42: .*sha2-512"),
+        ("d82a58250001711220" + "00" * 31, r"expected 37 bytes of CID bytes, found 36"),
         ("f93c00", r"expected a 64-bit float, found a 16-bit float"),
         ("fa3fc00000", r"expected a 64-bit float, found a 32-bit float"),
         ("fb7ff8000000000000", r"expected a finite float, found nan"),

@@ -182,3 +182,57 @@ def test_runs_are_read_a_page_at_a_time_in_order(tmp_path: Path) -> None:
     assert list(catalog.iter_runs(10, page=4)) == whole[:10]
     assert [r.finished_ms for r in whole] == sorted((r.finished_ms for r in whole), reverse=True)
     catalog.close()
+
+
+def test_batched_neighbour_queries_equal_one_query_per_key(tmp_path: Path) -> None:
+    """``producers_many``, ``consumers_many`` and ``verdicts_for`` answer what the one-key queries
+    answer, for more keys than one statement takes (they are sent in chunks)."""
+    from cats_runtime.records import BOMRecord, InvoiceRecord, VerificationRecord
+
+    structure = StructureRecord(cloud="local", stack="local", program=None, outputs=[]).to_block().cid
+    datas = [CID.compute(f"data {i}".encode()) for i in range(1200)]
+    records: list[tuple[CID, object]] = []
+    boms = []
+    for i in range(1300):
+        # Run i reads data i % 1200 (and data 0, under a second name, when i is even) and writes
+        # data (7 i) % 1200: most data have several consumers and producers, some have none.
+        inputs = {"in": datas[i % 1200], **({"zero": datas[0]} if i % 2 == 0 else {})}
+        bom = BOMRecord(
+            order=CID.compute(f"order {i}".encode(), 0x71),
+            invoice=CID.compute(f"invoice {i}".encode(), 0x71),
+            function=F,
+            structure=structure,
+            inputs=inputs,
+            output=datas[(7 * i) % 1200] if i % 3 else CID.compute(f"fresh {i}".encode()),
+        )
+        records.append((bom.cid, bom))
+        boms.append(bom)
+    for k, bom in enumerate(boms[::50]):
+        invoice = InvoiceRecord(
+            order=bom.order, status="succeeded", output=bom.output, started_ms=k, finished_ms=k
+        )
+        verdict = "match" if k % 3 else "mismatch"
+        found = bom.output if verdict == "match" else CID.compute(b"other")
+        check = VerificationRecord(
+            bom=bom.cid,
+            invoice=invoice.cid,
+            verdict=verdict,
+            expected=bom.output,
+            found=found,
+            structure=structure,
+        )
+        records.extend([(invoice.cid, invoice), (check.cid, check)])
+    catalog = Catalog(tmp_path / "c.sqlite")
+    catalog.index(records)
+    keys = [*datas, CID.compute(b"unknown")]
+    producers, consumers = catalog.producers_many(keys), catalog.consumers_many(keys)
+    assert producers == {k: catalog.producers(k) for k in keys}
+    assert consumers == {k: catalog.consumers(k) for k in keys}
+    assert len(consumers[datas[0]]) > 600 and producers[keys[-1]] == [] and consumers[keys[-1]] == []
+    bom_cids = [b.cid for b in boms]
+    verdicts = catalog.verdicts_for(bom_cids)
+    expected = {b: catalog.verdict_for(b) for b in bom_cids}
+    assert verdicts == {b: v for b, v in expected.items() if v is not None}
+    assert len(verdicts) == 26 and {v.verdict for v in verdicts.values()} == {"match", "mismatch"}
+    assert catalog.producers_many([]) == {} and catalog.verdicts_for([]) == {}
+    catalog.close()
