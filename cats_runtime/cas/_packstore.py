@@ -25,6 +25,17 @@ Its rules, which this module keeps:
   forked children never open the store.
 * Read transactions are short (a batch of keys at a time when iterating), so a long
   iteration does not pin old pages and make the file grow.
+* The map (address space, not disk) starts modest, at the larger of 1 GiB
+  (``CATS_LMDB_MAP_GIB``) and twice the file, and **grows on demand**: a write transaction
+  that finds it full (``MDB_MAP_FULL``) is aborted, the map grows (at least doubling, enough
+  for the batch) and the batch runs again, so a batch is still all or nothing and only a full
+  disk stops a write. A process whose map another process outgrew (``MDB_MAP_RESIZED`` at
+  the start of any transaction) adopts the file's size and goes on.
+* The map is only **changed with no transaction of the process open** (LMDB's rule for
+  ``mdb_env_set_mapsize``; py-lmdb also cancels the other threads' transactions, whose
+  ``buffers=True`` memoryviews would then point into unmapped memory): every transaction goes
+  through the environment's gate (:class:`_Env`: shared for transactions, exclusive for a
+  remap), and transactions never nest in a thread.
 
 Every read is re-hashed against its CID (:class:`~cats_runtime.errors.CorruptBlockError`).
 :meth:`PackedBlockStore.put_many` commits one LMDB transaction per batch, synced at commit:
@@ -36,11 +47,13 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import lmdb
 
@@ -61,40 +74,314 @@ _BATCH_BYTES: Final = 32 * 1024 * 1024
 _FILE_BATCH_BYTES: Final = 64 * 1024 * 1024
 # Keys read per read transaction while iterating.
 _SCAN_CHUNK: Final = 1024
-# Address space reserved for the map (sparse: the file grows with the data, not to this size).
-# The map reserves address space per open store, kept for the process's life: 1 TiB each ran a
-# process opening many homes (the test suite) out of its 128 TiB. 64 GiB holds about 25M small
-# blocks; CATS_LMDB_MAP_GIB raises it (growing the map on MapFullError is the follow-up).
-_MAP_SIZE: Final = int(os.environ.get("CATS_LMDB_MAP_GIB", "64")) << 30
+# The map's starting size: the larger of this and twice the data file's size at open. It is
+# address space, not disk (sparse: the file grows with the data) and it is reserved for the
+# process's life, so it starts modest (1 TiB per open store ran a process opening many homes out
+# of its 128 TiB) and grows on demand (_Env.write). CATS_LMDB_MAP_GIB sets a larger start for a
+# process that knows it will write a lot (each growth is a remap that waits for the process's
+# transactions to end). Not Final: the tests lower it to force growth.
+_MAP_SIZE = int(os.environ.get("CATS_LMDB_MAP_GIB", "1")) << 30
+# Map sizes are rounded up to this (a multiple of any OS page size).
+_MAP_ALIGN: Final = 1 << 20
+# A growth at least doubles the map, but adds at most this much address space at once.
+_MAX_GROWTH: Final = 64 << 30
+# Remaps one write may wait for before it gives up (each one at least doubles the map or adopts
+# another process's growth, so only a pathological race gets near this).
+_MAX_REMAPS: Final = 64
+# How often a remap looks whether this process's transactions have ended.
+_DRAIN_POLL: Final = 0.0002
 _MAX_READERS: Final = 1024
 _PACKED_DIR: Final = "packed"
 
-_ENVS: dict[str, tuple[int, lmdb.Environment]] = {}
+_T = TypeVar("_T")
+
+
+def _round_up(size: int) -> int:
+    return -(-size // _MAP_ALIGN) * _MAP_ALIGN
+
+
+class _Env:
+    """This process's one LMDB environment for a path, and the gate its map is changed behind.
+
+    ``mdb_env_set_mapsize`` may only be called when no transaction of the process is active
+    (LMDB does not check; py-lmdb aborts the other threads' transactions under them, and a
+    memoryview a reader took with ``buffers=True`` would point into unmapped memory). So every
+    transaction goes through :meth:`enter` / :meth:`leave` (shared) and every remap through
+    :meth:`_remap` (exclusive). A thread never remaps while it holds a transaction: the read
+    paths leave the gate before they adopt, a writer aborts its transaction and leaves the gate
+    inside :meth:`_remap` before the map changes, and transactions never nest. Writers of the
+    process take turns outside the gate (``_write_lock``), so none waits inside it for LMDB's
+    writer lock while the one holding that lock waits for the gate to drain.
+
+    The shared side is a list append and a flag check, no lock (the hot path of ``get``). It is
+    sound under the GIL, which orders them: a remap raises ``resizing`` first and then waits for
+    ``active`` to empty, so a transaction either entered before (and is waited for) or sees the
+    flag (and waits on ``_remap_lock`` until the remap is done). A free-threaded build would need
+    a lock around the enter.
+    """
+
+    __slots__ = (
+        "_remap_lock",
+        "_write_lock",
+        "active",
+        "broken",
+        "lmdb",
+        "map_size",
+        "path",
+        "pid",
+        "psize",
+        "resizing",
+    )
+
+    def __init__(self, env: lmdb.Environment, path: Path) -> None:
+        self.lmdb = env
+        self.path = path
+        self.pid = os.getpid()
+        self.psize: int = env.stat()["psize"]
+        self.map_size: int = env.info()["map_size"]
+        self.active: list[None] = []  # one entry per transaction in flight in this process
+        self.resizing = False
+        self.broken = ""  # why the environment cannot be used any more (a failed remap)
+        self._remap_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    # -- the shared side ------------------------------------------------------------------
+    def enter(self) -> None:
+        """Hold the gate shared: no remap starts until :meth:`leave`."""
+        active = self.active
+        while True:
+            active.append(None)
+            if not self.resizing:
+                return
+            active.pop()
+            with self._remap_lock:  # wait for the remap to end
+                if self.broken:
+                    raise StoreError(self.broken)
+
+    def leave(self) -> None:
+        """Release the shared hold taken by :meth:`enter`."""
+        self.active.pop()
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value under ``key`` (a copy), or None: one read transaction (the hot path)."""
+        active = self.active
+        active.append(None)  # enter(), inlined: a method call costs more than the gate
+        try:
+            if not self.resizing:
+                with self.lmdb.begin() as txn:
+                    data: bytes | None = txn.get(key)
+                    return data
+        except lmdb.MapResizedError:
+            pass  # another process grew the file past this map: adopt it below
+        finally:
+            active.pop()
+        with self.read() as txn:
+            found: bytes | None = txn.get(key)
+            return found
+
+    def contains(self, key: bytes) -> bool:
+        """True when ``key`` is stored (the value is not copied)."""
+        active = self.active
+        active.append(None)
+        try:
+            if not self.resizing:
+                with self.lmdb.begin(buffers=True) as txn:
+                    return txn.get(key) is not None
+        except lmdb.MapResizedError:
+            pass
+        finally:
+            active.pop()
+        with self.read_views() as txn:
+            return txn.get(key) is not None
+
+    def read(self) -> AbstractContextManager[lmdb.Transaction[bytes]]:
+        """A read transaction through the gate, adopting another process's growth if needed."""
+        return self._read(buffers=False)
+
+    def read_views(self) -> AbstractContextManager[lmdb.Transaction[memoryview]]:
+        """Like :meth:`read`, its values memoryviews into the map: valid inside the block only."""
+        return self._read(buffers=True)
+
+    @contextmanager
+    def _read(self, *, buffers: bool) -> Iterator[Any]:
+        for _ in range(_MAX_REMAPS):
+            self.enter()
+            try:
+                txn = self.lmdb.begin(buffers=True) if buffers else self.lmdb.begin()
+            except lmdb.MapResizedError:
+                self.leave()
+                self._adopt()
+                continue
+            except BaseException:
+                self.leave()
+                raise
+            try:
+                yield txn
+            finally:
+                try:
+                    txn.abort()
+                finally:
+                    self.leave()
+            return
+        raise StoreError(self._chasing())
+
+    def write(self, work: Callable[[lmdb.Transaction], _T], *, size: int) -> _T:
+        """Run ``work`` in one write transaction and commit it, growing the map as needed.
+
+        ``work`` may run more than once: a transaction that fills the map is aborted (nothing
+        of it is written), the map grows and ``work`` runs again in a new transaction, so it
+        must not consume its input or keep state across runs.
+
+        Args:
+            work: what to do in the transaction; its result is returned once committed.
+            size: about how many bytes ``work`` writes (to grow enough in one step).
+
+        Raises:
+            lmdb.Error: the transaction failed for another reason (disk full: ``DiskError``).
+            StoreError: the map cannot be grown.
+        """
+        # One write transaction of this process at a time (LMDB allows one anyway), taken
+        # outside the gate: no thread waits for LMDB's writer lock inside it while this one,
+        # holding that lock, waits for the gate to drain (see _remap's ``abort``).
+        with self._write_lock:
+            for _ in range(_MAX_REMAPS):
+                self.enter()
+                seen = self.map_size  # read inside the gate: no remap can change it before leave()
+                try:
+                    txn = self.lmdb.begin(write=True, buffers=True)
+                except BaseException as exc:
+                    self.leave()
+                    if not isinstance(exc, lmdb.MapResizedError):
+                        raise
+                    self._adopt()  # another process grew the file past this map
+                    continue
+                try:
+                    result = work(txn)
+                except BaseException as exc:
+                    full = isinstance(exc, lmdb.MapFullError)
+                    self._remap(self._grown(seen, size) if full else None, abort=txn)
+                    if not full:
+                        raise
+                    continue
+                try:
+                    txn.commit()  # when it fails, LMDB has aborted the transaction
+                    return result
+                except lmdb.MapFullError:
+                    pass  # the commit's own pages (the free list) did not fit
+                finally:
+                    self.leave()
+                self._remap(self._grown(seen, size))
+            raise StoreError(self._chasing())
+
+    # -- the exclusive side ---------------------------------------------------------------
+    def _grown(self, seen: int, size: int) -> Callable[[int], int]:
+        """The growth after a transaction found a map of ``seen`` bytes full."""
+
+        def target(used: int) -> int:
+            if self.map_size > seen:
+                return 0  # grown by another thread meanwhile: try with that first
+            # Twice the batch: values over half a page take whole overflow pages, and the
+            # copy-on-write tree writes new branch pages beside the old ones.
+            return max(self.map_size + min(self.map_size, _MAX_GROWTH), used + 2 * size + _MAP_ALIGN)
+
+        return target
+
+    def _adopt(self) -> None:
+        """Adopt a file that another process grew past this map (MDB_MAP_RESIZED)."""
+
+        def target(used: int) -> int:
+            if used <= self.map_size:
+                return 0  # adopted by another thread meanwhile
+            # Not set_mapsize(0): that takes the size recorded in the file, which is the largest
+            # any process ever used (1 TiB for stores made by older versions). Room to grow, too.
+            return used + min(used, _MAX_GROWTH)
+
+        self._remap(target)
+
+    def _remap(self, target: Callable[[int], int] | None, *, abort: lmdb.Transaction | None = None) -> None:
+        """Remap to ``target(bytes the file uses)`` (0: keep) once no transaction is active.
+
+        Args:
+            target: the new map size for the file's use, 0 or None to keep the map.
+            abort: the caller's own write transaction, aborted here and its gate left. py-lmdb's
+                abort of a write transaction waits until no operation on the environment is in
+                flight, which readers in other threads would put off indefinitely: so readers
+                are held off first, as for a remap.
+        """
+        with self._remap_lock:
+            self.resizing = True
+            try:
+                if abort is not None:
+                    while len(self.active) > 1:  # all but the caller's own transaction
+                        time.sleep(_DRAIN_POLL)
+                    try:
+                        abort.abort()
+                    finally:
+                        self.leave()
+                if self.broken:
+                    raise StoreError(self.broken)
+                while self.active:  # transactions that entered before the flag went up
+                    time.sleep(_DRAIN_POLL)
+                if target is None:
+                    return
+                # Only now is the map stable enough to read the meta pages in it.
+                used = (self.lmdb.info()["last_pgno"] + 1) * self.psize
+                size = target(used)
+                if not size:
+                    return
+                size = _round_up(size)
+                try:
+                    self.lmdb.set_mapsize(size)
+                except lmdb.Error as exc:
+                    # The old map is gone and no new one is in place (out of address space):
+                    # every later use of this environment is refused (resizing stays up).
+                    self.broken = (
+                        f"cannot grow the map of the packed block store {self.path} from "
+                        f"{self.map_size} to {size} bytes ({exc}): restart the process"
+                    )
+                    raise StoreError(self.broken) from exc
+                self.map_size = self.lmdb.info()["map_size"]
+            finally:
+                if not self.broken:
+                    self.resizing = False
+
+    def _chasing(self) -> str:
+        return (
+            f"expected the packed block store {self.path} to fit its map after {_MAX_REMAPS} "
+            f"remaps, found it still growing past {self.map_size} bytes"
+        )
+
+
+_ENVS: dict[str, _Env] = {}
 _ENVS_LOCK = threading.Lock()
 
 
-def _env(path: Path, *, sync: bool) -> lmdb.Environment:
+def _env(path: Path, *, sync: bool) -> _Env:
     """The process's one environment for ``path`` (opened on first use; refused after fork)."""
     key = os.path.realpath(path)
     pid = os.getpid()
     with _ENVS_LOCK:
         found = _ENVS.get(key)
-        if found is not None and found[0] == pid:
-            return found[1]
+        if found is not None and found.pid == pid:
+            return found
         if found is not None:
             # Inherited through fork: LMDB forbids using it here (its reader slots carry the
             # parent's pid) and closing it would free the parent's slots; py-lmdb also refuses
             # to open the same file again in this process. So a forked child is refused.
             raise StoreError(
                 f"expected the packed block store {path} to be opened in this process, found it "
-                f"inherited through fork from process {found[0]}: open the repository in a new "
+                f"inherited through fork from process {found.pid}: open the repository in a new "
                 "process (spawn or exec), not in a forked child"
             )
         try:
             path.mkdir(parents=True, exist_ok=True)
+            try:
+                on_disk = (path / "data.mdb").stat().st_size
+            except FileNotFoundError:
+                on_disk = 0
             env = lmdb.open(
                 str(path),
-                map_size=_MAP_SIZE,
+                map_size=_round_up(max(_MAP_SIZE, 2 * on_disk)),
                 max_readers=_MAX_READERS,
                 max_dbs=0,
                 sync=sync,
@@ -105,8 +392,24 @@ def _env(path: Path, *, sync: bool) -> lmdb.Environment:
             )
         except (lmdb.Error, OSError) as exc:
             raise StoreError(f"cannot open packed block store at {path}: {exc}") from exc
-        _ENVS[key] = (pid, env)
-        return env
+        opened = _ENVS[key] = _Env(env, path)
+        return opened
+
+
+def _disk_full(path: Path, size: int) -> str:
+    """Say so when a write failed because the disk (not the map) is full.
+
+    LMDB reports ENOSPC as ENOSPC only when the first write fails; a write cut short by a full
+    disk comes back as EIO ("short write, filesystem full?"), so the free space is looked at.
+    """
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return ""
+    free = st.f_bavail * st.f_frsize
+    if free >= 2 * size + _MAP_ALIGN:
+        return ""
+    return f": the disk is full ({free} bytes free, the write needs about {size}): free space and retry"
 
 
 def _key(cid: CID) -> bytes:
@@ -196,21 +499,20 @@ class PackedBlockStore:
         self.pack_limit = pack_limit
         self.files = FSBlockStore(self.root, sync=sync)
         self.packed_path = self.root / _PACKED_DIR
-        self._opened: tuple[int, lmdb.Environment] | None = None
+        self._opened: _Env | None = None
         self._env()
 
     def __repr__(self) -> str:
         return f"PackedBlockStore({str(self.root)!r})"
 
-    def _env(self) -> lmdb.Environment:
+    def _env(self) -> _Env:
         # Kept per instance and process: resolving the path (realpath) on every get cost more
         # than the read. A forked child has another pid, so it still goes through _env's refusal.
         opened = self._opened
-        if opened is not None and opened[0] == os.getpid():
-            return opened[1]
-        env = _env(self.packed_path, sync=self.sync)
-        self._opened = (os.getpid(), env)
-        return env
+        if opened is not None and opened.pid == os.getpid():
+            return opened
+        opened = self._opened = _env(self.packed_path, sync=self.sync)
+        return opened
 
     def path_of(self, cid: CID) -> Path:
         """The file a large block is (or would be) stored in; packed blocks have no file."""
@@ -219,10 +521,22 @@ class PackedBlockStore:
     # -- reads ----------------------------------------------------------------------------
     def _packed_get(self, cid: CID) -> bytes | None:
         """The packed value stored under ``cid`` (not re-hashed), or None when it is not packed."""
+        env = self._env()
+        active = env.active
         try:
-            with self._env().begin() as txn:
-                data: bytes | None = txn.get(_key(cid))
-                return data
+            # _Env.get with its fast path inlined (the hot path of every read: each call level
+            # costs about as much as the gate).
+            active.append(None)
+            try:
+                if not env.resizing:
+                    with env.lmdb.begin() as txn:
+                        data: bytes | None = txn.get(_key(cid))
+                        return data
+            except lmdb.MapResizedError:
+                pass
+            finally:
+                active.pop()
+            return env.get(_key(cid))  # a remap is under way, or one is needed
         except lmdb.Error as exc:
             raise StoreError(f"cannot read block {cid} from {self.packed_path}: {exc}") from exc
 
@@ -275,10 +589,22 @@ class PackedBlockStore:
         """True when the block is stored (content is checked on :meth:`get`)."""
         if cid.hash_code == IDENTITY:
             return True
+        env = self._env()
+        active = env.active
         try:
-            with self._env().begin(buffers=True) as txn:
-                if txn.get(_key(cid)) is not None:
-                    return True
+            active.append(None)  # _Env.contains with its fast path inlined, as in _packed_get
+            try:
+                fast = not env.resizing
+                if fast:
+                    with env.lmdb.begin(buffers=True) as txn:
+                        if txn.get(_key(cid)) is not None:
+                            return True
+            except lmdb.MapResizedError:
+                fast = False
+            finally:
+                active.pop()
+            if not fast and env.contains(_key(cid)):
+                return True
         except lmdb.Error as exc:
             raise StoreError(f"cannot read block {cid} from {self.packed_path}: {exc}") from exc
         return self.files.has(cid) or self._packed_has(cid)  # (packed meanwhile by migrate)
@@ -292,7 +618,7 @@ class PackedBlockStore:
         Raises:
             BlockNotFoundError: no such block.
         """
-        with self._env().begin(buffers=True) as txn:
+        with self._env().read_views() as txn:
             data = txn.get(_key(cid))
             if data is not None:
                 return len(data)
@@ -307,7 +633,7 @@ class PackedBlockStore:
         while True:
             chunk: list[tuple[bytes, bytes]] = []
             try:
-                with self._env().begin() as txn, txn.cursor() as cur:
+                with self._env().read() as txn, txn.cursor() as cur:
                     found = cur.set_range(after) if after is not None else cur.first()
                     if found and after is not None and cur.key() == after:
                         found = cur.next()
@@ -330,8 +656,7 @@ class PackedBlockStore:
                 yield cid
 
     def _packed_has(self, cid: CID) -> bool:
-        with self._env().begin(buffers=True) as txn:
-            return txn.get(_key(cid)) is not None
+        return self._env().contains(_key(cid))
 
     def verify(self) -> list[CorruptBlock]:
         """Re-hash every stored block; returns the corrupt ones (empty when sound)."""
@@ -350,7 +675,7 @@ class PackedBlockStore:
             # Hash inside a short read transaction, straight from the map (no copy of the value).
             n = 0
             try:
-                with self._env().begin(buffers=True) as txn, txn.cursor() as cur:
+                with self._env().read_views() as txn, txn.cursor() as cur:
                     found = cur.set_range(after) if after is not None else cur.first()
                     if found and after is not None and bytes(cur.key()) == after:
                         found = cur.next()
@@ -446,18 +771,23 @@ class PackedBlockStore:
                 committer.shutdown(wait=True)  # an interrupted put still ends its commit cleanly
 
     def _commit(self, batch: list[Block]) -> None:
+        size = sum(len(block.data) for block in batch)
+
+        def work(txn: lmdb.Transaction) -> None:
+            for block in batch:
+                key = _key(block.cid)
+                if not txn.put(key, block.data, overwrite=False):
+                    # Present already. A value of the wrong size is certainly corrupt:
+                    # rewrite it (same size with wrong bytes is caught on read and by verify).
+                    found = txn.get(key)
+                    if found is None or len(found) != len(block.data):
+                        txn.put(key, block.data)
+
         try:
-            with self._env().begin(write=True, buffers=True) as txn:
-                for block in batch:
-                    key = _key(block.cid)
-                    if not txn.put(key, block.data, overwrite=False):
-                        # Present already. A value of the wrong size is certainly corrupt:
-                        # rewrite it (same size with wrong bytes is caught on read and by verify).
-                        found = txn.get(key)
-                        if found is None or len(found) != len(block.data):
-                            txn.put(key, block.data)
+            self._env().write(work, size=size)
         except lmdb.Error as exc:
-            raise StoreError(f"cannot write {len(batch)} blocks to {self.packed_path}: {exc}") from exc
+            full = _disk_full(self.packed_path, size)
+            raise StoreError(f"cannot write {len(batch)} blocks to {self.packed_path}{full} ({exc})") from exc
 
     def delete(self, cid: CID) -> None:
         """Remove a block (from wherever it is stored).
@@ -466,11 +796,12 @@ class PackedBlockStore:
             BlockNotFoundError: the block is not stored.
             StoreError: the block cannot be removed.
         """
+        key = _key(cid)
         try:
-            with self._env().begin(write=True) as txn:
-                packed = txn.delete(_key(cid))
+            packed: bool = self._env().write(lambda txn: txn.delete(key), size=0)
         except lmdb.Error as exc:
-            raise StoreError(f"cannot delete block {cid} from {self.packed_path}: {exc}") from exc
+            full = _disk_full(self.packed_path, 0)
+            raise StoreError(f"cannot delete block {cid} from {self.packed_path}{full} ({exc})") from exc
         try:
             self.files.delete(cid)
         except BlockNotFoundError:
@@ -483,17 +814,25 @@ class PackedBlockStore:
         Returns:
             How many of ``cids`` were removed (absent ones are skipped).
         """
-        removed = 0
-        leftover: list[CID] = []
+        # A list, not the iterable: a transaction that fills the map (deletes write pages too)
+        # runs again after the map grows, and must see the same CIDs.
+        wanted = list(cids)
+
+        def work(txn: lmdb.Transaction) -> tuple[int, list[CID]]:
+            deleted = 0
+            absent: list[CID] = []
+            for cid in wanted:
+                if txn.delete(_key(cid)):
+                    deleted += 1
+                else:
+                    absent.append(cid)
+            return deleted, absent
+
         try:
-            with self._env().begin(write=True) as txn:
-                for cid in cids:
-                    if txn.delete(_key(cid)):
-                        removed += 1
-                    else:
-                        leftover.append(cid)
+            removed, leftover = self._env().write(work, size=0)
         except lmdb.Error as exc:
-            raise StoreError(f"cannot delete blocks from {self.packed_path}: {exc}") from exc
+            full = _disk_full(self.packed_path, 0)
+            raise StoreError(f"cannot delete blocks from {self.packed_path}{full} ({exc})") from exc
         for cid in leftover:
             try:
                 self.files.delete(cid)
@@ -510,7 +849,7 @@ class PackedBlockStore:
         processes, which would otherwise keep old pages from being reused.
         """
         try:
-            self._env().reader_check()
+            self._env().lmdb.reader_check()  # the lock file's reader table: not in the map
         except lmdb.Error as exc:
             raise StoreError(f"cannot check readers of {self.packed_path}: {exc}") from exc
         return self.files.remove_stale_temp_files(older_than)

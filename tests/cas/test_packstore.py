@@ -50,8 +50,9 @@ def test_a_packed_block_is_rehashed_on_every_read(tmp_path: Path) -> None:
     store = PackedBlockStore(tmp_path / "b")
     good, other = Block.encode(b"good", RAW), Block.encode(b"evil", RAW)
     store.put(good)
-    with _packed_env(store.packed_path, sync=True).begin(write=True) as txn:
-        txn.put(good.cid.to_v1().buffer, other.data)
+    _packed_env(store.packed_path, sync=True).write(
+        lambda txn: txn.put(good.cid.to_v1().buffer, other.data), size=4
+    )
     with pytest.raises(CorruptBlockError, match=str(good.cid)):
         store.get(good.cid)
     assert store.get_unverified(good.cid) == other.data
