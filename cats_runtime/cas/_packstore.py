@@ -320,10 +320,10 @@ class _Env:
                         self.leave()
                 if self.broken:
                     raise StoreError(self.broken)
-                while self.active:  # transactions that entered before the flag went up
-                    time.sleep(_DRAIN_POLL)
                 if target is None:
                     return
+                while self.active:  # transactions that entered before the flag went up
+                    time.sleep(_DRAIN_POLL)
                 # Only now is the map stable enough to read the meta pages in it.
                 used = (self.lmdb.info()["last_pgno"] + 1) * self.psize
                 size = target(used)
