@@ -109,7 +109,7 @@ class _Env:
     transaction goes through :meth:`enter` / :meth:`leave` (shared) and every remap through
     :meth:`_remap` (exclusive). A thread never remaps while it holds a transaction: the read
     paths leave the gate before they adopt, a writer aborts its transaction and leaves the gate
-    inside :meth:`_remap` before the map changes, and transactions never nest. Writers of the
+    (:meth:`_abort`) before it grows the map, and transactions never nest. Writers of the
     process take turns outside the gate (``_write_lock``), so none waits inside it for LMDB's
     writer lock while the one holding that lock waits for the gate to drain.
 
@@ -237,12 +237,13 @@ class _Env:
             size: about how many bytes ``work`` writes (to grow enough in one step).
 
         Raises:
-            lmdb.Error: the transaction failed for another reason (disk full: ``DiskError``).
+            lmdb.Error: the transaction failed for another reason (a full disk: ``DiskError``,
+                or an ``Error`` for a write cut short).
             StoreError: the map cannot be grown.
         """
         # One write transaction of this process at a time (LMDB allows one anyway), taken
         # outside the gate: no thread waits for LMDB's writer lock inside it while this one,
-        # holding that lock, waits for the gate to drain (see _remap's ``abort``).
+        # holding that lock, waits for the gate to drain (see _abort).
         with self._write_lock:
             for _ in range(_MAX_REMAPS):
                 self.enter()
@@ -258,10 +259,10 @@ class _Env:
                 try:
                     result = work(txn)
                 except BaseException as exc:
-                    full = isinstance(exc, lmdb.MapFullError)
-                    self._remap(self._grown(seen, size) if full else None, abort=txn)
-                    if not full:
+                    self._abort(txn)
+                    if not isinstance(exc, lmdb.MapFullError):
                         raise
+                    self._remap(self._grown(seen, size))
                     continue
                 try:
                     txn.commit()  # when it fails, LMDB has aborted the transaction
@@ -298,30 +299,40 @@ class _Env:
 
         self._remap(target)
 
-    def _remap(self, target: Callable[[int], int] | None, *, abort: lmdb.Transaction | None = None) -> None:
-        """Remap to ``target(bytes the file uses)`` (0: keep) once no transaction is active.
+    def _abort(self, txn: lmdb.Transaction) -> None:
+        """Abort the caller's write transaction and leave the gate, readers held off.
 
-        Args:
-            target: the new map size for the file's use, 0 or None to keep the map.
-            abort: the caller's own write transaction, aborted here and its gate left. py-lmdb's
-                abort of a write transaction waits until no operation on the environment is in
-                flight, which readers in other threads would put off indefinitely: so readers
-                are held off first, as for a remap.
+        py-lmdb's abort of a write transaction waits until no operation on the environment is
+        in flight in any thread, which readers in other threads would put off indefinitely.
         """
+        if not self._remap_lock.acquire(blocking=False):
+            # Another thread is remapping: it holds the readers off already, and it waits for
+            # this transaction to leave the gate, so waiting for its lock here would deadlock.
+            try:
+                txn.abort()
+            finally:
+                self.leave()
+            return
+        try:
+            self.resizing = True
+            while len(self.active) > 1:  # all but the caller's own transaction
+                time.sleep(_DRAIN_POLL)
+            try:
+                txn.abort()
+            finally:
+                self.leave()
+        finally:
+            if not self.broken:
+                self.resizing = False
+            self._remap_lock.release()
+
+    def _remap(self, target: Callable[[int], int]) -> None:
+        """Remap to ``target(bytes the file uses)`` (0: keep) once no transaction is active."""
         with self._remap_lock:
+            if self.broken:
+                raise StoreError(self.broken)
             self.resizing = True
             try:
-                if abort is not None:
-                    while len(self.active) > 1:  # all but the caller's own transaction
-                        time.sleep(_DRAIN_POLL)
-                    try:
-                        abort.abort()
-                    finally:
-                        self.leave()
-                if self.broken:
-                    raise StoreError(self.broken)
-                if target is None:
-                    return
                 while self.active:  # transactions that entered before the flag went up
                     time.sleep(_DRAIN_POLL)
                 # Only now is the map stable enough to read the meta pages in it.

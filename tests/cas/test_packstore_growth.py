@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import lmdb
@@ -128,6 +129,49 @@ def test_readers_in_other_threads_see_right_bytes_while_the_map_grows(tmp_path: 
     assert all(reads), reads
     assert all(store.get(b.cid) == b.data for b in new)
     assert store.check() == (len(old) + len(new), [])
+
+
+def test_a_writer_that_fills_the_map_while_another_thread_remaps_does_not_deadlock(
+    tmp_path: Path, tiny_map: int
+) -> None:
+    env = _packstore._env(PackedBlockStore(tmp_path / "b").packed_path, sync=True)
+    blocks = _blocks(2000, "during")  # 4 MB: fills the 1 MiB map
+    inside, go = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def work(txn: lmdb.Transaction) -> None:
+        if not inside.is_set():
+            inside.set()
+            go.wait(30)
+        for b in blocks:
+            txn.put(b.cid.to_v1().buffer, b.data)
+
+    def write() -> None:
+        try:
+            env.write(work, size=len(blocks) * 2000)
+        except BaseException as exc:  # reported by the test thread
+            failures.append(exc)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert inside.wait(30)
+    # As a thread adopting another process's growth does: it takes the remap lock, holds new
+    # transactions off and waits for the open one, the writer's, to end. The writer fills the
+    # map meanwhile: it must abort and leave the gate, not wait for the remap lock inside it.
+    with env._remap_lock:
+        env.resizing = True
+        try:
+            go.set()
+            deadline = time.monotonic() + 30
+            while env.active and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert not env.active, "the writer held its transaction open while waiting for the remap"
+        finally:
+            env.resizing = False
+    writer.join(60)
+    assert not writer.is_alive() and failures == []
+    with env.read() as txn:
+        assert all(txn.get(b.cid.to_v1().buffer) == b.data for b in blocks)
 
 
 _GROW = """
