@@ -26,14 +26,17 @@ def _blocks(count: int, tag: str, size: int = 2000) -> list[Block]:
     return [Block.encode(f"{tag}-{i:07d}-".encode().ljust(size, b"g"), RAW) for i in range(count)]
 
 
-def _run(code: str, *args: str) -> str:
+def _run(code: str, *args: str, map_gib: str | None = None) -> str:
     """Run ``code`` in a new Python process (spawned, never forked) and return its stdout."""
+    env = {k: v for k, v in os.environ.items() if k != "CATS_LMDB_MAP_GIB"}
+    if map_gib is not None:
+        env["CATS_LMDB_MAP_GIB"] = map_gib
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": _ROOT},
+        env={**env, "PYTHONPATH": _ROOT},
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -77,6 +80,17 @@ def test_a_reopened_store_starts_with_twice_its_data(tmp_path: Path, tiny_map: i
         str(root),
     )
     assert int(out) >= 2 * on_disk > 4 * tiny_map
+
+
+def test_cats_lmdb_map_gib_sets_the_starting_size(tmp_path: Path) -> None:
+    code = """
+        import sys
+        from cats_runtime.cas import PackedBlockStore, _packstore
+        store = PackedBlockStore(sys.argv[1])
+        print(_packstore._env(store.packed_path, sync=True).map_size)
+    """
+    assert int(_run(code, str(tmp_path / "default"))) == 1 << 30
+    assert int(_run(code, str(tmp_path / "set"), map_gib="3")) == 3 << 30
 
 
 def test_readers_in_other_threads_see_right_bytes_while_the_map_grows(tmp_path: Path, tiny_map: int) -> None:
