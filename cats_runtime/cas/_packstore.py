@@ -785,6 +785,9 @@ class PackedBlockStore:
         size = sum(len(block.data) for block in batch)
 
         def work(txn: lmdb.Transaction) -> None:
+            # Measured: each put releases and re-takes the GIL, so while another thread computes
+            # (an importer hashing) every put waits for it; Cursor.putmulti does the same per
+            # item and was no faster. This is what bounds a durable small-file add (docs/store.md).
             for block in batch:
                 key = _key(block.cid)
                 if not txn.put(key, block.data, overwrite=False):

@@ -61,6 +61,21 @@ def test_a_packed_block_is_rehashed_on_every_read(tmp_path: Path) -> None:
     assert [c.cid for c in store.verify()] == [good.cid]
 
 
+def test_put_many_rewrites_a_stored_block_of_the_wrong_size_among_new_ones(tmp_path: Path) -> None:
+    store = PackedBlockStore(tmp_path / "b")
+    stored, fresh = _blocks(50, "stored"), _blocks(50, "fresh")
+    store.put_many(stored)
+    truncated = stored[7]
+    _packed_env(store.packed_path, sync=True).write(
+        lambda txn: txn.put(truncated.cid.to_v1().buffer, truncated.data[:100]), size=100
+    )
+    assert [c.cid for c in store.verify()] == [truncated.cid]
+    # One batch: blocks already there (one of them truncated), new ones, and a repeat.
+    store.put_many([*stored, *fresh, fresh[0]])
+    assert store.verify() == []
+    assert all(store.get(b.cid) == b.data for b in [*stored, *fresh])
+
+
 def test_iteration_streams_while_blocks_are_deleted(tmp_path: Path) -> None:
     store = PackedBlockStore(tmp_path / "b", sync=False)  # 3000 synced deletes would take long here
     blocks = _blocks(3000, "it")  # several scan chunks
