@@ -11,7 +11,8 @@ Files (``<home>/ray/``, mode 0700): ``state.json`` (0600: pid, process group, so
 session and GCS address), ``auth_token`` (0600, Ray's token), ``lock`` (held while a Ray is
 being started, so two concurrent runs start one Ray), ``daemon.log`` and Ray's files. When the
 home path is too long for Ray's Unix sockets (about 107 bytes with Ray's own suffixes), Ray's
-temporary directory is ``/tmp/cats-ray-<uid>-<hash of the home>`` (0700, removed on stop).
+temporary directory is ``/tmp/cats-ray-<uid>-<hash of the home>`` (0700, removed on stop); it
+is also the ``TMPDIR`` of Ray's processes and workers.
 
 Protocol (the socket is 0600 in a 0700 directory and the peer's uid is checked): frames of a
 4-byte big-endian length and one DAG-CBOR value. A client sends ``{"op": "run", "source": ...,
@@ -45,6 +46,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -619,6 +621,13 @@ class _Supervisor:
         # process group and temp dir to clean up.
         _write_private(self.ray_dir / "state.json", json.dumps(self.state))
         os.environ.update(loopback_ray_env(self._token(), self.temp))
+        # Python's temporary files of everything this Ray runs (the pymp-* sockets of Ray's
+        # agents, the workers' task directories) go under the directory removed at stop: the
+        # agents are SIGKILLed there, and what a killed process made in /tmp would stay.
+        scratch = self.temp.parent / "t"
+        _make_private_dir(scratch)
+        os.environ["TMPDIR"] = str(scratch)
+        tempfile.tempdir = None  # gettempdir() caches its first answer: make it look again
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self._on_signal)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

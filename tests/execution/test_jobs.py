@@ -39,12 +39,14 @@ def ray_head() -> Iterator[tuple[str, str, int]]:
     root = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
     home = root / "home"
     home.mkdir()
+    (root / "tmp").mkdir()  # the head's TMPDIR: what its killed processes leave goes with root
     dash = _free_port()
     client = _free_port()
     token = secrets.token_hex(32)
     env = {
         **os.environ,
         "HOME": str(home),
+        "TMPDIR": str(root / "tmp"),
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN": token,
