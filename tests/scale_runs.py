@@ -85,7 +85,7 @@ def run_blocks(
         structure=structure.cid,
         inputs={"in": datum},
         params={"i": i},
-        seed=0,
+        seed=i + 1,  # distinct per run (the root, i = -1, has 0): facts must come from the Order
         parents=parents,
     )
     result = DatumResult(input="in", name="x", cid=datum, output=output, status="succeeded", memoized=False)

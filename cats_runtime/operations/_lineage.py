@@ -130,10 +130,6 @@ def lineage(node: Node, cid: CID, *, depth: int = 32, max_nodes: int | None = No
     Raises:
         BlockNotFoundError: ``cid`` is neither an indexed BOM nor data the catalog knows about.
     """
-    return _lineage(node, cid, depth, max_nodes)
-
-
-def _lineage(node: Node, cid: CID, depth: int, max_nodes: int | None) -> Lineage:
     graph = Lineage(cid)
     kind = node.catalog.record_type(cid)
     if kind is not None and not kind.startswith("cats/bom"):

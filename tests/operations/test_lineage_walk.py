@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scale_runs import run_blocks
 
 from cats_runtime.cas import CID, Block, add_directory
 from cats_runtime.operations import Node, lineage, rebuild_catalog, render_lineage
@@ -21,9 +22,9 @@ from cats_runtime.records import (
     BOMRecord,
     FunctionRecord,
     InvoiceRecord,
-    OrderRecord,
     StructureRecord,
     VerificationRecord,
+    decode_record,
 )
 
 CHILDREN = 600
@@ -33,28 +34,11 @@ GRANDCHILDREN = 100
 def _run(
     function: FunctionRecord, structure: StructureRecord, i: int, datum: CID, parents: list[CID]
 ) -> tuple[BOMRecord, list[Block]]:
-    output = Block.encode(f"output {i}".encode())
-    order = OrderRecord(
-        function=function.cid,
-        structure=structure.cid,
-        inputs={"in": datum},
-        params={"i": i},
-        seed=i + 1,
-        parents=parents,
-    )
-    invoice = InvoiceRecord(
-        order=order.cid, status="succeeded", output=output.cid, started_ms=i + 1, finished_ms=i + 2
-    )
-    bom = BOMRecord(
-        order=order.cid,
-        invoice=invoice.cid,
-        function=function.cid,
-        structure=structure.cid,
-        inputs=order.inputs,
-        output=output.cid,
-        parents=parents,
-    )
-    return bom, [output, order.to_block(), invoice.to_block(), bom.to_block()]
+    """The blocks of run ``i`` (the shared synthetic runs of the scale tests) and its BOM."""
+    made = run_blocks(function, structure, i, datum, parents)
+    bom = decode_record(made[-1].data)
+    assert isinstance(bom, BOMRecord)
+    return bom, made
 
 
 @pytest.fixture

@@ -134,6 +134,14 @@ def test_slow_headers_and_slow_bodies_are_closed_and_the_node_still_answers(
     assert node.proc.poll() is None
 
 
+def _served_again(node: NodeProcess) -> None:
+    """Once the held connections close the node serves again (its counts follow closed ones)."""
+    deadline = time.monotonic() + 20
+    while httpx.get(f"{node.url}/node", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the node still refuses after the connections closed"
+        time.sleep(0.2)
+
+
 def test_one_client_cannot_take_every_connection(tmp_path: Path) -> None:
     node = start_node(tmp_path / "node", "--max-client-connections", "20", "--header-timeout", "60")
     try:  # the node is stopped whatever fails
@@ -148,11 +156,7 @@ def test_one_client_cannot_take_every_connection(tmp_path: Path) -> None:
         finally:
             for s in held:
                 s.close()
-        # Once the client lets go, it is served again (the count follows closed connections).
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{node.url}/node", timeout=10).status_code != 200:
-            assert time.monotonic() < deadline, "the node still refuses after the connections closed"
-            time.sleep(0.2)
+        _served_again(node)  # once the client lets go
     finally:
         node.stop()
 
@@ -238,9 +242,6 @@ def test_past_max_connections_the_answer_is_the_error_json(tmp_path: Path) -> No
         finally:
             for s in held:
                 s.close()
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{node.url}/node", timeout=10).status_code != 200:
-            assert time.monotonic() < deadline, "the node still refuses after the connections closed"
-            time.sleep(0.2)
+        _served_again(node)
     finally:
         node.stop()
